@@ -1,0 +1,40 @@
+# rnnbench: recurrent language models (vanilla RNN, LSTM, GRU) on Penn Treebank.
+#
+#   snakemake --cores N                                   the default 72-run grid
+#   snakemake --cores N --configfile config/quick.yaml    a tiny grid, a few minutes on a CPU
+#   snakemake --report results/report.html                the HTML report of what was run
+#
+# results/
+#   data/{corpus}/raw/{split}.txt          verified corpus files (download_corpus)
+#   data/{corpus}/{split}.pt, vocab.txt, stats.json      token ids (tokenize_corpus)
+#   runs/{experiment}/{run}/               one folder per training run (train_model, ...):
+#       history.csv  steps.csv.gz  model.pt  train.json  eval.json
+#   checkpoints/{experiment}/{run}.pt      resumable state while a run trains (not an output)
+#   tables/  runs.csv  summary.csv  summary.md  epochs.csv  grad_norms.csv  (collect_metrics)
+#   figures/*.png, *.svg                   built from the tables only (plot_*)
+#   logs/{rule}/...  benchmarks/{rule}/...
+#
+# Run ids: {cell}-h{hidden}-l{layers}[-{axis}{value}...]-s{seed}, e.g. lstm-h300-l1-s1.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile on the command line (e.g. config/quick.yaml) replaces the default config
+# instead of being merged into it, so the quick grid does not pull in the 72 default runs.
+if "experiments" not in config:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,97 @@
+"""One run's settings as a frozen dataclass (no torch import: Snakemake imports this).
+
+The field defaults here are the same as those in ``config/schema/config.schema.yaml``;
+a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+GRAD_MODES = ("normalize", "clip", "none")
+REDUCTIONS = ("mean", "sum_time")
+INITS = ("seed", "uniform")
+DEVICES = ("auto", "cpu", "cuda")
+LOSS_IMPLS = ("fused", "naive")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run's numbers."""
+
+    cell: str
+    hidden: int
+    layers: int = 1
+    seed: int = 1
+    # --- recipe (the training keys of config.yaml's `recipes:`) ---
+    epochs: int = 10
+    lr: float = 1.0
+    decay_start: int = 4
+    decay_factor: float = 1.0
+    batch_size: int = 20
+    bptt: int = 35
+    grad: str = "normalize"
+    clip_norm: float = 5.0
+    normalize_eps: float = 1e-4
+    loss_reduction: str = "mean"
+    init: str = "seed"
+    init_scale: float = 0.1
+    dropout: float = 0.0
+    embedding_size: int | None = None
+    max_batches: int | None = None
+    max_eval_batches: int | None = None
+    loss_impl: str = "fused"
+    # --- machine, not recipe ---
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_choice("cell", self.cell, CELLS)
+        check_choice("grad", self.grad, GRAD_MODES)
+        check_choice("loss_reduction", self.loss_reduction, REDUCTIONS)
+        check_choice("init", self.init, INITS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("loss_impl", self.loss_impl, LOSS_IMPLS)
+        for name in ("hidden", "layers", "epochs", "batch_size", "bptt"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.decay_factor <= 0:
+            raise ValueError(f"lr and decay_factor must be > 0, got {self.lr}, {self.decay_factor}")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``: lr for the first ``decay_start`` epochs, then
+        divided by ``decay_factor`` once more at each later epoch."""
+        return self.lr / self.decay_factor ** max(0, epoch - self.decay_start + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (without ``extra``)."""
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a dict, rejecting unknown keys with the list of known ones."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown training key(s) {', '.join(unknown)}: known keys are "
+                f"{', '.join(sorted(names))}"
+            )
+        return cls(**data)
+
+
+TRAINING_KEYS = tuple(
+    f.name for f in dataclasses.fields(RunConfig)
+    if f.name not in {"cell", "hidden", "layers", "seed", "device", "extra"}
+)
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise a ValueError naming ``key``, the bad value and the allowed ones."""
+    if value not in choices:
+        raise ValueError(f"invalid {key} {value!r}: choose one of {', '.join(choices)}")

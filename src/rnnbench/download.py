@@ -1,0 +1,107 @@
+"""Fetch one corpus file, verify its SHA-256, and only then put it at its output path.
+
+Sources are tried in order: the local mirror (a folder or a ``file://`` URL; config key
+``mirror``, passed in ``$RNNBENCH_MIRROR``), then the file's own URL (``http(s)://``,
+``file://`` or a plain path). Usage::
+
+    python -m rnnbench.download --url URL --sha256 HEX --mirror DIR --out results/data/ptb/train.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from rnnbench.io import atomic_path
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A corpus file could not be fetched or failed verification."""
+
+
+def to_url(location: str) -> str:
+    """A URL for ``location``: URLs pass through, plain paths become ``file://`` URLs."""
+    if urllib.parse.urlparse(location).scheme in {"http", "https", "ftp", "file"}:
+        return location
+    return Path(location).expanduser().resolve().as_uri()
+
+
+def mirror_url(mirror: str, filename: str) -> str:
+    """URL of ``filename`` inside the mirror folder."""
+    base = to_url(mirror)
+    return base.rstrip("/") + "/" + urllib.parse.quote(filename)
+
+
+def fetch(url: str, dest: Path, timeout: float = 60.0) -> str:
+    """Copy ``url`` to ``dest`` and return the SHA-256 of the bytes written."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as src, dest.open("wb") as out:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, out: Path, sha256: str | None = None, mirror: str | None = None) -> str:
+    """Fetch ``url`` (the mirror first) to ``out`` atomically and return the source used."""
+    filename = urllib.parse.unquote(Path(urllib.parse.urlparse(to_url(url)).path).name)
+    sources = ([mirror_url(mirror, filename)] if mirror else []) + [to_url(url)]
+    failures = []
+    for source in sources:
+        try:
+            with atomic_path(out) as tmp:
+                got = fetch(source, tmp)
+                if sha256 and got != sha256.lower():
+                    raise DownloadError(
+                        f"checksum mismatch for {source}: SHA-256 is {got}, the config expects "
+                        f"{sha256}. The file is damaged or is not the expected corpus file; "
+                        f"nothing was written to {out}. Replace the file at its source, or fix "
+                        "the `sha256` value in the config's corpus section if the corpus "
+                        "really changed."
+                    )
+        except (urllib.error.URLError, OSError) as err:
+            log.warning("could not fetch %s: %s", source, getattr(err, "reason", err))
+            failures.append(f"{source} ({getattr(err, 'reason', err)})")
+            continue
+        log.info("fetched %s -> %s (sha256 %s)", source, out, "verified" if sha256 else "unchecked")
+        return source
+    raise DownloadError(
+        f"could not download {filename}: tried {'; '.join(failures)}. If this machine is "
+        "offline, point the config key `mirror` at a folder (or file:// URL) that holds "
+        f"{filename}, for example `snakemake --config mirror=/path/to/ptb ...`; otherwise "
+        "check the corpus URL in the config's `corpus.files` section."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="URL or path of the file")
+    parser.add_argument("--out", required=True, type=Path, help="output path")
+    parser.add_argument("--sha256", default=None, help="expected SHA-256 (hex)")
+    parser.add_argument("--mirror", default=os.environ.get("RNNBENCH_MIRROR"),
+                        help="local folder or file:// URL tried first (default: $RNNBENCH_MIRROR,"
+                        " which the Snakefile sets from the config key `mirror`)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        download(args.url, args.out, args.sha256, args.mirror or None)
+    except DownloadError as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

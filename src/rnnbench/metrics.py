@@ -1,0 +1,66 @@
+"""Per-epoch and per-step metric files of a training run (tidy CSV, written atomically)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from pathlib import Path
+
+import torch
+
+from rnnbench.io import write_atomic
+
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+
+
+def grad_norm_stats(norms: torch.Tensor, threshold: float | None = None) -> dict[str, float]:
+    """p50/p90/p99/max of finite step norms, the share of steps above ``threshold`` (or, when
+    None, above 10x the median), and how many steps were not finite."""
+    finite = norms[torch.isfinite(norms)].double()
+    if finite.numel() == 0:
+        nan = math.nan
+        return {**{k: nan for k in QUANTILES}, "max": nan, "frac_above": nan,
+                "nonfinite": int(norms.numel())}
+    stats = {k: float(torch.quantile(finite, q)) for k, q in QUANTILES.items()}
+    stats["max"] = float(finite.max())
+    limit = threshold if threshold is not None else 10 * stats["p50"]
+    stats["frac_above"] = float((finite > limit).double().mean())
+    stats["nonfinite"] = int(norms.numel() - finite.numel())
+    return stats
+
+
+def epoch_grad_stats(norms: torch.Tensor, cfg) -> dict[str, float]:
+    """Global gradient-norm columns of the epoch table (``grad_norm_p50`` ...)."""
+    norms = norms[~torch.isnan(norms)] if norms.numel() else norms
+    threshold = cfg.clip_norm if cfg.grad == "clip" else None
+    return {f"grad_norm_{k}": v for k, v in grad_norm_stats(norms, threshold).items()}
+
+
+def _csv_text(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    """One row per finished epoch."""
+    header = list(history[0]) if history else ["epoch"]
+    rows = [[r.get(k) for k in header] for r in history]
+    write_atomic(path, lambda tmp: tmp.write_text(_csv_text(header, rows)))
+
+
+def write_steps(path: Path, steps: list[torch.Tensor], groups: list[str], n_batches: int) -> None:
+    """Every training step's loss, global norm and per-group norms (gzip CSV, 7 digits)."""
+    header = ["epoch", "batch", "step", "loss", "grad_norm"] + [f"grad_norm.{g}" for g in groups]
+    rows = []
+    for epoch, table in enumerate(steps):
+        for b, values in enumerate(table.cpu().tolist()):
+            if math.isnan(values[0]) and math.isnan(values[1]):
+                continue  # never reached (cap on minibatches, or stopped by divergence)
+            rows.append([epoch, b, epoch * n_batches + b] + [f"{v:.7g}" for v in values])
+    text = _csv_text(header, rows).encode()
+    write_atomic(path, lambda tmp: tmp.write_bytes(gzip.compress(text, mtime=0)))

@@ -1,0 +1,118 @@
+"""Figures built from the tables alone, so they regenerate without retraining. Usage::
+
+    python -m rnnbench.plots perplexity_vs_hidden --tables results/tables \\
+        --out results/figures/perplexity_vs_hidden.png     # also writes the .svg beside it
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from rnnbench.io import write_atomic  # noqa: E402
+
+log = logging.getLogger(__name__)
+CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+
+
+def _ok(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"] == "ok"]
+
+
+def _cells(df: pd.DataFrame) -> list[str]:
+    return [c for c in CELL_ORDER if c in set(df["cell"])]
+
+
+def _facet_rows(df: pd.DataFrame) -> str | None:
+    """Facet by experiment only when the tables hold several."""
+    return "experiment" if df["experiment"].nunique() > 1 else None
+
+
+def perplexity_vs_hidden(tables: Path) -> sns.FacetGrid:
+    """Test perplexity vs hidden size; hue cell, columns layers, error bars sd over seeds."""
+    runs = _ok(pd.read_csv(tables / "runs.csv"))
+    g = sns.catplot(runs, x="hidden", y="test_ppl", hue="cell", col="layers",
+                    row=_facet_rows(runs), hue_order=_cells(runs), kind="point",
+                    errorbar="sd", dodge=0.3, height=3.5, aspect=1.1, markers="o")
+    g.set_axis_labels("hidden size", "test perplexity (mean ± sd over seeds)")
+    g.set_titles(col_template="layers = {col_name}", row_template="{row_name}")
+    return g
+
+
+def learning_curves(tables: Path) -> sns.FacetGrid:
+    """Validation perplexity per epoch; hue cell, columns hidden, rows layers."""
+    epochs = pd.read_csv(tables / "epochs.csv")
+    g = sns.relplot(epochs, x="epoch", y="valid_ppl", hue="cell", col="hidden", row="layers",
+                    hue_order=_cells(epochs), kind="line", errorbar="sd", marker="o",
+                    height=3, aspect=1.1)
+    g.set(yscale="log")
+    g.set_axis_labels("epoch", "validation perplexity")
+    g.set_titles("hidden {col_name}, layers {row_name}")
+    return g
+
+
+def grad_norms(tables: Path) -> sns.FacetGrid:
+    """Global gradient norm (before normalisation/clipping) over training, log scale."""
+    grads = pd.read_csv(tables / "grad_norms.csv")
+    g = sns.relplot(grads, x="progress", y="grad_norm_median", hue="cell", col="hidden",
+                    row="layers", hue_order=_cells(grads), kind="line", errorbar=("pi", 80),
+                    height=3, aspect=1.1)
+    g.set(yscale="log")
+    g.set_axis_labels("share of training", "global gradient norm (median per bin)")
+    g.set_titles("hidden {col_name}, layers {row_name}")
+    return g
+
+
+def perplexity_vs_params(tables: Path) -> sns.FacetGrid:
+    """Test perplexity against parameter count; hue cell, style layers."""
+    runs = _ok(pd.read_csv(tables / "runs.csv"))
+    g = sns.relplot(runs, x="params", y="test_ppl", hue="cell", style="layers",
+                    row=_facet_rows(runs), hue_order=_cells(runs), s=60, height=3.5, aspect=1.4)
+    g.set(xscale="log")
+    g.set_axis_labels("trainable parameters", "test perplexity")
+    return g
+
+
+FIGURES: dict[str, Callable[[Path], sns.FacetGrid]] = {
+    "perplexity_vs_hidden": perplexity_vs_hidden,
+    "learning_curves": learning_curves,
+    "grad_norms": grad_norms,
+    "perplexity_vs_params": perplexity_vs_params,
+}
+
+
+def save(grid: sns.FacetGrid, png: Path) -> None:
+    """Write the PNG and the SVG beside it, each atomically."""
+    for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
+        write_atomic(path, lambda tmp, f=fmt: grid.figure.savefig(tmp, format=f, dpi=120,
+                                                                 bbox_inches="tight"))
+    plt.close(grid.figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
+    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sns.set_theme(style="whitegrid", context="paper")
+    save(FIGURES[args.figure](args.tables), args.out)
+    log.info("wrote %s and .svg", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Train one language model with truncated BPTT and plain SGD; resumable and preemption-safe.
+
+One step (the course lab's recipe, generalised)::
+
+    hidden <- hidden.detach()                  # truncated BPTT: carry values, cut the graph
+    loss   <- sum of token cross-entropies / (bptt*batch)   [mean]  or  / batch   [sum_time]
+    g      <- grad(loss);  n <- ||g|| (global), recorded with per-group norms
+    g      <- g / n  (0 if n < eps)  [normalize]  |  g * min(1, c/n)  [clip]  |  g  [none]
+    w      <- w - lr * g
+
+A checkpoint (model, optimizer, RNG states, hidden state, position, history) is written
+atomically at every epoch end, every ``--checkpoint-interval`` seconds, and on SIGTERM/SIGINT,
+to a path outside the rule's outputs, so a killed or preempted job resumes where it stopped
+and ends with the same numbers (bitwise on CPU). A NaN/inf loss ends the run as ``diverged``
+with exit status 0. Usage: ``python -m rnnbench.train --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnbench import __version__
+from rnnbench.config import RunConfig
+from rnnbench.data import batchify, get_batch, num_batches
+from rnnbench.evaluate import build_model, evaluate, perplexity
+from rnnbench.io import write_atomic, write_json
+from rnnbench.losses import loss_sum
+from rnnbench.metrics import epoch_grad_stats, write_history, write_steps
+from rnnbench.model import RNNModel, detach_hidden, parameter_groups
+
+log = logging.getLogger(__name__)
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
+
+
+class Preempted(Exception):
+    """SIGTERM/SIGINT arrived; a checkpoint has been written."""
+
+
+@dataclasses.dataclass
+class State:
+    """Everything that changes during training, i.e. everything a checkpoint must hold."""
+
+    epoch: int = 0  # 0-based epoch in progress
+    batch: int = 0  # next minibatch of that epoch
+    hidden: Any = None  # carried hidden state mid-epoch
+    loss_sum: torch.Tensor | None = None  # summed train loss of the epoch so far
+    tokens: int = 0  # train tokens of the epoch so far
+    seconds: float = 0.0  # training seconds of the epoch so far
+    steps: list = dataclasses.field(default_factory=list)  # (n_batches, 2+G) per epoch
+    history: list = dataclasses.field(default_factory=list)  # one dict per finished epoch
+    best_valid: float = math.inf
+    best_state: dict | None = None
+    diverged_step: int | None = None
+
+
+class GradTreatment:
+    """Per-group gradient norms and the recipe's normalize/clip step, without host syncs."""
+
+    def __init__(self, model: RNNModel, cfg: RunConfig) -> None:
+        named = dict(model.named_parameters())
+        groups = parameter_groups(model)
+        self.names = [g for g, _ in groups]
+        self.params = [named[n] for _, names in groups for n in names]
+        index = [i for i, (_, names) in enumerate(groups) for _ in names]
+        self.index = torch.tensor(index, device=self.params[0].device)
+        self.cfg = cfg
+
+    def __call__(self) -> torch.Tensor:
+        """Apply the treatment in place; return [global, *group] norms *before* it."""
+        grads = [p.grad for p in self.params]
+        per_param = torch.stack(torch._foreach_norm(grads))  # (P,)
+        sq = torch.zeros(len(self.names), device=per_param.device, dtype=per_param.dtype)
+        sq.index_add_(0, self.index, per_param * per_param)
+        total = sq.sum().sqrt()
+        if self.cfg.grad == "normalize":
+            # unit-norm step; an (almost) zero gradient is zeroed, not blown up
+            scale = torch.where(total < self.cfg.normalize_eps, 0.0, 1.0 / total)
+            torch._foreach_mul_(grads, scale)
+        elif self.cfg.grad == "clip":
+            torch._foreach_mul_(grads, (self.cfg.clip_norm / (total + 1e-6)).clamp(max=1.0))
+        return torch.cat([total.view(1), sq.sqrt()])
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "device 'cuda' was requested but torch sees no CUDA GPU (torch "
+            f"{torch.__version__}); set `device: auto` or `device: cpu` in the config."
+        )
+    return torch.device(name)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where and with what this run executes."""
+    env = {
+        "device": device.type,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "rnnbench": __version__,
+        "hostname": platform.node(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    return env
+
+
+def save_checkpoint(path: Path, cfg: RunConfig, model, state: State) -> None:
+    """Write the resumable state atomically (tensors and plain containers only)."""
+    blob = {
+        "config": cfg.to_dict(),
+        "model": model.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **{f.name: getattr(state, f.name) for f in dataclasses.fields(State)},
+    }
+    write_atomic(path, lambda tmp: torch.save(blob, tmp))
+
+
+def load_checkpoint(path: Path, cfg: RunConfig, model, device) -> State | None:
+    """The saved State (model weights and RNG restored), or None to start fresh."""
+    if not path.exists():
+        return None
+    blob = torch.load(path, map_location=device, weights_only=True)
+    if blob["config"] != cfg.to_dict():
+        log.warning("checkpoint %s belongs to another configuration; starting afresh", path)
+        return None
+    model.load_state_dict(blob["model"])
+    torch.set_rng_state(blob["rng_cpu"].cpu())
+    if blob["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in blob["rng_cuda"]])
+    state = State(**{f.name: blob[f.name] for f in dataclasses.fields(State)})
+    log.info("resuming from %s at epoch %d, minibatch %d", path, state.epoch, state.batch)
+    return state
+
+
+class Trainer:
+    """Owns the model, data and state of one run; ``run()`` trains to the end."""
+
+    def __init__(self, cfg: RunConfig, data_dir: Path, checkpoint: Path, device: torch.device,
+                 log_interval: int = 200, checkpoint_interval: float = 600.0) -> None:
+        self.cfg, self.device, self.checkpoint = cfg, device, checkpoint
+        self.log_interval, self.checkpoint_interval = log_interval, checkpoint_interval
+        def load(split: str) -> torch.Tensor:
+            return torch.load(data_dir / f"{split}.pt", weights_only=True)
+
+        self.train_data = batchify(load("train"), cfg.batch_size).to(device)  # (rows, batch)
+        self.valid_data = batchify(load("valid"), cfg.batch_size).to(device)
+        self.vocab_size = len((data_dir / "vocab.txt").read_text().splitlines())
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, self.vocab_size).to(device)
+        self.init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+        self.treat = GradTreatment(self.model, cfg)
+        n = num_batches(self.train_data, cfg.bptt)
+        self.n_batches = n if cfg.max_batches is None else min(n, cfg.max_batches)
+        self.state = load_checkpoint(checkpoint, cfg, self.model, device) or State()
+        self.stop_signal: int | None = None
+        self._last_save = time.monotonic()
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def train_epoch(self) -> None:
+        """Run the rest of the current epoch from ``state.batch``."""
+        cfg, st, model = self.cfg, self.state, self.model
+        model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(st.epoch)
+        if st.batch == 0:
+            st.hidden, st.loss_sum, st.tokens, st.seconds = None, None, 0, 0.0
+            st.steps.append(torch.full((self.n_batches, 2 + len(self.treat.names)), math.nan,
+                                       device=self.device))
+        steps = st.steps[-1]
+        hidden = st.hidden if st.hidden is not None else model.init_hidden(cfg.batch_size)
+        loss_acc = st.loss_sum if st.loss_sum is not None else torch.zeros((), device=self.device)
+        t0 = time.perf_counter() - st.seconds
+        for b in range(st.batch, self.n_batches):
+            x, y = get_batch(self.train_data, b * cfg.bptt, cfg.bptt)  # (seq, batch) each
+            hidden = detach_hidden(hidden)
+            model.zero_grad(set_to_none=True)
+            out, hidden = model.features(x, hidden)  # (seq, batch, hidden)
+            total = loss_sum(model.decoder, out, y, cfg.loss_impl)
+            divisor = y.numel() if cfg.loss_reduction == "mean" else y.size(1)
+            (total / divisor).backward()
+            steps[b, 0] = total.detach() / y.numel()  # mean token loss of this step
+            steps[b, 1:] = self.treat()
+            self.optimizer.step()
+            loss_acc += total.detach()
+            st.tokens += y.numel()
+            st.batch, st.hidden, st.loss_sum = b + 1, hidden, loss_acc
+            st.seconds = time.perf_counter() - t0
+            if (b + 1) % self.log_interval == 0 or b + 1 == self.n_batches:
+                if self.check_diverged(steps, b + 1):
+                    return
+                self.log_progress(b + 1)
+            if self.stop_signal is not None or self._checkpoint_due():
+                st.hidden = detach_hidden(hidden)
+                self.save()
+                if self.stop_signal is not None:
+                    raise Preempted(self.stop_signal)
+
+    def check_diverged(self, steps: torch.Tensor, upto: int) -> bool:
+        """Mark the run diverged at the first non-finite step loss (one host sync)."""
+        bad = ~torch.isfinite(steps[:upto, 0])
+        if not bool(bad.any()):
+            return False
+        first = int(bad.nonzero()[0, 0])
+        self.state.diverged_step = self.state.epoch * self.n_batches + first
+        log.error("loss became non-finite at epoch %d, minibatch %d: run diverged",
+                  self.state.epoch, first)
+        return True
+
+    def end_epoch(self) -> None:
+        """Validate, keep the best weights, append the epoch's row, checkpoint."""
+        cfg, st = self.cfg, self.state
+        valid_loss, _ = evaluate(self.model, self.valid_data, cfg.bptt, cfg.loss_impl,
+                                 cfg.max_eval_batches)
+        train_loss = st.loss_sum.item() / max(st.tokens, 1)
+        row = {
+            "epoch": st.epoch, "lr": cfg.lr_at(st.epoch),
+            "train_loss": train_loss, "train_ppl": perplexity(train_loss),
+            "valid_loss": valid_loss, "valid_ppl": perplexity(valid_loss),
+            "seconds": st.seconds, "tokens": st.tokens,
+            "tokens_per_s": st.tokens / st.seconds if st.seconds else math.nan,
+            **epoch_grad_stats(st.steps[-1][:, 1].cpu(), cfg),
+        }
+        st.history.append(row)
+        if valid_loss < st.best_valid:
+            st.best_valid = valid_loss
+            st.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        log.info("epoch %d/%d  lr %.4g  train ppl %.2f  valid ppl %.2f  %.1f s  %.0f tok/s",
+                 st.epoch, cfg.epochs - 1, row["lr"], row["train_ppl"], row["valid_ppl"],
+                 row["seconds"], row["tokens_per_s"])
+        st.epoch, st.batch, st.hidden, st.loss_sum = st.epoch + 1, 0, None, None
+        self.save()
+
+    def run(self) -> str:
+        """Train all epochs (or until divergence); return the status."""
+        while self.state.epoch < self.cfg.epochs and self.state.diverged_step is None:
+            self.train_epoch()
+            if self.state.diverged_step is not None:
+                break
+            self.end_epoch()
+        if self.state.diverged_step is not None:
+            self.save()
+            return "diverged"
+        return "ok"
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def log_progress(self, done: int) -> None:
+        """One progress line: position, loss, tokens/s, ETA of the run."""
+        st, cfg = self.state, self.cfg
+        loss = st.loss_sum.item() / max(st.tokens, 1)
+        rate = st.tokens / st.seconds if st.seconds else math.nan
+        left = (self.n_batches - done) + (cfg.epochs - st.epoch - 1) * self.n_batches
+        eta = left * st.seconds / max(done - 0, 1) if st.seconds else math.nan
+        log.info("epoch %d/%d  batch %d/%d  loss %.3f  ppl %.1f  %.0f tok/s  ETA %.0f s",
+                 st.epoch, cfg.epochs - 1, done, self.n_batches, loss, perplexity(loss),
+                 rate, eta)
+
+    def _checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_save > self.checkpoint_interval
+
+    def save(self) -> None:
+        """Checkpoint now."""
+        save_checkpoint(self.checkpoint, self.cfg, self.model, self.state)
+        self._last_save = time.monotonic()
+
+
+def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
+                  env: dict, wall: float) -> None:
+    """The rule's outputs: history.csv, steps.csv.gz, model.pt and train.json."""
+    st, cfg = trainer.state, trainer.cfg
+    write_history(run_dir / "history.csv", st.history)
+    write_steps(run_dir / "steps.csv.gz", st.steps, trainer.treat.names, trainer.n_batches)
+    model_blob = {"config": cfg.to_dict(), "vocab_size": trainer.vocab_size,
+                  "best_state": st.best_state, "init_state": trainer.init_state}
+    write_atomic(run_dir / "model.pt", lambda tmp: torch.save(model_blob, tmp))
+    best = min(st.history, key=lambda r: r["valid_loss"]) if st.history else None
+    write_json(run_dir / "train.json", {
+        "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
+        "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
+        "params": sum(p.numel() for p in trainer.model.parameters()),
+        "vocab_size": trainer.vocab_size, "wall_seconds": wall,
+        "train_seconds": sum(r["seconds"] for r in st.history),
+        "config": cfg.to_dict(), "command": shlex.join(sys.argv), **env,
+    })
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags: one per RunConfig field, plus paths and machine settings."""
+    p = argparse.ArgumentParser(description="Train one RNN language model (rnnbench).")
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "extra":
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" |")[0], str)
+        if "None" in str(f.type):
+            kind = int
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind,
+                       required=f.default is dataclasses.MISSING, default=f.default)
+    p.add_argument("--data-dir", required=True, type=Path, help="tokenized corpus folder")
+    p.add_argument("--run-dir", required=True, type=Path, help="folder of the outputs")
+    p.add_argument("--run-id", default=None)
+    p.add_argument("--checkpoint", required=True, type=Path, help="resumable state file")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--log-interval", type=int, default=200, help="minibatches between logs")
+    p.add_argument("--checkpoint-interval", type=float, default=600.0,
+                   help="seconds between mid-epoch checkpoints")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"extra"}
+    cfg = RunConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(cfg.device)
+    env = environment(device)
+    log.info("run %s on %s: %s", args.run_id, env["gpu"] or env["device"], cfg)
+    start = time.perf_counter()
+    trainer = Trainer(cfg, args.data_dir, args.checkpoint, device, args.log_interval,
+                      args.checkpoint_interval)
+
+    def on_signal(signum, _frame):
+        log.warning("received signal %d: checkpointing at the next minibatch", signum)
+        trainer.stop_signal = signum
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        status = trainer.run()
+    except Preempted:
+        log.warning("checkpoint written to %s; rerun the job to resume", args.checkpoint)
+        return PREEMPTED_EXIT
+    write_outputs(trainer, args.run_dir, args.run_id or args.run_dir.name, status, env,
+                  time.perf_counter() - start)
+    args.checkpoint.unlink(missing_ok=True)  # in-progress state only; the outputs now exist
+    log.info("run %s finished: %s", args.run_id, status)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+# Tables from every run, figures from the tables, and the report items.
+
+# Figure name -> report category. Each figure has a caption in workflow/report/{name}.rst.
+FIGURE_CATEGORIES = {
+    "perplexity_vs_hidden": "Perplexity",
+    "perplexity_vs_params": "Perplexity",
+    "learning_curves": "Training",
+    "grad_norms": "Gradients",
+}
+FIGURES = [f"results/figures/{name}.png" for name in FIGURE_CATEGORIES]
+
+
+rule collect_metrics:
+    input:
+        train=run_files("train.json"),
+        eval=run_files("eval.json"),
+        history=run_files("history.csv"),
+        steps=run_files("steps.csv.gz"),
+        # the code that builds the tables: editing it rebuilds them (not the runs)
+        code="src/rnnbench/aggregate.py",
+    output:
+        runs="results/tables/runs.csv",
+        summary=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary across seeds"},
+        ),
+        summary_md="results/tables/summary.md",
+        epochs="results/tables/epochs.csv",
+        grad_norms="results/tables/grad_norms.csv",
+    params:
+        run_dirs=[r.path for r in RUNS],
+    log:
+        "results/logs/collect_metrics.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.aggregate --out-dir results/tables {params.run_dirs:q} > {log:q} 2>&1"
+
+
+for _name, _category in FIGURE_CATEGORIES.items():
+
+    rule:
+        name:
+            f"plot_{_name}"
+        input:
+            tables=rules.collect_metrics.output,
+            code="src/rnnbench/plots.py",
+        output:
+            png=report(
+                f"results/figures/{_name}.png",
+                caption=f"../report/{_name}.rst",
+                category=_category,
+                labels={"figure": _name.replace("_", " ")},
+            ),
+            svg=f"results/figures/{_name}.svg",
+        params:
+            figure=_name,
+        log:
+            f"results/logs/plot_{_name}.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "python -m rnnbench.plots {params.figure} --tables results/tables"
+            " --out {output.png:q} > {log:q} 2>&1"

@@ -1,0 +1,85 @@
+# Wiring only: config validation, the run list, input functions. Logic lives in src/rnnbench.
+import os
+import sys
+from pathlib import Path
+
+SRC = str(Path(workflow.basedir) / "src")
+# Rules run `python -m rnnbench.<stage>`; this makes them work from a plain clone too.
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from rnnbench.grid import expand as expand_grid, run_args
+from rnnbench.schema import check_config
+
+check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml")
+
+# The mirror says where the corpus comes from, not what it is (the SHA-256 does), so it is
+# handed to download_corpus through the environment rather than as a param: switching
+# mirrors must not rerun the downloads and, through them, every training run.
+os.environ["RNNBENCH_MIRROR"] = config.get("mirror") or ""
+
+CORPUS = config["corpus"]["name"]
+RUNS, SKIPPED = expand_grid(config)
+RUN_BY_KEY = {(r.experiment, r.run_id): r for r in RUNS}
+for s in SKIPPED:
+    logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
+
+
+wildcard_constraints:
+    corpus=r"[A-Za-z0-9_.-]+",
+    split="train|valid|test",
+    experiment=r"[A-Za-z0-9_]+",
+    run=r"[A-Za-z0-9_.-]+",
+
+
+def run_of(wildcards):
+    """The grid point behind {experiment}/{run}."""
+    return RUN_BY_KEY[(wildcards.experiment, wildcards.run)]
+
+
+def train_args(wildcards):
+    """Training flags of one run (its whole configuration)."""
+    return run_args(run_of(wildcards).config)
+
+
+def uses_gpu(wildcards):
+    """1 when the run may use CUDA (device auto or cuda), else 0."""
+    return 0 if run_of(wildcards).config.device == "cpu" else 1
+
+
+def train_mem_mb(wildcards):
+    """Rough peak memory of a training job: a base plus the model's share."""
+    cfg = run_of(wildcards).config
+    return 2000 + 4 * cfg.hidden * cfg.layers
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes for a training job, generous for a CPU; grows with each retry."""
+    cfg = run_of(wildcards).config
+    per_epoch = 2 + cfg.hidden * cfg.layers * (4 if cfg.cell == "lstm" else 3) // 150
+    return (10 + cfg.epochs * per_epoch) * attempt
+
+
+def corpus_url(wildcards):
+    """URL or path of one split's file."""
+    return config["corpus"]["files"][wildcards.split]["url"]
+
+
+def corpus_sha256(wildcards):
+    """Expected SHA-256 of one split's file ('' when not given)."""
+    return config["corpus"]["files"][wildcards.split].get("sha256") or ""
+
+
+def run_files(name):
+    """One file of every run of the config."""
+    return [f"{r.path}/{name}" for r in RUNS]
+
+
+def all_targets():
+    """Tables and figures of the whole config."""
+    return [
+        "results/tables/runs.csv",
+        "results/tables/summary.csv",
+        "results/tables/summary.md",
+        *FIGURES,
+    ]

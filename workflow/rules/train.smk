@@ -1,0 +1,60 @@
+# Training and evaluation, one job each per run.
+
+
+rule train_model:
+    input:
+        multiext(f"results/data/{CORPUS}/", "train.pt", "valid.pt", "vocab.txt"),
+    output:
+        history="results/runs/{experiment}/{run}/history.csv",
+        steps="results/runs/{experiment}/{run}/steps.csv.gz",
+        model="results/runs/{experiment}/{run}/model.pt",
+        meta="results/runs/{experiment}/{run}/train.json",
+    params:
+        args=train_args,
+        data_dir=f"results/data/{CORPUS}",
+        # Outside the outputs: Snakemake deletes a failed job's outputs, not this file, so
+        # a killed or preempted job resumes from it when rerun.
+        checkpoint="results/checkpoints/{experiment}/{run}.pt",
+    log:
+        "results/logs/train_model/{experiment}/{run}.log",
+    benchmark:
+        "results/benchmarks/train_model/{experiment}/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=uses_gpu,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
+        " --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
+        " >> {log:q} 2>&1"
+
+
+rule evaluate_model:
+    input:
+        model="results/runs/{experiment}/{run}/model.pt",
+        meta="results/runs/{experiment}/{run}/train.json",
+        data=multiext(f"results/data/{CORPUS}/", "valid.pt", "test.pt"),
+    output:
+        "results/runs/{experiment}/{run}/eval.json",
+    params:
+        data_dir=f"results/data/{CORPUS}",
+        device=config.get("device", "auto"),
+    log:
+        "results/logs/evaluate_model/{experiment}/{run}.log",
+    benchmark:
+        "results/benchmarks/evaluate_model/{experiment}/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=uses_gpu,
+        mem_mb=train_mem_mb,
+        runtime=20,
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.evaluate --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        " --data-dir {params.data_dir} --device {params.device} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
