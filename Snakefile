@@ -25,7 +25,7 @@ min_version("9.0")
 # instead of being merged into it, so the quick grid does not pull in the 72 default runs.
 if "experiments" not in config:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

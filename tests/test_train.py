@@ -1,0 +1,186 @@
+"""Training: lr schedule, gradient treatment, perplexity, resume, divergence, preemption."""
+
+import gzip
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from rnnbench.config import RunConfig
+from rnnbench.data import batchify
+from rnnbench.evaluate import evaluate
+from rnnbench.io import read_json
+from rnnbench.model import RNNModel
+from rnnbench.train import GradTreatment, Preempted, Trainer, main
+
+
+def tiny_config(**kw) -> RunConfig:
+    base = dict(cell="lstm", hidden=16, layers=2, seed=3, epochs=2, lr=1.0, decay_start=1,
+                decay_factor=2.0, batch_size=4, bptt=10, dropout=0.2, device="cpu")
+    return RunConfig(**{**base, **kw})
+
+
+def test_lr_schedule_of_the_published_recipes():
+    rnn = RunConfig("rnn_tanh", 150, epochs=10, lr=1.0, decay_start=4, decay_factor=1.1)
+    assert [rnn.lr_at(e) for e in range(6)] == pytest.approx([1, 1, 1, 1, 1 / 1.1, 1 / 1.21])
+    lstm = RunConfig("lstm", 300, epochs=8, lr=5.0, decay_start=2, decay_factor=3.0)
+    assert [lstm.lr_at(e) for e in range(4)] == pytest.approx([5, 5, 5 / 3, 5 / 9])
+    zaremba = RunConfig("lstm", 200, epochs=13, lr=1.0, decay_start=4, decay_factor=2.0)
+    assert [zaremba.lr_at(e) for e in (3, 4, 12)] == pytest.approx([1, 0.5, 2**-9])
+
+
+def _grads(model, scale):
+    for p in model.parameters():
+        p.grad = torch.full_like(p, scale)
+
+
+def test_unit_norm_step_gives_norm_one_and_reports_the_norm_before():
+    model = RNNModel("rnn_tanh", 20, 4)
+    _grads(model, 0.5)
+    norms = GradTreatment(model, tiny_config(grad="normalize"))()
+    n = sum(p.numel() for p in model.parameters())
+    assert norms[0].item() == pytest.approx(0.5 * math.sqrt(n))
+    after = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+    assert after.item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_unit_norm_step_zeroes_tiny_gradients():
+    model = RNNModel("gru", 20, 4)
+    _grads(model, 1e-9)
+    GradTreatment(model, tiny_config(grad="normalize", normalize_eps=1e-4))()
+    assert all(p.grad.abs().max() == 0 for p in model.parameters())
+
+
+def test_clip_caps_the_global_norm_and_leaves_small_ones():
+    model = RNNModel("lstm", 20, 4)
+    _grads(model, 1.0)
+    GradTreatment(model, tiny_config(grad="clip", clip_norm=5.0))()
+    after = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+    assert after.item() == pytest.approx(5.0, rel=1e-5)
+    _grads(model, 1e-3)
+    GradTreatment(model, tiny_config(grad="clip", clip_norm=5.0))()
+    assert all(torch.all(p.grad == 1e-3) for p in model.parameters())
+
+
+def test_group_norms_combine_to_the_global_norm():
+    model = RNNModel("lstm", 30, 6, num_layers=2)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    norms = GradTreatment(model, tiny_config(grad="none"))()
+    assert norms[0].item() == pytest.approx(norms[1:].pow(2).sum().sqrt().item(), rel=1e-6)
+    assert len(norms) == 1 + 1 + 3 * 2 + 1
+
+
+@pytest.mark.parametrize("impl", ["fused", "naive"])
+def test_perplexity_of_a_uniform_model_equals_the_vocabulary_size(impl):
+    model = RNNModel("rnn_relu", 37, 8)
+    torch.nn.init.zeros_(model.decoder.weight)
+    data = batchify(torch.randint(0, 37, (1000,)), 5)
+    loss, tokens = evaluate(model, data, bptt=7, impl=impl)
+    assert tokens == (200 - 1) * 5
+    assert math.exp(loss) == pytest.approx(37, rel=1e-6)
+
+
+class StopAfter(Trainer):
+    """A Trainer that receives SIGTERM (as a flag) after ``stop_after`` steps."""
+
+    def __init__(self, *args, stop_after: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.stop_after = 0, stop_after
+
+    def _checkpoint_due(self) -> bool:
+        self.calls += 1
+        if self.calls >= self.stop_after:
+            self.stop_signal = signal.SIGTERM
+        return False
+
+
+def _train(cfg, tiny_data, ckpt, stops=()):
+    """Train to the end, preempted after each number of steps in ``stops``."""
+    for n in stops:
+        with pytest.raises(Preempted):
+            StopAfter(cfg, tiny_data, ckpt, torch.device("cpu"), stop_after=n).run()
+        assert ckpt.exists()
+    trainer = Trainer(cfg, tiny_data, ckpt, torch.device("cpu"))
+    assert trainer.run() == "ok"
+    return trainer
+
+
+def test_resume_after_preemption_equals_uninterrupted_run_bitwise(tiny_data, tmp_path):
+    cfg = tiny_config()
+    whole = _train(cfg, tiny_data, tmp_path / "a.pt")
+    pieces = _train(cfg, tiny_data, tmp_path / "b.pt", stops=(5, 30, 50))
+    drop = ["seconds", "tokens_per_s"]
+    a = pd.DataFrame(whole.state.history).drop(columns=drop)
+    b = pd.DataFrame(pieces.state.history).drop(columns=drop)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for k, v in whole.state.best_state.items():
+        assert torch.equal(v, pieces.state.best_state[k]), k
+    for x, y in zip(whole.state.steps, pieces.state.steps, strict=True):
+        assert torch.equal(x, y)
+
+
+def _train_cmd(data, run_dir, ckpt, *extra):
+    return [sys.executable, "-m", "rnnbench.train", "--cell", "gru", "--hidden", "24",
+            "--layers", "2", "--dropout", "0.1", "--epochs", "3", "--batch-size", "4",
+            "--bptt", "10", "--device", "cpu", "--data-dir", str(data), "--run-dir",
+            str(run_dir), "--checkpoint", str(ckpt), "--threads", "1", *extra]
+
+
+def test_killed_job_resumes_mid_epoch_with_identical_results(tiny_data, tmp_path):
+    ref = tmp_path / "ref"
+    assert subprocess.run(_train_cmd(tiny_data, ref, tmp_path / "ref.pt"),
+                          capture_output=True).returncode == 0
+    run, ckpt = tmp_path / "run", tmp_path / "run.pt"
+    cmd = _train_cmd(tiny_data, run, ckpt, "--checkpoint-interval", "0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill -9 once a mid-epoch checkpoint of epoch 1 exists
+        if ckpt.exists():
+            state = torch.load(ckpt, weights_only=True)
+            if state["epoch"] >= 1 and state["batch"] > 0:
+                break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not (run / "train.json").exists()
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    a, b = pd.read_csv(ref / "history.csv"), pd.read_csv(run / "history.csv")
+    cols = [c for c in a.columns if c not in ("seconds", "tokens_per_s")]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    assert gzip.decompress((ref / "steps.csv.gz").read_bytes()) == \
+        gzip.decompress((run / "steps.csv.gz").read_bytes())
+    ma = torch.load(ref / "model.pt", weights_only=True)["best_state"]
+    mb = torch.load(run / "model.pt", weights_only=True)["best_state"]
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert not ckpt.exists()  # removed once the outputs are written
+
+
+def test_sigterm_checkpoints_and_exits_for_a_retry(tiny_data, tmp_path):
+    run, ckpt = tmp_path / "run", tmp_path / "run.pt"
+    cmd = _train_cmd(tiny_data, run, ckpt, "--epochs", "50")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] > 0 or state["batch"] > 0
+    assert not (run / "train.json").exists()
+
+
+def test_nan_loss_is_recorded_as_diverged_and_exits_zero(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    argv = ["--cell", "rnn_relu", "--hidden", "16", "--epochs", "3", "--lr", "1e30",
+            "--grad", "none", "--batch-size", "4", "--bptt", "10", "--device", "cpu",
+            "--data-dir", str(tiny_data), "--run-dir", str(run), "--checkpoint",
+            str(tmp_path / "c.pt"), "--log-interval", "5"]
+    assert main(argv) == 0
+    meta = read_json(run / "train.json")
+    assert meta["status"] == "diverged" and meta["diverged_step"] is not None
+    assert (run / "steps.csv.gz").exists() and (run / "model.pt").exists()
