@@ -13,6 +13,7 @@ import torch
 from rnnbench.io import write_atomic
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+GLOBAL_STATS = ("p50", "p90", "p99", "max", "frac_above")  # copied into the epoch table
 
 
 def grad_norm_stats(norms: torch.Tensor, threshold: float | None = None) -> dict[str, float]:
@@ -31,13 +32,6 @@ def grad_norm_stats(norms: torch.Tensor, threshold: float | None = None) -> dict
     return stats
 
 
-def epoch_grad_stats(norms: torch.Tensor, cfg) -> dict[str, float]:
-    """Global gradient-norm columns of the epoch table (``grad_norm_p50`` ...)."""
-    norms = norms[~torch.isnan(norms)] if norms.numel() else norms
-    threshold = cfg.clip_norm if cfg.grad == "clip" else None
-    return {f"grad_norm_{k}": v for k, v in grad_norm_stats(norms, threshold).items()}
-
-
 def _csv_text(header: list[str], rows: list[list]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -46,10 +40,32 @@ def _csv_text(header: list[str], rows: list[list]) -> str:
     return buf.getvalue()
 
 
-def write_history(path: Path, history: list[dict]) -> None:
-    """One row per finished epoch."""
-    header = list(history[0]) if history else ["epoch"]
-    rows = [[r.get(k) for k in header] for r in history]
+def group_grad_stats(steps: torch.Tensor, groups: list[str], epoch: int, n_batches: int,
+                     cfg) -> list[dict]:
+    """Per-epoch rows of gradient-norm statistics for the global norm and each group.
+
+    ``steps``: the epoch's (n_batches, 2 + G) table [loss, global, group...]. Also gives the
+    global step of the first non-finite norm, if any.
+    """
+    table = steps.cpu()
+    reached = ~(torch.isnan(table[:, 0]) & torch.isnan(table[:, 1]))
+    table = table[reached]
+    threshold = cfg.clip_norm if cfg.grad == "clip" else None
+    rows = []
+    for j, name in enumerate(["global", *groups]):
+        norms = table[:, 1 + j]
+        bad = (~torch.isfinite(norms)).nonzero()
+        first = int(bad[0, 0]) + epoch * n_batches if len(bad) else None
+        rows.append({"epoch": epoch, "group": name,
+                     **grad_norm_stats(norms, threshold if name == "global" else None),
+                     "first_nonfinite_step": first})
+    return rows
+
+
+def write_rows(path: Path, records: list[dict]) -> None:
+    """A list of flat dicts as CSV (header from the first), atomically."""
+    header = list(records[0]) if records else ["epoch"]
+    rows = [[r.get(k) for k in header] for r in records]
     write_atomic(path, lambda tmp: tmp.write_text(_csv_text(header, rows)))
 
 

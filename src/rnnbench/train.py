@@ -36,9 +36,10 @@ from rnnbench import __version__
 from rnnbench.config import RunConfig
 from rnnbench.data import batchify, get_batch, num_batches
 from rnnbench.evaluate import build_model, evaluate, perplexity
+from rnnbench.gradtime import recurrent_spectra
 from rnnbench.io import write_atomic, write_json
 from rnnbench.losses import loss_sum
-from rnnbench.metrics import epoch_grad_stats, write_history, write_steps
+from rnnbench.metrics import GLOBAL_STATS, group_grad_stats, write_rows, write_steps
 from rnnbench.model import RNNModel, detach_hidden, parameter_groups
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class State:
     seconds: float = 0.0  # training seconds of the epoch so far
     steps: list = dataclasses.field(default_factory=list)  # (n_batches, 2+G) per epoch
     history: list = dataclasses.field(default_factory=list)  # one dict per finished epoch
+    spectra: list = dataclasses.field(default_factory=list)  # sigma_max rows per epoch
+    grad_stats: list = dataclasses.field(default_factory=list)  # per-group rows per epoch
     best_valid: float = math.inf
     best_state: dict | None = None
     diverged_step: int | None = None
@@ -172,15 +175,16 @@ class Trainer:
         self.treat = GradTreatment(self.model, cfg)
         n = num_batches(self.train_data, cfg.bptt)
         self.n_batches = n if cfg.max_batches is None else min(n, cfg.max_batches)
-        self.state = load_checkpoint(checkpoint, cfg, self.model, device) or State()
+        self.state = load_checkpoint(checkpoint, cfg, self.model, device) or State(
+            spectra=[{"epoch": -1, **r} for r in recurrent_spectra(self.model)])
         self.stop_signal: int | None = None
         self._last_save = time.monotonic()
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self) -> None:
         """Run the rest of the current epoch from ``state.batch``."""
-        cfg, st, model = self.cfg, self.state, self.model
-        model.train()
+        cfg, st = self.cfg, self.state
+        self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(st.epoch)
         if st.batch == 0:
@@ -188,21 +192,13 @@ class Trainer:
             st.steps.append(torch.full((self.n_batches, 2 + len(self.treat.names)), math.nan,
                                        device=self.device))
         steps = st.steps[-1]
-        hidden = st.hidden if st.hidden is not None else model.init_hidden(cfg.batch_size)
+        hidden = st.hidden if st.hidden is not None else self.model.init_hidden(cfg.batch_size)
         loss_acc = st.loss_sum if st.loss_sum is not None else torch.zeros((), device=self.device)
         t0 = time.perf_counter() - st.seconds
         for b in range(st.batch, self.n_batches):
             x, y = get_batch(self.train_data, b * cfg.bptt, cfg.bptt)  # (seq, batch) each
-            hidden = detach_hidden(hidden)
-            model.zero_grad(set_to_none=True)
-            out, hidden = model.features(x, hidden)  # (seq, batch, hidden)
-            total = loss_sum(model.decoder, out, y, cfg.loss_impl)
-            divisor = y.numel() if cfg.loss_reduction == "mean" else y.size(1)
-            (total / divisor).backward()
-            steps[b, 0] = total.detach() / y.numel()  # mean token loss of this step
-            steps[b, 1:] = self.treat()
-            self.optimizer.step()
-            loss_acc += total.detach()
+            hidden, total = self.step(x, y, hidden, steps[b])
+            loss_acc += total
             st.tokens += y.numel()
             st.batch, st.hidden, st.loss_sum = b + 1, hidden, loss_acc
             st.seconds = time.perf_counter() - t0
@@ -215,6 +211,22 @@ class Trainer:
                 self.save()
                 if self.stop_signal is not None:
                     raise Preempted(self.stop_signal)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, hidden, record: torch.Tensor):
+        """One SGD step on inputs/targets (seq, batch); fills ``record`` with [mean loss,
+        global norm, group norms] and returns the new hidden state and the summed loss,
+        all on the device (no host synchronisation)."""
+        model, cfg = self.model, self.cfg
+        hidden = detach_hidden(hidden)
+        model.zero_grad(set_to_none=True)
+        out, hidden = model.features(x, hidden)  # (seq, batch, hidden)
+        total = loss_sum(model.decoder, out, y, cfg.loss_impl)
+        divisor = y.numel() if cfg.loss_reduction == "mean" else y.size(1)
+        (total / divisor).backward()
+        record[0] = total.detach() / y.numel()  # mean token loss of this step
+        record[1:] = self.treat()
+        self.optimizer.step()
+        return hidden, total.detach()
 
     def check_diverged(self, steps: torch.Tensor, upto: int) -> bool:
         """Mark the run diverged at the first non-finite step loss (one host sync)."""
@@ -233,15 +245,19 @@ class Trainer:
         valid_loss, _ = evaluate(self.model, self.valid_data, cfg.bptt, cfg.loss_impl,
                                  cfg.max_eval_batches)
         train_loss = st.loss_sum.item() / max(st.tokens, 1)
+        grad_rows = group_grad_stats(st.steps[-1], self.treat.names, st.epoch, self.n_batches,
+                                     cfg)
         row = {
             "epoch": st.epoch, "lr": cfg.lr_at(st.epoch),
             "train_loss": train_loss, "train_ppl": perplexity(train_loss),
             "valid_loss": valid_loss, "valid_ppl": perplexity(valid_loss),
             "seconds": st.seconds, "tokens": st.tokens,
             "tokens_per_s": st.tokens / st.seconds if st.seconds else math.nan,
-            **epoch_grad_stats(st.steps[-1][:, 1].cpu(), cfg),
+            **{f"grad_norm_{k}": grad_rows[0][k] for k in GLOBAL_STATS},
         }
         st.history.append(row)
+        st.grad_stats += grad_rows
+        st.spectra += [{"epoch": st.epoch, **r} for r in recurrent_spectra(self.model)]
         if valid_loss < st.best_valid:
             st.best_valid = valid_loss
             st.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -286,9 +302,12 @@ class Trainer:
 
 def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
                   env: dict, wall: float) -> None:
-    """The rule's outputs: history.csv, steps.csv.gz, model.pt and train.json."""
+    """The rule's outputs: history.csv, steps.csv.gz, grad_stats.csv, spectra.csv, model.pt
+    and train.json."""
     st, cfg = trainer.state, trainer.cfg
-    write_history(run_dir / "history.csv", st.history)
+    write_rows(run_dir / "history.csv", st.history)
+    write_rows(run_dir / "grad_stats.csv", st.grad_stats)
+    write_rows(run_dir / "spectra.csv", st.spectra)
     write_steps(run_dir / "steps.csv.gz", st.steps, trainer.treat.names, trainer.n_batches)
     model_blob = {"config": cfg.to_dict(), "vocab_size": trainer.vocab_size,
                   "best_state": st.best_state, "init_state": trainer.init_state}

@@ -7,6 +7,8 @@ rule train_model:
     output:
         history="results/runs/{experiment}/{run}/history.csv",
         steps="results/runs/{experiment}/{run}/steps.csv.gz",
+        grad_stats="results/runs/{experiment}/{run}/grad_stats.csv",
+        spectra="results/runs/{experiment}/{run}/spectra.csv",
         model="results/runs/{experiment}/{run}/model.pt",
         meta="results/runs/{experiment}/{run}/train.json",
     params:
