@@ -39,7 +39,7 @@ from rnnbench.evaluate import build_model, evaluate, perplexity
 from rnnbench.gradtime import recurrent_spectra
 from rnnbench.io import write_atomic, write_json
 from rnnbench.losses import loss_sum
-from rnnbench.metrics import GLOBAL_STATS, group_grad_stats, write_rows, write_steps
+from rnnbench.metrics import GLOBAL_STATS, grad_norm_stats, group_grad_stats, write_rows, write_steps
 from rnnbench.model import RNNModel, detach_hidden, parameter_groups
 
 log = logging.getLogger(__name__)
@@ -313,12 +313,17 @@ def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
                   "best_state": st.best_state, "init_state": trainer.init_state}
     write_atomic(run_dir / "model.pt", lambda tmp: torch.save(model_blob, tmp))
     best = min(st.history, key=lambda r: r["valid_loss"]) if st.history else None
+    every_step = torch.cat([t[:, 1].cpu() for t in st.steps]) if st.steps else torch.zeros(0)
+    every_step = every_step[~torch.isnan(every_step)]
     write_json(run_dir / "train.json", {
         "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
         "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "vocab_size": trainer.vocab_size, "wall_seconds": wall,
         "train_seconds": sum(r["seconds"] for r in st.history),
+        # global gradient norm over every step of the run (before normalisation/clipping)
+        **{f"grad_norm_{k}": v for k, v in grad_norm_stats(every_step).items()
+           if k in ("p50", "p90", "p99", "max")},
         "config": cfg.to_dict(), "command": shlex.join(sys.argv), **env,
     })
 

@@ -15,7 +15,8 @@ rule collect_metrics:
         train=run_files("train.json"),
         eval=run_files("eval.json"),
         history=run_files("history.csv"),
-        steps=run_files("steps.csv.gz"),
+        # per-step norms, or their binned copy in a published reference run
+        steps=run_files("grad_bins.csv" if FROM_REFERENCE else "steps.csv.gz"),
         # the code that builds the tables: editing it rebuilds them (not the runs)
         code=f"{SRC}/rnnbench/aggregate.py",
     output:
@@ -30,7 +31,7 @@ rule collect_metrics:
         epochs="results/tables/epochs.csv",
         grad_norms="results/tables/grad_norms.csv",
     params:
-        run_dirs=[r.path for r in RUNS],
+        run_dirs=run_dirs(),
     log:
         "results/logs/collect_metrics.log",
     conda:

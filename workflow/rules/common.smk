@@ -1,4 +1,5 @@
 # Wiring only: config validation, the run list, input functions. Logic lives in src/rnnbench.
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,13 @@ envvars:
 
 
 CORPUS = config["corpus"]["name"]
+# `source: reference` builds the tables from the committed results/reference/ (no training).
+FROM_REFERENCE = config.get("source", "runs") == "reference"
+PUBLISHED = {
+    name: spec["published"]
+    for name, spec in config["experiments"].items()
+    if spec.get("published")
+}
 RUNS, SKIPPED = expand_grid(config)
 RUN_BY_KEY = {(r.experiment, r.run_id): r for r in RUNS}
 for s in SKIPPED:
@@ -82,9 +90,23 @@ def corpus_sha256(wildcards):
     return config["corpus"]["files"][wildcards.split].get("sha256") or ""
 
 
+def run_dirs():
+    """Folder of every run: its training outputs, or its published reference copy."""
+    if FROM_REFERENCE:
+        return [f"results/reference/{r.experiment}/{r.run_id}" for r in RUNS]
+    return [r.path for r in RUNS]
+
+
 def run_files(name):
     """One file of every run of the config."""
-    return [f"{r.path}/{name}" for r in RUNS]
+    return [f"{d}/{name}" for d in run_dirs()]
+
+
+def reference_files():
+    """What publish_reference writes (none when reading the reference)."""
+    if FROM_REFERENCE or not PUBLISHED:
+        return []
+    return ["results/reference/reference.md"]
 
 
 def all_targets():
@@ -94,4 +116,5 @@ def all_targets():
         "results/tables/summary.csv",
         "results/tables/summary.md",
         *FIGURES,
+        *reference_files(),
     ]

@@ -29,7 +29,8 @@ rule train_model:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
+        # exec: the trainer itself receives SIGTERM from SLURM, not only the shell around it
+        "exec python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
         " --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
         " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
         " >> {log:q} 2>&1"

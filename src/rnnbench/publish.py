@@ -1,0 +1,107 @@
+"""Publish reference runs: copy their small files to results/reference/ and build the table.
+
+Per run, ``results/reference/{experiment}/{run}/`` keeps ``train.json``, ``eval.json``,
+``history.csv``, ``grad_stats.csv``, ``spectra.csv`` (and the gradient-through-time files when
+present) plus ``grad_bins.csv``, the per-step gradient norms reduced to ``GRAD_BINS`` bins (the
+per-step file and the weights are not published). ``reference.csv`` and ``reference.md``
+compare each experiment with its published number. Usage::
+
+    python -m rnnbench.publish --out results/reference --published '{"seed_rnn": {...}}' \\
+        results/runs/seed_rnn/rnn_tanh-h150-l1-s1 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from rnnbench.aggregate import grad_bins, run_record, write_csv
+from rnnbench.io import atomic_path, write_text
+
+log = logging.getLogger(__name__)
+FILES = ("train.json", "eval.json", "history.csv", "grad_stats.csv", "spectra.csv")
+OPTIONAL = ("gradients.csv", "decay.csv")
+
+
+def copy_run(run_dir: Path, dest: Path) -> None:
+    """Copy one run's small files (atomically each) and write its grad_bins.csv."""
+    for name in FILES + tuple(n for n in OPTIONAL if (run_dir / n).exists()):
+        with atomic_path(dest / name) as tmp:
+            shutil.copyfile(run_dir / name, tmp)
+    write_csv(grad_bins(run_dir), dest / "grad_bins.csv")
+
+
+def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
+    """One row per experiment with a published number: it against ours (mean, sd, n)."""
+    rows = []
+    for experiment, block in runs.groupby("experiment", sort=False):
+        ok = block[block["status"] == "ok"]
+        pub = published.get(experiment)
+        if not pub:
+            continue
+        mean, sd = ok["test_ppl"].mean(), ok["test_ppl"].std(ddof=1)
+        gpu = block["gpu"].dropna()
+        device = gpu.iloc[0] if len(gpu) else f"CPU ({block['cpu'].iloc[0]})"
+        rows.append({
+            "experiment": experiment,
+            "published_test_ppl": pub["test_ppl"],
+            "published_source": pub.get("source"),
+            "test_ppl_mean": mean, "test_ppl_sd": sd, "n": len(ok), "n_runs": len(block),
+            "valid_ppl_mean": ok["valid_ppl"].mean(), "train_ppl_mean": ok["train_ppl"].mean(),
+            "delta_pct": 100 * (mean / pub["test_ppl"] - 1),
+            "device": device, "torch": block["torch"].iloc[0],
+            "seconds_per_epoch": ok["seconds_per_epoch"].mean(),
+            "published_seconds_per_epoch": pub.get("seconds_per_epoch"),
+            "published_device": pub.get("device"),
+        })
+    return pd.DataFrame(rows)
+
+
+def reference_markdown(table: pd.DataFrame) -> str:
+    """The README's reference table."""
+    lines = ["| experiment | published test ppl | ours: test ppl (mean ± sd, n) | Δ% | "
+             "ours: valid / train ppl | device (torch) | s/epoch: ours (published) |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        pub_s = (f" ({r['published_seconds_per_epoch']:.1f}, {r['published_device']})"
+                 if pd.notna(r["published_seconds_per_epoch"]) else "")
+        lines.append(
+            f"| {r['experiment']} | {r['published_test_ppl']:.1f} | "
+            f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f} (n={r['n']}) | "
+            f"{r['delta_pct']:+.1f} | {r['valid_ppl_mean']:.1f} / {r['train_ppl_mean']:.1f} | "
+            f"{r['device']} ({r['torch']}) | {r['seconds_per_epoch']:.1f}{pub_s} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(run_dirs: list[Path], out: Path, published: dict) -> pd.DataFrame:
+    """Copy every run, then write reference.csv and reference.md; return the table."""
+    for run_dir in run_dirs:
+        copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
+    runs = pd.DataFrame([run_record(d) for d in run_dirs])
+    table = reference_table(runs, published)
+    write_csv(table, out / "reference.csv")
+    write_text(out / "reference.md", reference_markdown(table))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--published", default="{}", help="JSON: experiment -> published")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    table = publish(args.runs, args.out, json.loads(args.published))
+    log.info("published %d runs of %d experiments to %s", len(args.runs), len(table), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Named reproduction experiments: exact recipes, a capped end-to-end run, the reference."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rnnbench.grid import expand
+from rnnbench.publish import reference_markdown, reference_table
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "results/reference"
+
+
+def reproduce_config() -> dict:
+    return yaml.safe_load((ROOT / "config/reproduce.yaml").read_text())
+
+
+def test_named_recipes_resolve_to_the_published_settings():
+    runs, _ = expand(reproduce_config())
+    by_exp = {}
+    for r in runs:
+        by_exp.setdefault(r.experiment, []).append(r.config)
+    assert {k: sorted(c.seed for c in v) for k, v in by_exp.items()} == {
+        "seed_rnn": [1, 2, 3], "seed_lstm": [1, 2, 3], "zaremba_small": [1, 2, 3],
+        "gradients": [1, 1, 1]}
+    rnn, lstm, zar = (by_exp[k][0] for k in ("seed_rnn", "seed_lstm", "zaremba_small"))
+    assert (rnn.cell, rnn.hidden, rnn.layers, rnn.batch_size, rnn.bptt) == \
+        ("rnn_tanh", 150, 1, 20, 35)
+    assert (rnn.grad, rnn.loss_reduction, rnn.init, rnn.init_scale) == \
+        ("normalize", "mean", "seed", 0.1)
+    assert [round(rnn.lr_at(e), 6) for e in range(10)] == \
+        [1, 1, 1, 1] + [round(1.1 ** -k, 6) for k in range(1, 7)]
+    assert (lstm.cell, lstm.hidden, lstm.layers, lstm.epochs, lstm.grad) == \
+        ("lstm", 300, 1, 8, "normalize")
+    assert [round(lstm.lr_at(e), 6) for e in range(8)] == \
+        [5, 5] + [round(5 / 3**k, 6) for k in range(1, 7)]
+    assert (zar.cell, zar.hidden, zar.layers, zar.embedding_size, zar.epochs) == \
+        ("lstm", 200, 2, 200, 13)
+    assert (zar.batch_size, zar.bptt, zar.grad, zar.clip_norm) == (20, 20, "clip", 5.0)
+    assert (zar.loss_reduction, zar.init, zar.init_scale, zar.dropout) == \
+        ("sum_time", "uniform", 0.1, 0.0)
+    assert [zar.lr_at(e) for e in range(13)] == [1, 1, 1, 1] + [0.5**k for k in range(1, 10)]
+
+
+@pytest.mark.slow
+def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, ptb_mirror):
+    from test_pipeline import snakemake
+
+    config = reproduce_config()
+    del config["experiments"]["gradients"]  # not a reproduction; covered by the quick config
+    for spec in config["experiments"].values():
+        spec["seeds"] = [1, 2]
+        spec["overrides"] = {"max_batches": 4, "max_eval_batches": 3, "epochs": 2}
+    config["mirror"] = str(ptb_mirror)
+    path = tmp_path / "reproduce-capped.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(path), "--show-failed-logs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results/reference/reference.csv")
+    assert list(table["experiment"]) == ["seed_rnn", "seed_lstm", "zaremba_small"]
+    assert list(table["published_test_ppl"]) == [155.5, 106.9, 114.5]
+    assert (table["n"] == 2).all()
+    # the tables and figures rebuild from the published files alone, with no training
+    for d in ("runs", "tables", "figures"):
+        __import__("shutil").rmtree(tmp_path / "results" / d)
+    again = snakemake(tmp_path, "--cores", "1", "--configfile", str(path), "--config",
+                      "source=reference", "--show-failed-logs")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train_model" not in again.stdout + again.stderr
+    assert (tmp_path / "results/figures/learning_curves.png").exists()
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert len(runs) == 6 and runs["test_ppl"].notna().all()
+
+
+def _readme_table() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- reference-table -->\n(.*?)<!-- /reference-table -->", text, re.S)
+    assert match, "README.md lacks the reference table markers"
+    return match.group(1)
+
+
+def test_committed_reference_files_agree_with_the_readme_table():
+    if not (REFERENCE / "reference.md").exists():
+        pytest.skip("no committed reference results yet")
+    from rnnbench.aggregate import run_record
+
+    dirs = sorted(p.parent for p in REFERENCE.glob("*/*/train.json"))
+    runs = pd.DataFrame([run_record(d) for d in dirs])
+    published = {k: v.get("published") for k, v in reproduce_config()["experiments"].items()}
+    order = list(published)
+    runs = runs.sort_values("experiment", key=lambda s: s.map(order.index), kind="stable")
+    regenerated = reference_markdown(reference_table(runs, published))
+    assert regenerated == (REFERENCE / "reference.md").read_text()
+    assert regenerated == _readme_table()
