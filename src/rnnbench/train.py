@@ -39,7 +39,13 @@ from rnnbench.evaluate import build_model, evaluate, perplexity
 from rnnbench.gradtime import recurrent_spectra
 from rnnbench.io import write_atomic, write_json
 from rnnbench.losses import loss_sum
-from rnnbench.metrics import GLOBAL_STATS, grad_norm_stats, group_grad_stats, write_rows, write_steps
+from rnnbench.metrics import (
+    GLOBAL_STATS,
+    grad_norm_stats,
+    group_grad_stats,
+    write_rows,
+    write_steps,
+)
 from rnnbench.model import RNNModel, detach_hidden, parameter_groups
 
 log = logging.getLogger(__name__)
