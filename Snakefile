@@ -8,9 +8,12 @@
 #   data/{corpus}/raw/{split}.txt          verified corpus files (download_corpus)
 #   data/{corpus}/{split}.pt, vocab.txt, stats.json      token ids (tokenize_corpus)
 #   runs/{experiment}/{run}/               one folder per training run (train_model, ...):
-#       history.csv  steps.csv.gz  model.pt  train.json  eval.json
+#       history.csv  steps.csv.gz  grad_stats.csv  spectra.csv  model.pt  train.json
+#       eval.json (evaluate_model)  gradients.csv  decay.csv  gradients.json (measure_gradients)
 #   checkpoints/{experiment}/{run}.pt      resumable state while a run trains (not an output)
 #   tables/  runs.csv  summary.csv  summary.md  epochs.csv  grad_norms.csv  (collect_metrics)
+#            grad_through_time.csv  grad_decay.csv  spectra.csv  grad_steps.csv  (collect_gradients)
+#   reference/{experiment}/{run}/          published small files of config/reproduce.yaml
 #   figures/*.png, *.svg                   built from the tables only (plot_*)
 #   logs/{rule}/...  benchmarks/{rule}/...
 #
@@ -32,6 +35,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/gradients.smk"
 include: "workflow/rules/publish.smk"
 
 

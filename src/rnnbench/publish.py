@@ -2,9 +2,9 @@
 
 Per run, ``results/reference/{experiment}/{run}/`` keeps ``train.json``, ``eval.json``,
 ``history.csv``, ``grad_stats.csv``, ``spectra.csv`` (and the gradient-through-time files when
-present) plus ``grad_bins.csv``, the per-step gradient norms reduced to ``GRAD_BINS`` bins (the
-per-step file and the weights are not published). ``reference.csv`` and ``reference.md``
-compare each experiment with its published number. Usage::
+present) plus ``grad_bins.csv`` and ``grad_quantiles.csv``, the per-step gradient norms reduced
+to bins over training and to quantiles (the per-step file and the weights are not published).
+``reference.csv`` and ``reference.md`` compare each experiment with its published number. Usage::
 
     python -m rnnbench.publish --out results/reference --published '{"seed_rnn": {...}}' \\
         results/runs/seed_rnn/rnn_tanh-h150-l1-s1 ...
@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from rnnbench.aggregate import grad_bins, run_record, write_csv
+from rnnbench.gradplots import step_quantiles
 from rnnbench.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 FILES = ("train.json", "eval.json", "history.csv", "grad_stats.csv", "spectra.csv")
-OPTIONAL = ("gradients.csv", "decay.csv")
+OPTIONAL = ("gradients.csv", "decay.csv", "gradients.json")
 
 
 def copy_run(run_dir: Path, dest: Path) -> None:
@@ -35,6 +36,7 @@ def copy_run(run_dir: Path, dest: Path) -> None:
         with atomic_path(dest / name) as tmp:
             shutil.copyfile(run_dir / name, tmp)
     write_csv(grad_bins(run_dir), dest / "grad_bins.csv")
+    write_csv(step_quantiles(run_dir), dest / "grad_quantiles.csv")
 
 
 def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:

@@ -116,5 +116,6 @@ def all_targets():
         "results/tables/summary.csv",
         "results/tables/summary.md",
         *FIGURES,
+        *GRADIENT_TARGETS,
         *reference_files(),
     ]

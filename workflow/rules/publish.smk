@@ -8,6 +8,10 @@ PUBLISHED_FILES = [
     "grad_stats.csv",
     "spectra.csv",
     "grad_bins.csv",
+    "grad_quantiles.csv",
+    "gradients.csv",
+    "decay.csv",
+    "gradients.json",
 ]
 
 if PUBLISHED and not FROM_REFERENCE:
@@ -20,6 +24,8 @@ if PUBLISHED and not FROM_REFERENCE:
             steps=run_files("steps.csv.gz"),
             grad_stats=run_files("grad_stats.csv"),
             spectra=run_files("spectra.csv"),
+            gradients=run_files("gradients.csv"),
+            decay=run_files("decay.csv"),
         output:
             runs=[
                 f"results/reference/{r.experiment}/{r.run_id}/{name}"

@@ -1,0 +1,123 @@
+"""Gradient diagnostics per run (rnnbench.gradients) and across runs (rnnbench.gradplots)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from rnnbench.gradients import DECAY_COLUMNS, GRAD_COLUMNS, decay_rows, held_out_windows
+from rnnbench.gradients import main as gradients_main
+from rnnbench.gradplots import FIGURES, LABELS, STEP_QUANTILES
+from rnnbench.gradplots import main as gradplots_main
+from rnnbench.io import read_json
+from rnnbench.train import main as train_main
+
+MAX_LAG = 12
+SETTINGS = ["--max-lag", str(MAX_LAG), "--windows", "2", "--batch", "3", "--warmup", "4",
+            "--device", "cpu", "--threads", "1"]
+TINY_RUNS = {
+    "lstm-h8-l2-s1": ["--cell", "lstm", "--hidden", "8", "--layers", "2"],
+    "rnn_tanh-h8-l1-s1": ["--cell", "rnn_tanh", "--hidden", "8"],
+    # lr 1e30 without normalising: non-finite loss in the first epoch, before any validation
+    "rnn_relu-h8-l1-s1": ["--cell", "rnn_relu", "--hidden", "8", "--lr", "1e30", "--grad",
+                          "none"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
+    """Three one-epoch runs of the tiny corpus (one diverged), measured with small settings."""
+    root = tmp_path_factory.mktemp("grad")
+    dirs = {}
+    for run_id, args in TINY_RUNS.items():
+        run = root / "results/runs/tiny" / run_id
+        assert train_main([*args, "--epochs", "1", "--batch-size", "4", "--bptt", "5",
+                           "--device", "cpu", "--data-dir", str(tiny_data), "--run-dir",
+                           str(run), "--run-id", run_id, "--checkpoint",
+                           str(root / f"{run_id}.pt"), "--threads", "1"]) == 0
+        assert gradients_main(["--run-dir", str(run), "--data-dir", str(tiny_data), "--out",
+                               str(run / "gradients.csv"), *SETTINGS]) == 0
+        dirs[run_id] = run
+    return dirs
+
+
+def test_cli_writes_every_lag_per_layer_and_state_for_trained_and_init(runs):
+    grads = pd.read_csv(runs["lstm-h8-l2-s1"] / "gradients.csv")
+    assert list(grads.columns) == GRAD_COLUMNS
+    assert len(grads) == 2 * 2 * 2 * (MAX_LAG + 1)  # kinds x layers x states (h, c) x lags
+    for _, curve in grads.groupby(["kind", "layer", "state"]):
+        assert curve["lag"].tolist() == list(range(MAX_LAG + 1))
+    assert set(grads["kind"]) == {"trained", "init"} and set(grads["state"]) == {"h", "c"}
+    assert (grads[["run_id", "cell", "hidden", "layers", "seed"]].drop_duplicates().values
+            .tolist() == [["lstm-h8-l2-s1", "lstm", 8, 2, 1]])
+    assert (grads["grad_norm"] > 0).all() and grads["log_grad_norm"].notna().all()
+    tanh = pd.read_csv(runs["rnn_tanh-h8-l1-s1"] / "gradients.csv")
+    assert set(tanh["state"]) == {"h"} and len(tanh) == 2 * (MAX_LAG + 1)
+
+
+def test_decay_rates_are_finite_one_per_kind_layer_and_state(runs):
+    decay = pd.read_csv(runs["lstm-h8-l2-s1"] / "decay.csv")
+    assert list(decay.columns) == DECAY_COLUMNS
+    assert len(decay) == 2 * 2 * 2
+    assert decay["decay_rate"].map(math.isfinite).all()
+    assert (decay["lags_fitted"] == MAX_LAG).all()  # lags 1..K, none floored
+    assert decay["per_step_factor"].tolist() == pytest.approx(decay["decay_rate"].map(math.exp))
+    meta = read_json(runs["lstm-h8-l2-s1"] / "gradients.json")
+    assert meta["status"] == "ok" and meta["measured"] == ["trained", "init"]
+    assert meta["num_columns"] == 6 and meta["dtype"] == "float64"
+
+
+def test_run_without_best_weights_still_gets_its_init_rows(runs):
+    run = runs["rnn_relu-h8-l1-s1"]
+    assert read_json(run / "train.json")["status"] == "diverged"
+    meta = read_json(run / "gradients.json")
+    assert meta["status"] == "partial" and meta["measured"] == ["init"]
+    assert "trained" in meta["skipped"]
+    grads = pd.read_csv(run / "gradients.csv")
+    assert set(grads["kind"]) == {"init"} and grads["lag"].tolist() == list(range(MAX_LAG + 1))
+    assert pd.read_csv(run / "decay.csv")["kind"].tolist() == ["init"]
+
+
+def test_decay_fit_is_the_exact_slope_and_skips_lag_zero_and_floored_lags():
+    records = [{"layer": 0, "state": "h", "lag": k, "log_grad_norm": 2.0 - 0.3 * k,
+                "frac_floored": 0.0} for k in range(8)]
+    records[0]["log_grad_norm"] = 50.0  # lag 0: not on the exponential, left out
+    records[5].update(log_grad_norm=-700.0, frac_floored=0.25)  # an underflow: left out
+    (row,) = decay_rows(records)
+    assert row["decay_rate"] == pytest.approx(-0.3)
+    assert row["per_step_factor"] == pytest.approx(math.exp(-0.3))
+    assert (row["min_lag"], row["max_lag"], row["lags_fitted"]) == (1, 7, 6)
+    (short,) = decay_rows(records[:2])
+    assert math.isnan(short["decay_rate"]) and short["lags_fitted"] == 1
+
+
+def test_held_out_windows_are_deterministic_and_shaped_for_the_lags():
+    stream = torch.arange(1000)
+    first = held_out_windows(stream, max_lag=10, warmup=3, windows=2, batch=5)
+    assert first.shape == (2, 3 + 10 + 2, 5)
+    assert torch.equal(first, held_out_windows(stream, 10, 3, 2, 5))
+    assert torch.equal(first[1, :, 4], torch.arange(985, 1000))  # last start: T - length
+
+
+def test_collect_tables_and_every_figure_from_them(runs, tmp_path):
+    tables = tmp_path / "tables"
+    assert gradplots_main(["collect", "--out-dir", str(tables), *map(str, runs.values())]) == 0
+    grads = pd.read_csv(tables / "grad_through_time.csv")
+    assert list(grads.columns[:6]) == LABELS and set(grads["experiment"]) == {"tiny"}
+    assert len(grads) == sum(len(pd.read_csv(r / "gradients.csv")) for r in runs.values())
+    spectra = pd.read_csv(tables / "spectra.csv")
+    assert {"epoch", "layer", "gate", "sigma_max"} <= set(spectra.columns)
+    assert spectra["epoch"].min() == -1
+    steps = pd.read_csv(tables / "grad_steps.csv")
+    assert steps.groupby("run_id").size().tolist() == [STEP_QUANTILES + 1] * 3
+    ok = steps[steps["run_id"] == "rnn_tanh-h8-l1-s1"]
+    assert ok["grad_norm"].is_monotonic_increasing and (ok["n_nonfinite"] == 0).all()
+    assert (pd.read_csv(tables / "grad_decay.csv")["decay_rate"].notna()).all()
+    for name in FIGURES:
+        png = tmp_path / "figures" / f"{name}.png"
+        assert gradplots_main([name, "--tables", str(tables), "--out", str(png)]) == 0
+        assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()

@@ -1,0 +1,103 @@
+# Gradient diagnostics: gradient through time per run (trained and at init), tables across
+# runs, figures from the tables. Needs common.smk (RUNS, run_files, uses_gpu, ...).
+
+# Figure name -> caption workflow/report/{name}.rst; all in the report's "Gradients" category.
+GRADIENT_FIGURES = [
+    "grad_vs_lag",
+    "grad_norm_distribution",
+    "grad_spectra",
+    "grad_decay_rate_vs_hidden",
+]
+GRADIENT_TARGETS = [f"results/figures/{name}.png" for name in GRADIENT_FIGURES]
+
+
+rule measure_gradients:
+    input:
+        model="results/runs/{experiment}/{run}/model.pt",
+        meta="results/runs/{experiment}/{run}/train.json",
+        data=[f"results/data/{CORPUS}/valid.pt"],
+    output:
+        grads="results/runs/{experiment}/{run}/gradients.csv",
+        decay="results/runs/{experiment}/{run}/decay.csv",
+        meta="results/runs/{experiment}/{run}/gradients.json",
+    params:
+        data_dir=data_dir,
+        device=config.get("device", "auto"),
+        # Lags 0..100, past the training bptt of 35; 2 windows x 20 columns of held-out text,
+        # each after 35 warm-up tokens; float64 so long lags do not underflow. About 1.5 s
+        # (hidden 32) to 12 s (two-layer LSTM, hidden 650) per run on one CPU core.
+        settings="--max-lag 100 --windows 2 --batch 20 --warmup 35 --dtype float64",
+    log:
+        "results/logs/measure_gradients/{experiment}/{run}.log",
+    benchmark:
+        "results/benchmarks/measure_gradients/{experiment}/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=uses_gpu,
+        mem_mb=train_mem_mb,
+        runtime=20,
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.gradients --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        " --data-dir {params.data_dir} {params.settings} --device {params.device}"
+        " --threads {threads} --out {output.grads:q} --decay-out {output.decay:q}"
+        " --meta-out {output.meta:q} > {log:q} 2>&1"
+
+
+rule collect_gradients:
+    input:
+        grads=run_files("gradients.csv"),
+        decay=run_files("decay.csv"),
+        spectra=run_files("spectra.csv"),
+        # per-step norms, or their quantiles in a published reference run
+        steps=run_files("grad_quantiles.csv" if FROM_REFERENCE else "steps.csv.gz"),
+        train=run_files("train.json"),
+        # the code that builds the tables: editing it rebuilds them (not the measurements)
+        code=f"{SRC}/rnnbench/gradplots.py",
+    output:
+        grads="results/tables/grad_through_time.csv",
+        decay=report(
+            "results/tables/grad_decay.csv",
+            caption="../report/grad_decay_table.rst",
+            category="Gradients",
+            labels={"table": "gradient decay rates"},
+        ),
+        spectra="results/tables/spectra.csv",
+        steps="results/tables/grad_steps.csv",
+    params:
+        run_dirs=run_dirs(),
+    log:
+        "results/logs/collect_gradients.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.gradplots collect --out-dir results/tables {params.run_dirs:q}"
+        " > {log:q} 2>&1"
+
+
+for _grad_figure in GRADIENT_FIGURES:
+
+    rule:
+        name:
+            f"plot_{_grad_figure}"
+        input:
+            tables=rules.collect_gradients.output,
+            code=f"{SRC}/rnnbench/gradplots.py",
+        output:
+            png=report(
+                f"results/figures/{_grad_figure}.png",
+                caption=f"../report/{_grad_figure}.rst",
+                category="Gradients",
+                labels={"figure": _grad_figure.replace("_", " ")},
+            ),
+            svg=f"results/figures/{_grad_figure}.svg",
+        params:
+            figure=_grad_figure,
+        log:
+            f"results/logs/plot_{_grad_figure}.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "python -m rnnbench.gradplots {params.figure} --tables results/tables"
+            " --out {output.png:q} > {log:q} 2>&1"
