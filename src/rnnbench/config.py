@@ -15,7 +15,7 @@ GRAD_MODES = ("normalize", "clip", "none")
 REDUCTIONS = ("mean", "sum_time")
 INITS = ("seed", "uniform")
 DEVICES = ("auto", "cpu", "cuda")
-LOSS_IMPLS = ("fused", "naive")
+LOSS_IMPLS = ("auto", "fused", "naive")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RunConfig:
     embedding_size: int | None = None
     max_batches: int | None = None
     max_eval_batches: int | None = None
-    loss_impl: str = "fused"
+    loss_impl: str = "auto"
     # --- machine, not recipe ---
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -12,11 +12,14 @@ def loss_sum(
 ) -> torch.Tensor:
     """Sum over tokens of -log softmax(decoder(features))[target].
 
-    features: (seq, batch, hidden); targets: (seq, batch). ``fused`` never builds the
-    (seq*batch, vocab) logits at once (rnnbench.fastloss); ``naive`` is F.cross_entropy.
+    features: (seq, batch, hidden); targets: (seq, batch). ``fused`` forms the gradients in the
+    forward pass in a reused buffer (rnnbench.fastloss); ``naive`` is F.cross_entropy on fresh
+    logits; ``auto`` takes fused on CPU and naive on CUDA, where each was measured faster.
     """
     h = features.reshape(-1, features.size(-1))  # (tokens, hidden)
     t = targets.reshape(-1)  # (tokens,)
+    if impl == "auto":
+        impl = "naive" if h.is_cuda else "fused"
     if impl == "fused":
         from rnnbench.fastloss import fused_linear_cross_entropy
 
