@@ -89,18 +89,21 @@ class GradTreatment:
 
     def __call__(self) -> torch.Tensor:
         """Apply the treatment in place; return [global, *group] norms *before* it."""
+        # Few small ops (each costs host time, a kernel launch on GPU); the same float ops as
+        # ||g_p||^2 summed per group, then over groups, then sqrt; 1/total is reciprocal().
         grads = [p.grad for p in self.params]
-        per_param = torch.stack(torch._foreach_norm(grads))  # (P,)
-        sq = torch.zeros(len(self.names), device=per_param.device, dtype=per_param.dtype)
-        sq.index_add_(0, self.index, per_param * per_param)
-        total = sq.sum().sqrt()
+        sq_param = torch.stack(torch._foreach_norm(grads))  # (P,) norms, squared in place
+        sq_param.mul_(sq_param)
+        sq = sq_param.new_zeros(len(self.names)).index_add_(0, self.index, sq_param)  # (G,)
+        norms = torch.cat([sq.sum().view(1), sq]).sqrt_()  # (1+G,) [global, *group]
+        total = norms[0]
         if self.cfg.grad == "normalize":
             # unit-norm step; an (almost) zero gradient is zeroed, not blown up
-            scale = torch.where(total < self.cfg.normalize_eps, 0.0, 1.0 / total)
+            scale = torch.where(total < self.cfg.normalize_eps, 0.0, total.reciprocal())
             torch._foreach_mul_(grads, scale)
         elif self.cfg.grad == "clip":
             torch._foreach_mul_(grads, (self.cfg.clip_norm / (total + 1e-6)).clamp(max=1.0))
-        return torch.cat([total.view(1), sq.sqrt()])
+        return norms
 
 
 def pick_device(name: str) -> torch.device:
@@ -229,7 +232,7 @@ class Trainer:
         total = loss_sum(model.decoder, out, y, cfg.loss_impl)
         divisor = y.numel() if cfg.loss_reduction == "mean" else y.size(1)
         (total / divisor).backward()
-        record[0] = total.detach() / y.numel()  # mean token loss of this step
+        torch.div(total.detach(), y.numel(), out=record[0])  # mean token loss of this step
         record[1:] = self.treat()
         self.optimizer.step()
         return hidden, total.detach()
@@ -353,17 +356,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-interval", type=int, default=200, help="minibatches between logs")
     p.add_argument("--checkpoint-interval", type=float, default=600.0,
                    help="seconds between mid-epoch checkpoints")
+    p.add_argument("--time-limit-s", type=float, default=None,
+                   help="wall-clock limit of this job (e.g. its SLURM time limit): checkpoint "
+                   "and exit 75 (retry) before it, without waiting for a signal")
+    p.add_argument("--time-limit-margin-s", type=float, default=180.0,
+                   help="stop this long before --time-limit-s (at most half of it); covers "
+                   "the start-up before this process, an end-of-epoch validation and a save")
+    p.add_argument("--gpu-slots-per-device", type=int, default=None,
+                   help="runs that may share one GPU (default $RNNBENCH_GPU_SLOTS or 1)")
+    p.add_argument("--gpu-lock-dir", type=Path, default=None,
+                   help="folder of the GPU slot locks (default $RNNBENCH_GPU_LOCK_DIR or "
+                   "$TMPDIR/rnnbench-gpu-slots-<uid>)")
+    p.add_argument("--gpu-wait-s", type=float, default=None,
+                   help="longest wait for a free GPU slot (default $RNNBENCH_GPU_WAIT_S or "
+                   "forever)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
+    import threading
+
+    from rnnbench import gpus
+
+    started = time.monotonic()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     fields = {f.name for f in dataclasses.fields(RunConfig)} - {"extra"}
     cfg = RunConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Before anything initialises CUDA, which reads CUDA_VISIBLE_DEVICES once, at its start.
+    try:
+        gpus.claim_gpu(cfg.device, args.gpu_slots_per_device, args.gpu_lock_dir,
+                       args.gpu_wait_s)
+    except gpus.NoFreeGpu as err:
+        raise SystemExit(str(err)) from err
     device = pick_device(cfg.device)
     env = environment(device)
     log.info("run %s on %s: %s", args.run_id, env["gpu"] or env["device"], cfg)
@@ -377,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.time_limit_s is not None:
+        # Stop on our own before the job's limit rather than trust the scheduler's signal.
+        stop_at = args.time_limit_s - min(args.time_limit_margin_s, args.time_limit_s / 2)
+
+        def on_time_limit() -> None:
+            log.warning("%.0f s of the %g s time limit used: checkpointing at the next "
+                        "minibatch", time.monotonic() - started, args.time_limit_s)
+            trainer.stop_signal = signal.SIGALRM
+
+        timer = threading.Timer(max(0.0, stop_at - (time.monotonic() - started)), on_time_limit)
+        timer.daemon = True
+        timer.start()
     try:
         status = trainer.run()
     except Preempted:

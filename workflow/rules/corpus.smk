@@ -1,5 +1,9 @@
 # Corpus: fetch and verify the three files, then turn them into id tensors.
 
+# On a cluster, download where the internet is (compute nodes often have none).
+localrules:
+    download_corpus,
+
 
 rule download_corpus:
     output:

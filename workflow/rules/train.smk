@@ -33,6 +33,10 @@ rule train_model:
         "exec python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
         " --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
         " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
+        # In a SLURM job, stop before its time limit (the runtime, minutes): checkpoint and
+        # exit 75; the retry gets more runtime and resumes. Not outside SLURM: nothing
+        # enforces the runtime there.
+        " ${{SLURM_JOB_ID:+--time-limit-s $(({resources.runtime} * 60))}}"
         " >> {log:q} 2>&1"
 
 
