@@ -26,8 +26,7 @@ def test_named_recipes_resolve_to_the_published_settings():
     for r in runs:
         by_exp.setdefault(r.experiment, []).append(r.config)
     assert {k: sorted(c.seed for c in v) for k, v in by_exp.items()} == {
-        "seed_rnn": [1, 2, 3], "seed_lstm": [1, 2, 3], "zaremba_small": [1, 2, 3],
-        "gradients": [1, 1, 1]}
+        "seed_rnn": [1, 2, 3], "seed_lstm": [1, 2, 3], "zaremba_small": [1, 2, 3]}
     rnn, lstm, zar = (by_exp[k][0] for k in ("seed_rnn", "seed_lstm", "zaremba_small"))
     assert (rnn.cell, rnn.hidden, rnn.layers, rnn.batch_size, rnn.bptt) == \
         ("rnn_tanh", 150, 1, 20, 35)
@@ -52,7 +51,6 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     from test_pipeline import snakemake
 
     config = reproduce_config()
-    del config["experiments"]["gradients"]  # not a reproduction; covered by the quick config
     for spec in config["experiments"].values():
         spec["seeds"] = [1, 2]
         spec["overrides"] = {"max_batches": 4, "max_eval_batches": 3, "epochs": 2}

@@ -87,8 +87,9 @@ def publish(run_dirs: list[Path], out: Path, published: dict) -> pd.DataFrame:
         copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
     runs = pd.DataFrame([run_record(d) for d in run_dirs])
     table = reference_table(runs, published)
-    write_csv(table, out / "reference.csv")
-    write_text(out / "reference.md", reference_markdown(table))
+    if published:  # a comparison table only where there are published numbers
+        write_csv(table, out / "reference.csv")
+        write_text(out / "reference.md", reference_markdown(table))
     return table
 
 

@@ -34,6 +34,9 @@ PUBLISHED = {
     for name, spec in config["experiments"].items()
     if spec.get("published")
 }
+# Publish the runs' small files to results/reference/ (by default when an experiment has a
+# published number to compare with).
+PUBLISH = config.get("publish", bool(PUBLISHED))
 RUNS, SKIPPED = expand_grid(config)
 RUN_BY_KEY = {(r.experiment, r.run_id): r for r in RUNS}
 for s in SKIPPED:
@@ -104,9 +107,10 @@ def run_files(name):
 
 def reference_files():
     """What publish_reference writes (none when reading the reference)."""
-    if FROM_REFERENCE or not PUBLISHED:
+    if FROM_REFERENCE or not PUBLISH:
         return []
-    return ["results/reference/reference.md"]
+    tables = ["results/reference/reference.md"] if PUBLISHED else []
+    return [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS] + tables
 
 
 def all_targets():

@@ -1,5 +1,6 @@
-# Publish the runs of experiments that reproduce a published number (config/reproduce.yaml)
-# to results/reference/, the small files that are committed and that the README table shows.
+# Publish the runs of a config (config/reproduce.yaml, config/gradients.yaml) to
+# results/reference/: the small files that are committed, that the README's table and
+# figures come from, and that `source: reference` rebuilds the tables from.
 
 PUBLISHED_FILES = [
     "train.json",
@@ -14,7 +15,7 @@ PUBLISHED_FILES = [
     "gradients.json",
 ]
 
-if PUBLISHED and not FROM_REFERENCE:
+if PUBLISH and not FROM_REFERENCE:
 
     rule publish_reference:
         input:
@@ -32,8 +33,12 @@ if PUBLISHED and not FROM_REFERENCE:
                 for r in RUNS
                 for name in PUBLISHED_FILES
             ],
-            table="results/reference/reference.csv",
-            markdown="results/reference/reference.md",
+            # the comparison with published numbers, when the config has any
+            tables=(
+                ["results/reference/reference.csv", "results/reference/reference.md"]
+                if PUBLISHED
+                else []
+            ),
         params:
             run_dirs=run_dirs(),
             published=json.dumps(PUBLISHED),
