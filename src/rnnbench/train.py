@@ -159,7 +159,11 @@ def load_checkpoint(path: Path, cfg: RunConfig, model, device) -> State | None:
     torch.set_rng_state(blob["rng_cpu"].cpu())
     if blob["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in blob["rng_cuda"]])
-    state = State(**{f.name: blob[f.name] for f in dataclasses.fields(State)})
+    names = [f.name for f in dataclasses.fields(State)]
+    missing = [n for n in names if n not in blob]
+    if missing:  # written by an older rnnbench: those records restart empty
+        log.warning("checkpoint %s has no %s; they start empty", path, ", ".join(missing))
+    state = State(**{n: blob[n] for n in names if n in blob})
     log.info("resuming from %s at epoch %d, minibatch %d", path, state.epoch, state.batch)
     return state
 
