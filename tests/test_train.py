@@ -165,7 +165,9 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(tiny_data, tmp_path):
     run, ckpt = tmp_path / "run", tmp_path / "run.pt"
     cmd = _train_cmd(tiny_data, run, ckpt, "--epochs", "50")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline:  # handler installed by then
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, err
