@@ -29,12 +29,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from rnnbench.io import write_atomic  # noqa: E402
+from rnnbench.plots import save  # noqa: E402  (PNG + SVG, atomically)
 
 log = logging.getLogger(__name__)
 LABELS = ["experiment", "run_id", "cell", "hidden", "layers", "seed"]
@@ -246,14 +246,6 @@ FIGURES: dict[str, Callable[[Path], sns.FacetGrid]] = {
     "grad_spectra": grad_spectra,
     "grad_decay_rate_vs_hidden": grad_decay_rate_vs_hidden,
 }
-
-
-def save(grid: sns.FacetGrid, png: Path) -> None:
-    """Write the PNG and the SVG beside it, each atomically."""
-    for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
-        write_atomic(path, lambda tmp, f=fmt: grid.figure.savefig(tmp, format=f, dpi=120,
-                                                                 bbox_inches="tight"))
-    plt.close(grid.figure)
 
 
 def plot(name: str, tables: Path, png: Path) -> None:
