@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from rnnbench.gpus import claim_gpu
+
+    claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
     device = pick_device(args.device)
     meta = read_json(args.run_dir / "train.json")
     cfg = RunConfig.from_dict(meta["config"])

@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from rnnbench.gpus import claim_gpu
+
+    claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
     device = pick_device(args.device)
     stream = torch.load(args.data_dir / "valid.pt", weights_only=True)  # (tokens,) int64
     start = time.perf_counter()
