@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnbench import bench
+from rnnbench import bench, stepprofile
 from rnnbench.bench import (
     COLUMNS,
     BenchConfig,
@@ -109,3 +109,56 @@ def test_cli_writes_the_table_and_csv(tiny_data, tmp_path, capsys):
         assert float(row[key]) > 0, key
     assert float(row["loss_max_rel_diff"]) < 1e-5
     assert not list(Path(out.parent).glob("*.tmp"))
+
+
+def test_profile_categories_follow_the_ops_and_their_shapes():
+    vocab = 37
+    h = torch.randn(5, 6)
+    w = torch.randn(vocab, 6)
+    small = torch.randn(6, 6)
+    emb = torch.randn(vocab, 6)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                record_shapes=True) as prof:
+        logits = torch.mm(h, w.t())  # (5, V): decoder GEMM
+        torch.log_softmax(logits, dim=1)  # (5, V): softmax + CE
+        torch.mm(h, small)  # no V: recurrence
+        torch.nn.functional.embedding(torch.tensor([1, 2]), emb)  # embedding
+        torch._foreach_norm([h, small])  # norm + SGD
+    totals = stepprofile.categorize(prof.events(), vocab)
+    assert set(totals) == set(stepprofile.CATEGORIES[:-1])
+    assert all(v > 0 for v in totals.values()), totals
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                record_shapes=True) as prof:
+        torch.mm(h, small)
+    only = stepprofile.categorize(prof.events(), vocab)
+    assert only["recurrence"] > 0
+    assert only["decoder GEMM"] == only["softmax + CE"] == 0
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm"])
+def test_profile_pair_accounts_for_the_whole_step(cell, tiny_data, tmp_path):
+    pair = Pair(BenchConfig(cell, 13, 1), tiny_data, torch.device("cpu"), 3, 7, tmp_path)
+    rows = stepprofile.profile_pair(pair, 2)
+    assert [r["loop"] for r in rows] == ["naive", "ours"]
+    for r in rows:
+        parts = [r[stepprofile.COLUMN[c]] for c in stepprofile.CATEGORIES]
+        assert sum(parts) == pytest.approx(r["wall_ms"], rel=1e-6)
+        for c in ("decoder GEMM", "softmax + CE", "recurrence", "norm + SGD"):
+            assert r[stepprofile.COLUMN[c]] > 0, (r["loop"], c)
+        assert r["decoder_gemm_gflops"] > 0
+
+
+def test_cli_profile_writes_the_profile_table(tiny_data, tmp_path, capsys):
+    out = tmp_path / "b.csv"
+    argv = ["--configs", "rnn_tanh:16:1", "--data-dir", str(tiny_data), "--device", "cpu",
+            "--threads", "1", "--batch-size", "4", "--bptt", "10", "--warmup", "1",
+            "--steps", "2", "--repeats", "1", "--loss-steps", "0", "--peak-size", "128",
+            "--profile", "--profile-steps", "2", "--out", str(out)]
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| rnn_tanh:16:1 | naive |" in printed and "| rnn_tanh:16:1 | ours |" in printed
+    assert "Ceiling" in printed
+    with (tmp_path / "b-profile.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["loop"] for r in rows] == ["naive", "ours"]
+    assert float(rows[0]["decoder_gemm_ms"]) > 0

@@ -16,13 +16,19 @@ norms with host syncs, ``p.grad /= norm``, ``p.data.add_``). It then
    tokens/s, the median of the per-repeat ratios ours/naive, the share of the matmul peak
    measured in the same repeat (analytic matmul FLOPs per token x tokens/s / peak) and the
    overhead of the per-group gradient statistics;
-3. with ``--memory``, runs each loop for ``--memory-steps`` steps in a fresh subprocess and
+3. with ``--profile``, profiles a few steps of each loop with ``torch.profiler`` and splits the
+   step's time into decoder GEMMs, softmax + cross-entropy, recurrence, embedding, gradient
+   norm + SGD and the rest (:mod:`rnnbench.stepprofile`), with the decoder GEMMs' achieved
+   GFLOP/s, and reports the *ceiling*: the tokens/s of a step whose every matmul FLOP ran at
+   the measured peak and nothing else took time;
+4. with ``--memory``, runs each loop for ``--memory-steps`` steps in a fresh subprocess and
    records its peak resident memory (and, on CUDA, peak allocated GPU memory).
 
 The table is printed to stdout and written, with the machine's description, to a CSV.
 Usage::
 
     python -m rnnbench.bench --threads 2                      # the two issue configurations
+    python -m rnnbench.bench --threads 2 --profile          # ... and where the time goes
     python -m rnnbench.bench --grid --memory --out results/bench/grid.csv
     python -m rnnbench.bench --configs rnn_tanh:150:1,gru:650:2 --device cuda
 """
@@ -53,6 +59,7 @@ from rnnbench.config import CELLS, LOSS_IMPLS, RunConfig
 from rnnbench.data import get_batch
 from rnnbench.io import write_atomic
 from rnnbench.model import Hidden, RNNModel
+from rnnbench.stepprofile import CATEGORIES, COLUMN, ceiling, profile_pair, profile_table
 from rnnbench.train import GradTreatment, Trainer, pick_device
 
 DEFAULT_CONFIGS = "rnn_tanh:150:1,lstm:300:1"
@@ -64,7 +71,7 @@ RECIPE_LR = {"rnn_tanh": 1.0, "rnn_relu": 1.0, "lstm": 5.0, "gru": 5.0}
 COLUMNS = [
     "date", "device", "gpu", "cpu_model", "torch", "threads", "cuda_tf32", "cudnn_tf32",
     "cell", "hidden", "layers", "vocab", "batch_size", "bptt", "loss_impl",
-    "flops_per_token", "peak_gflops",
+    "flops_per_token", "peak_gflops", "ceiling_tokens_per_s",
     "naive_tokens_per_s", "ours_tokens_per_s", "ratio",
     "naive_peak_share", "ours_peak_share",
     "loss_steps", "loss_max_rel_diff", "update_max_rel_diff", "loss_drift_rel_diff",
@@ -450,10 +457,10 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write the result rows (``COLUMNS``) to ``path`` atomically."""
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Write the result rows (``columns``) to ``path`` atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, lambda tmp: tmp.write_text(buf.getvalue()))
@@ -481,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-steps", type=int, default=None,
                    help="identical steps whose losses are compared (20; grid 5)")
     p.add_argument("--peak-size", type=int, default=4096, help="matrix size of the peak matmul")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile where each loop's step time goes (CPU only)")
+    p.add_argument("--profile-steps", type=int, default=5, help="profiled steps per loop")
     p.add_argument("--memory", action="store_true",
                    help="also measure peak memory of each loop in a fresh subprocess")
     p.add_argument("--memory-steps", type=int, default=30)
@@ -512,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{env['torch']}  {env['threads']} threads  fp32 matmul peak {start_peak:.1f} GFLOP/s"
           + (f"  (tf32: matmul {env['cuda_tf32']}, cudnn {env['cudnn_tf32']})"
              if device.type == "cuda" else ""), flush=True)
-    rows = []
+    rows, profiles = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for bc in configs:
             pair = Pair(bc, args.data_dir, device, args.batch_size, args.bptt, Path(tmp),
@@ -531,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
             if loss_steps > 0:
                 row.update(pair.loss_difference(loss_steps))
             row.update(measure(pair, warmup, steps, repeats, flops, peak))
+            row["ceiling_tokens_per_s"] = ceiling(flops, row["peak_gflops"])
+            if args.profile:
+                for prof in profile_pair(pair, args.profile_steps):
+                    profiles.append({"config": bc.name, **prof,
+                                     "peak_gflops": row["peak_gflops"],
+                                     "naive_tokens_per_s": row["naive_tokens_per_s"],
+                                     "ceiling_tokens_per_s": row["ceiling_tokens_per_s"]})
             for who in ("naive", "ours"):
                 mem = memory_of(who, bc, args) if args.memory else {}
                 row[f"{who}_peak_rss_mb"] = mem.get("peak_rss_mb", math.nan)
@@ -540,8 +557,22 @@ def main(argv: list[str] | None = None) -> int:
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
-    write_csv(args.out, rows)
+    write_csv(args.out, rows, COLUMNS)
     print(f"\nwrote {args.out}")
+    if profiles:
+        out = args.out.with_name(f"{args.out.stem}-profile.csv")
+        print("\nWhere a step's time goes (ms per step, share of the profiled step):\n")
+        print(profile_table(profiles))
+        print("\nCeiling: tokens/s with every matmul FLOP at the measured peak and nothing "
+              "else timed:")
+        for r in rows:
+            print(f"  {r['cell']}:{r['hidden']}:{r['layers']}  "
+                  f"{r['ceiling_tokens_per_s']:,.0f} tok/s = "
+                  f"{r['ceiling_tokens_per_s'] / r['naive_tokens_per_s']:.2f}x the naive loop")
+        write_csv(out, profiles, ["config", "loop", "wall_ms",
+                                  *[COLUMN[c] for c in CATEGORIES], "decoder_gemm_gflops",
+                                  "peak_gflops", "naive_tokens_per_s", "ceiling_tokens_per_s"])
+        print(f"\nwrote {out}")
     return 0
 
 
