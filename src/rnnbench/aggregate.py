@@ -22,8 +22,8 @@ from rnnbench.io import write_atomic, write_text
 
 log = logging.getLogger(__name__)
 GRAD_BINS = 100
-ENV_COLUMNS = ["device", "gpu", "cpu", "threads", "torch", "python", "rnnbench", "hostname",
-               "slurm_job_id"]
+ENV_COLUMNS = ["device", "gpu", "cpu", "threads", "torch", "python", "rnnbench", "code_version",
+               "hostname", "slurm_job_id"]
 CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 METRICS = ["test_ppl", "valid_ppl", "train_ppl", "params", "seconds_per_epoch", "tokens_per_s"]
 

@@ -41,7 +41,6 @@ import datetime
 import io
 import json
 import math
-import platform
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ from rnnbench.config import CELLS, LOSS_IMPLS, RunConfig
 from rnnbench.data import get_batch
 from rnnbench.io import write_atomic
 from rnnbench.model import Hidden, RNNModel
+from rnnbench.provenance import cpu_model
 from rnnbench.stepprofile import CATEGORIES, COLUMN, ceiling, profile_pair, profile_table
 from rnnbench.train import GradTreatment, Trainer, pick_device
 
@@ -312,17 +312,6 @@ class MatmulPeak:
         """Median GFLOP/s over ``repeats`` timings."""
         times = [timed(self._run, self.device) for _ in range(repeats)]
         return 2.0 * self.size**3 * self.inner / statistics.median(times) / 1e9
-
-
-def cpu_model() -> str:
-    """The CPU's 'model name' from /proc/cpuinfo (else platform's guess)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from rnnbench.metrics import (
     write_steps,
 )
 from rnnbench.model import RNNModel, detach_hidden, parameter_groups
+from rnnbench.provenance import code_version, cpu_model
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
@@ -123,11 +124,12 @@ def environment(device: torch.device) -> dict[str, Any]:
     env = {
         "device": device.type,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "rnnbench": __version__,
+        "code_version": code_version(),
         "hostname": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
