@@ -50,6 +50,7 @@ def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
         mean, sd = ok["test_ppl"].mean(), ok["test_ppl"].std(ddof=1)
         gpu = block["gpu"].dropna()
         device = gpu.iloc[0] if len(gpu) else f"CPU ({block['cpu'].iloc[0]})"
+        versions = block.get("code_version", pd.Series(dtype=object)).dropna()
         rows.append({
             "experiment": experiment,
             "published_test_ppl": pub["test_ppl"],
@@ -58,6 +59,8 @@ def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
             "valid_ppl_mean": ok["valid_ppl"].mean(), "train_ppl_mean": ok["train_ppl"].mean(),
             "delta_pct": 100 * (mean / pub["test_ppl"] - 1),
             "device": device, "torch": block["torch"].iloc[0],
+            "code_version": ", ".join(sorted({v[:7] + ("+dirty" if v.endswith("+dirty") else "")
+                                              for v in versions})),
             "seconds_per_epoch": ok["seconds_per_epoch"].mean(),
             "published_seconds_per_epoch": pub.get("seconds_per_epoch"),
             "published_device": pub.get("device"),
@@ -68,16 +71,17 @@ def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
 def reference_markdown(table: pd.DataFrame) -> str:
     """The README's reference table."""
     lines = ["| experiment | published test ppl | ours: test ppl (mean ± sd, n) | Δ% | "
-             "ours: valid / train ppl | device (torch) | s/epoch: ours (published) |",
+             "ours: valid / train ppl | device (torch, code) | s/epoch: ours (published) |",
              "|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         pub_s = (f" ({r['published_seconds_per_epoch']:.1f}, {r['published_device']})"
                  if pd.notna(r["published_seconds_per_epoch"]) else "")
+        code = f", {r['code_version']}" if r["code_version"] else ""
         lines.append(
             f"| {r['experiment']} | {r['published_test_ppl']:.1f} | "
             f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f} (n={r['n']}) | "
             f"{r['delta_pct']:+.1f} | {r['valid_ppl_mean']:.1f} / {r['train_ppl_mean']:.1f} | "
-            f"{r['device']} ({r['torch']}) | {r['seconds_per_epoch']:.1f}{pub_s} |")
+            f"{r['device']} ({r['torch']}{code}) | {r['seconds_per_epoch']:.1f}{pub_s} |")
     return "\n".join(lines) + "\n"
 
 
