@@ -186,3 +186,23 @@ def test_nan_loss_is_recorded_as_diverged_and_exits_zero(tiny_data, tmp_path):
     meta = read_json(run / "train.json")
     assert meta["status"] == "diverged" and meta["diverged_step"] is not None
     assert (run / "steps.csv.gz").exists() and (run / "model.pt").exists()
+
+
+def test_stream_test_reads_the_test_set_as_one_column(tiny_data, tmp_path):
+    from rnnbench.evaluate import main as evaluate_main
+
+    run = tmp_path / "run"
+    argv = ["--cell", "gru", "--hidden", "8", "--epochs", "1", "--batch-size", "4",
+            "--bptt", "10", "--device", "cpu", "--data-dir", str(tiny_data), "--run-dir",
+            str(run), "--checkpoint", str(tmp_path / "c.pt")]
+    assert main(argv) == 0
+    common = ["--run-dir", str(run), "--data-dir", str(tiny_data), "--device", "cpu"]
+    assert evaluate_main([*common, "--out", str(tmp_path / "plain.json")]) == 0
+    assert evaluate_main([*common, "--stream-test", "--out", str(tmp_path / "s.json")]) == 0
+    plain, stream = read_json(tmp_path / "plain.json"), read_json(tmp_path / "s.json")
+    assert "test_stream_ppl" not in plain
+    assert stream["test_ppl"] == plain["test_ppl"]
+    n = torch.load(tiny_data / "test.pt").numel()
+    assert stream["test_stream_tokens"] == n - 1  # every token but the first is predicted
+    assert plain["test_tokens"] < n - 1
+    assert math.isfinite(stream["test_stream_ppl"]) and stream["test_stream_ppl"] > 1

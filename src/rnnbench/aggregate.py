@@ -38,7 +38,8 @@ def run_record(run_dir: Path) -> dict:
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])
     last = hist.iloc[-1] if len(hist) else {}
     row.update(train_ppl=last.get("train_ppl", np.nan), valid_ppl=ev.get("valid_ppl", np.nan),
-               test_ppl=ev.get("test_ppl", np.nan))
+               test_ppl=ev.get("test_ppl", np.nan),
+               test_stream_ppl=ev.get("test_stream_ppl", np.nan))
     row["seconds_per_epoch"] = hist["seconds"].median() if len(hist) else np.nan
     row["tokens_per_s"] = hist["tokens_per_s"].median() if len(hist) else np.nan
     row["wall_seconds"] = meta["wall_seconds"]

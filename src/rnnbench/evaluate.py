@@ -1,7 +1,10 @@
 """Perplexity of a trained run's best-validation weights on valid and test.
 
 The whole stream is read in ``batch_size`` columns, ``bptt`` rows at a time, with the hidden
-state carried; perplexity is exp of the token-weighted mean cross-entropy. Usage::
+state carried; perplexity is exp of the token-weighted mean cross-entropy. With
+``--stream-test`` the test set is also read as one stream (one column: every token but the
+first is predicted with the whole preceding test text as context), the protocol of Zaremba et
+al.'s code and the TensorFlow PTB tutorial, recorded as ``test_stream_ppl``. Usage::
 
     python -m rnnbench.evaluate --run-dir results/runs/grid/lstm-h300-l1-s1 \\
         --data-dir results/data/ptb --out results/runs/grid/lstm-h300-l1-s1/eval.json
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--stream-test", action="store_true",
+                        help="also evaluate the test set as one stream (batch 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
@@ -113,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         result.update({f"{split}_loss": loss, f"{split}_ppl": perplexity(loss),
                        f"{split}_tokens": tokens})
         log.info("%s: loss %.4f  ppl %.2f  (%d tokens)", split, loss, perplexity(loss), tokens)
+    if args.stream_test and model is not None:
+        stream = torch.load(args.data_dir / "test.pt", weights_only=True)
+        data = batchify(stream, 1).to(device)  # (tokens, 1)
+        loss, tokens = evaluate(model, data, cfg.bptt, cfg.loss_impl, cfg.max_eval_batches)
+        result.update(test_stream_loss=loss, test_stream_ppl=perplexity(loss),
+                      test_stream_tokens=tokens)
+        log.info("test as one stream: loss %.4f  ppl %.2f  (%d tokens)", loss,
+                 perplexity(loss), tokens)
     result["eval_seconds"] = time.perf_counter() - start
     write_json(args.out, result)
     return 0

@@ -78,6 +78,12 @@ def train_runtime(wildcards, attempt):
     return (10 + cfg.epochs * per_epoch) * attempt
 
 
+def eval_args(wildcards):
+    """Extra evaluation flags of an experiment (`stream_test: true`)."""
+    spec = config["experiments"][wildcards.experiment]
+    return "--stream-test" if spec.get("stream_test") else ""
+
+
 def data_dir(wildcards, input):
     """Folder of the tokenized corpus, from the rule's `data` input files."""
     return os.path.dirname(input.data[0])

@@ -50,6 +50,7 @@ rule evaluate_model:
     params:
         data_dir=data_dir,
         device=config.get("device", "auto"),
+        extra=eval_args,
     log:
         "results/logs/evaluate_model/{experiment}/{run}.log",
     benchmark:
@@ -64,4 +65,4 @@ rule evaluate_model:
     shell:
         "python -m rnnbench.evaluate --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} --device {params.device} --threads {threads}"
-        " --out {output:q} > {log:q} 2>&1"
+        " {params.extra} --out {output:q} > {log:q} 2>&1"
