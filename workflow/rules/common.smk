@@ -38,6 +38,26 @@ PUBLISHED = {
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
 RUNS, SKIPPED = expand_grid(config)
+if FROM_REFERENCE:
+    # Only what is published: a reproduction still running elsewhere leaves runs out, said.
+    _published = [
+        r for r in RUNS if Path(f"results/reference/{r.experiment}/{r.run_id}/train.json").exists()
+    ]
+    if not _published:
+        raise ValueError(
+            "source: reference, but no run of this config is published under "
+            "results/reference/ (looked for results/reference/{experiment}/{run}/train.json). "
+            "Run the config with `source: runs` first, or check out the committed reference "
+            "files."
+        )
+    if len(_published) < len(RUNS):
+        _missing = ", ".join(f"{r.experiment}/{r.run_id}" for r in RUNS if r not in _published)
+        print(
+            f"source: reference: {len(RUNS) - len(_published)} of {len(RUNS)} runs of this "
+            f"config are not published under results/reference/ and are left out: {_missing}",
+            file=sys.stderr,
+        )
+    RUNS = _published
 RUN_BY_KEY = {(r.experiment, r.run_id): r for r in RUNS}
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
