@@ -48,3 +48,14 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
     assert target.read_text() == '{\n  "a": 1\n}\n'
     write_text(tmp_path / "t.txt", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "t.txt"]
+
+
+def test_atomic_writes_get_the_usual_file_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    os.umask(old)
+    write_text(tmp_path / "t.txt", "x")
+    mode = stat.S_IMODE((tmp_path / "t.txt").stat().st_mode)
+    assert mode == 0o666 & ~old
