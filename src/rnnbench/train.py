@@ -318,14 +318,17 @@ class Trainer:
 def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
                   env: dict, wall: float) -> None:
     """The rule's outputs: history.csv, steps.csv.gz, grad_stats.csv, spectra.csv, model.pt
-    and train.json."""
+    (best-validation, initial and, for a finished run, final weights) and train.json."""
     st, cfg = trainer.state, trainer.cfg
     write_rows(run_dir / "history.csv", st.history)
     write_rows(run_dir / "grad_stats.csv", st.grad_stats)
     write_rows(run_dir / "spectra.csv", st.spectra)
     write_steps(run_dir / "steps.csv.gz", st.steps, trainer.treat.names, trainer.n_batches)
+    # best-validation, initial and final weights (published recipes test the final ones)
+    final_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     model_blob = {"config": cfg.to_dict(), "vocab_size": trainer.vocab_size,
-                  "best_state": st.best_state, "init_state": trainer.init_state}
+                  "best_state": st.best_state, "init_state": trainer.init_state,
+                  "final_state": final_state if status == "ok" else None}
     write_atomic(run_dir / "model.pt", lambda tmp: torch.save(model_blob, tmp))
     best = min(st.history, key=lambda r: r["valid_loss"]) if st.history else None
     every_step = torch.cat([t[:, 1].cpu() for t in st.steps]) if st.steps else torch.zeros(0)
