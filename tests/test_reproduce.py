@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -29,6 +30,10 @@ def test_named_recipes_resolve_to_the_published_settings():
     assert {k: sorted(c.seed for c in v) for k, v in by_exp.items()} == {
         "seed_rnn": [1, 2, 3], "seed_lstm": [1, 2, 3], "zaremba_small": [1, 2, 3]}
     rnn, lstm, zar = (by_exp[k][0] for k in ("seed_rnn", "seed_lstm", "zaremba_small"))
+    # every source tests the weights after its last epoch
+    experiments = reproduce_config()["experiments"]
+    assert {k: v.get("eval_weights") for k, v in experiments.items()} == dict.fromkeys(
+        experiments, "final")
     assert (rnn.cell, rnn.hidden, rnn.layers, rnn.batch_size, rnn.bptt) == \
         ("rnn_tanh", 150, 1, 20, 35)
     assert (rnn.grad, rnn.loss_reduction, rnn.init, rnn.init_scale) == \
@@ -64,6 +69,9 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     assert list(table["experiment"]) == ["seed_rnn", "seed_lstm", "zaremba_small"]
     assert list(table["published_test_ppl"]) == [155.5, 106.9, 114.5]
     assert (table["n"] == 2).all()
+    evals = list((tmp_path / "results/runs").glob("*/*/eval.json"))
+    assert len(evals) == 6
+    assert all(json.loads(p.read_text())["weights"] == "final" for p in evals)
     # the tables and figures rebuild from the published files alone, with no training;
     # a run not (yet) published is left out, and said so
     for d in ("runs", "tables", "figures"):

@@ -206,3 +206,39 @@ def test_stream_test_reads_the_test_set_as_one_column(tiny_data, tmp_path):
     assert stream["test_stream_tokens"] == n - 1  # every token but the first is predicted
     assert plain["test_tokens"] < n - 1
     assert math.isfinite(stream["test_stream_ppl"]) and stream["test_stream_ppl"] > 1
+
+
+def test_final_weights_are_kept_and_evaluated(tiny_data, tmp_path):
+    from rnnbench.evaluate import load_model
+    from rnnbench.evaluate import main as evaluate_main
+    from rnnbench.io import write_json
+
+    run = tmp_path / "run"
+    argv = ["--cell", "rnn_tanh", "--hidden", "8", "--epochs", "2", "--batch-size", "4",
+            "--bptt", "10", "--lr", "5", "--device", "cpu", "--data-dir", str(tiny_data),
+            "--run-dir", str(run), "--checkpoint", str(tmp_path / "c.pt")]
+    assert main(argv) == 0
+    blob = torch.load(run / "model.pt", weights_only=True)
+    final = load_model(run / "model.pt", "final")
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, blob["final_state"][k])
+    common = ["--run-dir", str(run), "--data-dir", str(tiny_data), "--device", "cpu"]
+    assert evaluate_main([*common, "--weights", "final", "--out", str(tmp_path / "f.json")]) == 0
+    result = read_json(tmp_path / "f.json")
+    assert result["weights"] == "final" and math.isfinite(result["test_ppl"])
+    data = batchify(torch.load(tiny_data / "test.pt"), 4)
+    loss, _ = evaluate(final, data, bptt=10)
+    assert result["test_ppl"] == pytest.approx(math.exp(loss), rel=1e-9)
+
+    # a model.pt from before final weights were kept: recoverable only if the best epoch was
+    # the last one (then they are the same weights)
+    del blob["final_state"]
+    torch.save(blob, run / "model.pt")
+    meta = read_json(run / "train.json")
+    write_json(run / "train.json", {**meta, "best_epoch": meta["epochs_done"] - 1})
+    old = load_model(run / "model.pt", "final")
+    for k, v in old.state_dict().items():
+        assert torch.equal(v, blob["best_state"][k])
+    write_json(run / "train.json", {**meta, "best_epoch": 0})
+    with pytest.raises(SystemExit, match="keeps no final weights"):
+        load_model(run / "model.pt", "final")

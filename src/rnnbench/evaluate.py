@@ -1,4 +1,5 @@
-"""Perplexity of a trained run's best-validation weights on valid and test.
+"""Perplexity of a trained run's best-validation (or, with ``--weights final``, final) weights on
+valid and test.
 
 The whole stream is read in ``batch_size`` columns, ``bptt`` rows at a time, with the hidden
 state carried; perplexity is exp of the token-weighted mean cross-entropy. With
@@ -61,11 +62,26 @@ def perplexity(mean_loss: float) -> float:
 
 
 def load_model(path: str | Path, which: str = "best", device: str = "cpu") -> RNNModel | None:
-    """The run's model with its ``best`` (best-validation) or ``init`` weights; None if absent."""
+    """The run's model with its ``best`` (best-validation), ``final`` or ``init`` weights; None
+    if absent.
+
+    A model.pt written before final weights were kept has none; when the run's best epoch was its
+    last (train.json beside it), the final weights *are* the best ones and those are used.
+    """
     from rnnbench.config import RunConfig
 
     blob = torch.load(path, map_location=device, weights_only=True)
-    state = blob["best_state" if which == "best" else "init_state"]
+    state = blob.get(f"{which}_state")
+    if which == "final" and "final_state" not in blob:
+        meta = read_json(Path(path).parent / "train.json")
+        if meta["status"] == "ok" and meta["best_epoch"] == meta["epochs_done"] - 1:
+            state = blob["best_state"]  # the last epoch was the best: the same weights
+        else:
+            raise SystemExit(
+                f"{path} keeps no final weights (written by an older rnnbench) and its best "
+                f"epoch {meta['best_epoch']} is not its last ({meta['epochs_done'] - 1}), so "
+                "they cannot be recovered: retrain the run, or evaluate its best weights "
+                "(`eval_weights: best`).")
     if state is None:
         return None
     cfg = RunConfig.from_dict(blob["config"])
@@ -91,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--weights", choices=("best", "final"), default="best",
+                        help="best-validation weights (default) or the final ones")
     parser.add_argument("--stream-test", action="store_true",
                         help="also evaluate the test set as one stream (batch 1)")
     args = parser.parse_args(argv)
@@ -103,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     meta = read_json(args.run_dir / "train.json")
     cfg = RunConfig.from_dict(meta["config"])
-    result = {"run_id": meta["run_id"], "status": meta["status"], "device": str(device)}
-    model = load_model(args.run_dir / "model.pt", "best", device)
+    result = {"run_id": meta["run_id"], "status": meta["status"], "device": str(device),
+              "weights": args.weights}
+    model = load_model(args.run_dir / "model.pt", args.weights, device)
     if model is None:
-        log.warning("run %s has no best-validation weights (status %s)", meta["run_id"],
+        log.warning("run %s has no %s weights (status %s)", meta["run_id"], args.weights,
                     meta["status"])
         result.update(valid_loss=math.nan, valid_ppl=math.nan, test_loss=math.nan,
                       test_ppl=math.nan)

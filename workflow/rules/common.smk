@@ -99,9 +99,10 @@ def train_runtime(wildcards, attempt):
 
 
 def eval_args(wildcards):
-    """Extra evaluation flags of an experiment (`stream_test: true`)."""
+    """Evaluation flags of an experiment (`eval_weights`, `stream_test`)."""
     spec = config["experiments"][wildcards.experiment]
-    return "--stream-test" if spec.get("stream_test") else ""
+    flags = ["--weights", spec.get("eval_weights", "best")]
+    return " ".join(flags + (["--stream-test"] if spec.get("stream_test") else []))
 
 
 def data_dir(wildcards, input):
