@@ -1,7 +1,9 @@
 """Training: lr schedule, gradient treatment, perplexity, resume, divergence, preemption."""
 
 import gzip
+import json
 import math
+import shlex
 import signal
 import subprocess
 import sys
@@ -123,6 +125,24 @@ def test_resume_after_preemption_equals_uninterrupted_run_bitwise(tiny_data, tmp
         assert torch.equal(v, pieces.state.best_state[k]), k
     for x, y in zip(whole.state.steps, pieces.state.steps, strict=True):
         assert torch.equal(x, y)
+    assert (whole.state.resumes, pieces.state.resumes) == (0, 3)
+
+
+def test_wall_time_adds_up_across_resumes_and_is_unknown_from_old_checkpoints(tiny_data,
+                                                                             tmp_path):
+    cfg, ckpt = tiny_config(), tmp_path / "c.pt"
+    with pytest.raises(Preempted):
+        StopAfter(cfg, tiny_data, ckpt, torch.device("cpu"), stop_after=20).run()
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["wall_seconds"] > 0 and saved["resumes"] == 0
+    resumed = Trainer(cfg, tiny_data, ckpt, torch.device("cpu"))
+    assert resumed.state.resumes == 1
+    assert resumed.wall_seconds() >= saved["wall_seconds"]
+    for key in ("wall_seconds", "resumes"):  # as written by rnnbench before they existed
+        del saved[key]
+    torch.save(saved, ckpt)
+    old = Trainer(cfg, tiny_data, ckpt, torch.device("cpu"))
+    assert old.state.resumes == 1 and math.isnan(old.wall_seconds())
 
 
 def _train_cmd(data, run_dir, ckpt, *extra):
@@ -149,7 +169,13 @@ def test_killed_job_resumes_mid_epoch_with_identical_results(tiny_data, tmp_path
     proc.kill()
     proc.wait()
     assert not (run / "train.json").exists()
+    wall_before_kill = torch.load(ckpt, weights_only=True)["wall_seconds"]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
+    meta_ref = json.loads((ref / "train.json").read_text())
+    meta = json.loads((run / "train.json").read_text())
+    assert (meta_ref["resumes"], meta["resumes"]) == (0, 1)
+    assert meta["wall_seconds"] > wall_before_kill > 0
+    assert meta["command"] == shlex.join(["python", "-m", "rnnbench.train", *cmd[3:]])
     a, b = pd.read_csv(ref / "history.csv"), pd.read_csv(run / "history.csv")
     cols = [c for c in a.columns if c not in ("seconds", "tokens_per_s")]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)

@@ -42,7 +42,8 @@ def run_record(run_dir: Path) -> dict:
                test_stream_ppl=ev.get("test_stream_ppl", np.nan))
     row["seconds_per_epoch"] = hist["seconds"].median() if len(hist) else np.nan
     row["tokens_per_s"] = hist["tokens_per_s"].median() if len(hist) else np.nan
-    row["wall_seconds"] = meta["wall_seconds"]
+    row["wall_seconds"] = meta["wall_seconds"]  # None: resumed from a pre-0.1 checkpoint
+    row["resumes"] = meta.get("resumes")  # absent in train.json files of older versions
     for name in ("p50", "p90", "p99", "max"):
         row[f"grad_norm_{name}"] = meta.get(f"grad_norm_{name}", np.nan)
     row.update({k: meta.get(k) for k in ENV_COLUMNS})
@@ -80,7 +81,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (every config column but the seed): mean, sd and n over ok runs."""
     config_cols = [c for c in runs.columns
                    if c not in {"run_id", "seed", "status", "diverged_step", "epochs_done",
-                                "best_epoch", "wall_seconds", *METRICS, *ENV_COLUMNS}
+                                "best_epoch", "wall_seconds", "resumes", *METRICS, *ENV_COLUMNS}
                    and not c.startswith("grad_norm_")]
     groups = []
     for _, block in runs.groupby(config_cols, sort=False, dropna=False):

@@ -74,6 +74,8 @@ class State:
     best_valid: float = math.inf
     best_state: dict | None = None
     diverged_step: int | None = None
+    wall_seconds: float = 0.0  # wall time of the earlier processes of this run, to their last save
+    resumes: int = 0  # how many times this run was resumed from a checkpoint
 
 
 class GradTreatment:
@@ -166,6 +168,9 @@ def load_checkpoint(path: Path, cfg: RunConfig, model, device) -> State | None:
     if missing:  # written by an older rnnbench: those records restart empty
         log.warning("checkpoint %s has no %s; they start empty", path, ", ".join(missing))
     state = State(**{n: blob[n] for n in names if n in blob})
+    if "wall_seconds" not in blob:  # earlier processes' wall time unknown
+        state.wall_seconds = math.nan
+    state.resumes += 1
     log.info("resuming from %s at epoch %d, minibatch %d", path, state.epoch, state.batch)
     return state
 
@@ -175,6 +180,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data_dir: Path, checkpoint: Path, device: torch.device,
                  log_interval: int = 200, checkpoint_interval: float = 600.0) -> None:
+        self._started = time.monotonic()
         self.cfg, self.device, self.checkpoint = cfg, device, checkpoint
         self.log_interval, self.checkpoint_interval = log_interval, checkpoint_interval
         def load(split: str) -> torch.Tensor:
@@ -311,12 +317,18 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint now."""
-        save_checkpoint(self.checkpoint, self.cfg, self.model, self.state)
+        save_checkpoint(self.checkpoint, self.cfg, self.model,
+                        dataclasses.replace(self.state, wall_seconds=self.wall_seconds()))
         self._last_save = time.monotonic()
+
+    def wall_seconds(self) -> float:
+        """Wall time of the whole run so far: earlier processes (to their last checkpoint)
+        plus this one; NaN if resumed from a checkpoint too old to record it."""
+        return self.state.wall_seconds + (time.monotonic() - self._started)
 
 
 def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
-                  env: dict, wall: float) -> None:
+                  env: dict, command: str) -> None:
     """The rule's outputs: history.csv, steps.csv.gz, grad_stats.csv, spectra.csv, model.pt
     (best-validation, initial and, for a finished run, final weights) and train.json."""
     st, cfg = trainer.state, trainer.cfg
@@ -337,12 +349,15 @@ def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
         "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
         "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
         "params": sum(p.numel() for p in trainer.model.parameters()),
-        "vocab_size": trainer.vocab_size, "wall_seconds": wall,
+        # wall time of every process that trained it (to each one's last checkpoint), and
+        # the training time alone (validation and start-up excluded), summed over epochs
+        "wall_seconds": None if math.isnan(wall := trainer.wall_seconds()) else wall,
+        "resumes": st.resumes, "vocab_size": trainer.vocab_size,
         "train_seconds": sum(r["seconds"] for r in st.history),
         # global gradient norm over every step of the run (before normalisation/clipping)
         **{f"grad_norm_{k}": v for k, v in grad_norm_stats(every_step).items()
            if k in ("p50", "p90", "p99", "max")},
-        "config": cfg.to_dict(), "command": shlex.join(sys.argv), **env,
+        "config": cfg.to_dict(), "command": command, **env,
     })
 
 
@@ -404,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(cfg.device)
     env = environment(device)
     log.info("run %s on %s: %s", args.run_id, env["gpu"] or env["device"], cfg)
-    start = time.perf_counter()
     trainer = Trainer(cfg, args.data_dir, args.checkpoint, device, args.log_interval,
                       args.checkpoint_interval)
 
@@ -431,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted:
         log.warning("checkpoint written to %s; rerun the job to resume", args.checkpoint)
         return PREEMPTED_EXIT
-    write_outputs(trainer, args.run_dir, args.run_id or args.run_dir.name, status, env,
-                  time.perf_counter() - start)
+    command = shlex.join(["python", "-m", "rnnbench.train",
+                          *(sys.argv[1:] if argv is None else argv)])
+    write_outputs(trainer, args.run_dir, args.run_id or args.run_dir.name, status, env, command)
     args.checkpoint.unlink(missing_ok=True)  # in-progress state only; the outputs now exist
     log.info("run %s finished: %s", args.run_id, status)
     return 0
