@@ -112,3 +112,20 @@ def test_committed_reference_files_agree_with_the_readme_table():
     regenerated = reference_markdown(reference_table(runs, published))
     assert regenerated == (REFERENCE / "reference.md").read_text()
     assert regenerated == _readme_table()
+
+
+def test_published_runs_carry_what_the_issue_asks_for_and_no_weights():
+    runs = sorted(p for e in reproduce_config()["experiments"]
+                  for p in REFERENCE.glob(f"{e}/*/train.json"))
+    if not runs:
+        pytest.skip("no committed reference results yet")
+    for path in runs:
+        meta = json.loads(path.read_text())
+        assert meta["status"] in ("ok", "diverged"), path
+        assert meta["device"] and (meta["gpu"] or meta["cpu"]), path
+        assert meta["torch"] and meta["code_version"], path
+        assert meta["config"]["seed"] >= 1 and meta["command"].startswith(
+            ("python -m rnnbench.train ", "/")), path  # older runs recorded argv[0]'s path
+        assert meta["wall_seconds"] > 0 and meta["train_seconds"] > 0, path
+        assert (path.parent / "history.csv").exists() and (path.parent / "eval.json").exists()
+    assert not [p for p in REFERENCE.rglob("*") if p.suffix in (".pt", ".gz")]
