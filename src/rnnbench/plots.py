@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -50,27 +52,75 @@ def perplexity_vs_hidden(tables: Path) -> sns.FacetGrid:
     return g
 
 
-def learning_curves(tables: Path) -> sns.FacetGrid:
-    """Validation perplexity per epoch; hue cell, columns hidden, rows layers."""
-    epochs = pd.read_csv(tables / "epochs.csv")
-    g = sns.relplot(epochs, x="epoch", y="valid_ppl", hue="cell", col="hidden", row="layers",
-                    hue_order=_cells(epochs), kind="line", errorbar="sd", marker="o",
-                    height=3, aspect=1.1)
+def _model_panels(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Facets of the per-epoch figures: for one experiment a hidden × layers grid; for several
+    (config/reproduce.yaml), one panel per experiment and size present, so none is empty."""
+    if df["experiment"].nunique() <= 1:
+        return df, {"col": "hidden", "row": "layers"}
+    label = (df["experiment"] + ": hidden " + df["hidden"].astype(str) + ", layers "
+             + df["layers"].astype(str))
+    df = df.assign(panel=label)
+    return df, {"col": "panel", "col_wrap": min(3, label.nunique()),
+                "col_order": list(dict.fromkeys(label))}
+
+
+def _titles(g: sns.FacetGrid, facets: dict) -> None:
+    if facets["col"] == "panel":
+        g.set_titles("{col_name}")
+    else:
+        g.set_titles("hidden {col_name}, layers {row_name}")
+
+
+def _plain_log_ticks(g: sns.FacetGrid) -> None:
+    """Log y axis labelled 100, 200, 300 rather than 10², 2×10², 3×10²: 120, 150, 200, 250,
+    ... when the axis spans under a decade, else the ticks at 1, 2, 3 and 5 × 10^k;
+    only the first column's panels carry labels."""
     g.set(yscale="log")
+
+    def label(y: float, _pos) -> str:
+        mantissa = round(y / 10 ** math.floor(math.log10(y) + 1e-9), 6) if y > 0 else 0
+        return f"{y:g}" if mantissa in (1, 2, 3, 5) else ""
+
+    for ax in g.axes.flat:
+        low, high = ax.get_ylim()
+        if 0 < low and high / low < 10:  # about evenly spaced on a log axis
+            k = math.floor(math.log10(low))
+            ticks = [m * 10 ** e for e in (k, k + 1) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
+            ax.yaxis.set_major_locator(ticker.FixedLocator(
+                [round(t, 9) for t in ticks if low <= t <= high]))
+            ax.yaxis.set_minor_locator(ticker.NullLocator())
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _pos: f"{y:g}"))
+        else:
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(label))
+            ax.yaxis.set_minor_formatter(ticker.FuncFormatter(label))
+        if not ax.get_subplotspec().is_first_col():
+            ax.tick_params(axis="y", which="both", labelleft=False)
+
+
+def learning_curves(tables: Path) -> sns.FacetGrid:
+    """Validation perplexity per epoch; hue cell, columns hidden, rows layers (or one panel
+    per experiment and size when there are several experiments)."""
+    epochs, facets = _model_panels(pd.read_csv(tables / "epochs.csv"))
+    g = sns.relplot(epochs, x="epoch", y="valid_ppl", hue="cell", **facets,
+                    hue_order=_cells(epochs), kind="line", errorbar="sd", marker="o",
+                    height=3, aspect=1.1, facet_kws={"sharex": False})
+    _plain_log_ticks(g)
+    for ax in g.axes.flat:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     g.set_axis_labels("epoch", "validation perplexity")
-    g.set_titles("hidden {col_name}, layers {row_name}")
+    _titles(g, facets)
     return g
 
 
 def grad_norms(tables: Path) -> sns.FacetGrid:
     """Global gradient norm (before normalisation/clipping) over training, log scale."""
-    grads = pd.read_csv(tables / "grad_norms.csv")
-    g = sns.relplot(grads, x="progress", y="grad_norm_median", hue="cell", col="hidden",
-                    row="layers", hue_order=_cells(grads), kind="line", errorbar=("pi", 80),
+    grads, facets = _model_panels(pd.read_csv(tables / "grad_norms.csv"))
+    g = sns.relplot(grads, x="progress", y="grad_norm_median", hue="cell", **facets,
+                    hue_order=_cells(grads), kind="line", errorbar=("pi", 80),
                     height=3, aspect=1.1)
-    g.set(yscale="log")
+    _plain_log_ticks(g)
     g.set_axis_labels("share of training", "global gradient norm (median per bin)")
-    g.set_titles("hidden {col_name}, layers {row_name}")
+    _titles(g, facets)
     return g
 
 
