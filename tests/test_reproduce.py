@@ -83,7 +83,8 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     assert "train_model" not in again.stdout + again.stderr
     assert "1 of 6 runs of this config are not published" in again.stderr
     assert "zaremba_small/lstm-h200-l2-s2" in again.stderr
-    assert (tmp_path / "results/figures/learning_curves.png").exists()
+    for figure in ("learning_curves", "reproduction"):
+        assert (tmp_path / f"results/figures/{figure}.png").exists()
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
     assert len(runs) == 5 and runs["test_ppl"].notna().all()
     # zaremba_small asks for the test set as one stream too
@@ -129,3 +130,18 @@ def test_published_runs_carry_what_the_issue_asks_for_and_no_weights():
         assert meta["wall_seconds"] > 0 and meta["train_seconds"] > 0, path
         assert (path.parent / "history.csv").exists() and (path.parent / "eval.json").exists()
     assert not [p for p in REFERENCE.rglob("*") if p.suffix in (".pt", ".gz")]
+
+
+def test_reproduction_figure_shows_every_published_experiment_and_names_a_missing_one(tmp_path):
+    from rnnbench.plots import reproduction
+
+    runs = pd.DataFrame({"experiment": ["a", "a", "b", "c"], "status": ["ok"] * 4,
+                         "test_ppl": [101.0, 99.0, 212.0, 50.0]})
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    ax = reproduction(tmp_path, {"a": {"test_ppl": 100}, "b": {"test_ppl": 200}})
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["a\npublished 100\nours 100.0 (n=2)", "b\npublished 200\nours 212.0 (n=1)"]
+    dots = sorted(y for c in ax.collections for _, y in c.get_offsets() if len(c.get_offsets()))
+    assert dots[:3] == pytest.approx([-1.0, 1.0, 6.0]) and ax.get_ylim()[1] >= 6.0
+    with pytest.raises(SystemExit, match="No finished run of an experiment with a published"):
+        reproduction(tmp_path, {"zzz": {"test_ppl": 1}})

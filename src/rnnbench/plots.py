@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -142,7 +143,43 @@ FIGURES: dict[str, Callable[[Path], sns.FacetGrid]] = {
 }
 
 
-def save(grid: sns.FacetGrid, png: Path) -> None:
+def reproduction(tables: Path, published: dict[str, dict]) -> plt.Axes:
+    """Each experiment's test perplexity against its published number, in percent: one dot
+    per seed, the mean ± sd, the ±2% band of config/reproduce.yaml's goal."""
+    runs = _ok(pd.read_csv(tables / "runs.csv"))
+    order = [e for e in published if e in set(runs["experiment"])]
+    if not order:
+        raise SystemExit(
+            f"No finished run of an experiment with a published number in {tables / 'runs.csv'}"
+            f" (experiments with one: {', '.join(published) or 'none'}). The reproduction "
+            "figure needs at least one; run the config's experiments first.")
+    runs = runs[runs["experiment"].isin(order)].copy()
+    target = runs["experiment"].map({e: published[e]["test_ppl"] for e in order})
+    runs["delta_pct"] = 100 * (runs["test_ppl"] / target - 1)
+    fig, ax = plt.subplots(figsize=(1.3 + 2.2 * len(order), 3.6))
+    ax.axhspan(-2, 2, color="0.88", zorder=0, label="within 2%")
+    ax.axhline(0, color="0.2", linewidth=1, label="published")
+    sns.stripplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, size=7,
+                  jitter=0.08, color="C0", label="one seed", legend=False)
+    sns.pointplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, errorbar="sd",
+                  linestyle="none", marker="D", markersize=5, color="black", capsize=0.15,
+                  label="mean ± sd")
+    stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
+    ax.set_xticks(range(len(order)), [
+        f"{e}\npublished {published[e]['test_ppl']:g}\n"
+        f"ours {stats.loc[e, 'mean']:.1f} (n={stats.loc[e, 'count']})" for e in order])
+    bound = max(3.0, runs["delta_pct"].abs().max() * 1.25)
+    ax.set_ylim(-bound, bound)
+    ax.set_xlabel("")
+    ax.set_ylabel("test perplexity vs published (%)")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1),
+              frameon=False)
+    return ax
+
+
+def save(grid: sns.FacetGrid | plt.Axes, png: Path) -> None:
     """Write the PNG and the SVG beside it, each atomically."""
     for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
         write_atomic(path, lambda tmp, f=fmt: grid.figure.savefig(tmp, format=f, dpi=120,
@@ -153,13 +190,18 @@ def save(grid: sns.FacetGrid, png: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction"]))
     parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
     parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    parser.add_argument("--published", default="{}",
+                        help="reproduction only; JSON: experiment -> {test_ppl: ...}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     sns.set_theme(style="whitegrid", context="paper")
-    save(FIGURES[args.figure](args.tables), args.out)
+    if args.figure == "reproduction":
+        save(reproduction(args.tables, json.loads(args.published)), args.out)
+    else:
+        save(FIGURES[args.figure](args.tables), args.out)
     log.info("wrote %s and .svg", args.out)
     return 0
 

@@ -8,6 +8,8 @@ FIGURE_CATEGORIES = {
     "grad_norms": "Gradients",
 }
 FIGURES = [f"results/figures/{name}.png" for name in FIGURE_CATEGORIES]
+if PUBLISHED:  # a config that reproduces published numbers (config/reproduce.yaml)
+    FIGURES.append("results/figures/reproduction.png")
 
 
 rule collect_metrics:
@@ -65,3 +67,28 @@ for _name, _category in FIGURE_CATEGORIES.items():
         shell:
             "python -m rnnbench.plots {params.figure} --tables results/tables"
             " --out {output.png:q} > {log:q} 2>&1"
+
+
+if PUBLISHED:
+
+    rule plot_reproduction:
+        input:
+            runs=rules.collect_metrics.output.runs,
+            code=f"{SRC}/rnnbench/plots.py",
+        output:
+            png=report(
+                "results/figures/reproduction.png",
+                caption="../report/reproduction.rst",
+                category="Perplexity",
+                labels={"figure": "reproduction"},
+            ),
+            svg="results/figures/reproduction.svg",
+        params:
+            published=json.dumps(PUBLISHED),
+        log:
+            "results/logs/plot_reproduction.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "python -m rnnbench.plots reproduction --tables results/tables"
+            " --published {params.published:q} --out {output.png:q} > {log:q} 2>&1"
