@@ -37,19 +37,21 @@ def _cells(df: pd.DataFrame) -> list[str]:
     return [c for c in CELL_ORDER if c in set(df["cell"])]
 
 
-def _facet_rows(df: pd.DataFrame) -> str | None:
-    """Facet by experiment only when the tables hold several."""
-    return "experiment" if df["experiment"].nunique() > 1 else None
-
-
 def perplexity_vs_hidden(tables: Path) -> sns.FacetGrid:
     """Test perplexity vs hidden size; hue cell, columns layers, error bars sd over seeds."""
     runs = _ok(pd.read_csv(tables / "runs.csv"))
-    g = sns.catplot(runs, x="hidden", y="test_ppl", hue="cell", col="layers",
-                    row=_facet_rows(runs), hue_order=_cells(runs), kind="point",
-                    errorbar="sd", dodge=0.3, height=3.5, aspect=1.1, markers="o")
+    if runs["experiment"].nunique() > 1:  # one panel per experiment and layer count present
+        label = runs["experiment"] + ": layers " + runs["layers"].astype(str)
+        runs = runs.assign(panel=label)
+        facets = {"col": "panel", "col_wrap": min(3, label.nunique()),
+                  "col_order": list(dict.fromkeys(label)), "sharex": False}
+    else:
+        facets = {"col": "layers"}
+    g = sns.catplot(runs, x="hidden", y="test_ppl", hue="cell", **facets,
+                    hue_order=_cells(runs), kind="point", errorbar="sd", dodge=0.3,
+                    height=3.5, aspect=1.1, markers="o")
     g.set_axis_labels("hidden size", "test perplexity (mean ± sd over seeds)")
-    g.set_titles(col_template="layers = {col_name}", row_template="{row_name}")
+    g.set_titles(col_template="{col_name}" if facets["col"] == "panel" else "layers = {col_name}")
     return g
 
 
@@ -126,11 +128,18 @@ def grad_norms(tables: Path) -> sns.FacetGrid:
 
 
 def perplexity_vs_params(tables: Path) -> sns.FacetGrid:
-    """Test perplexity against parameter count; hue cell, style layers."""
+    """Test perplexity against parameter count, one dot per run; hue cell, style layers (or,
+    with several experiments, style experiment, all in one panel)."""
     runs = _ok(pd.read_csv(tables / "runs.csv"))
-    g = sns.relplot(runs, x="params", y="test_ppl", hue="cell", style="layers",
-                    row=_facet_rows(runs), hue_order=_cells(runs), s=60, height=3.5, aspect=1.4)
+    style = "experiment" if runs["experiment"].nunique() > 1 else "layers"
+    g = sns.relplot(runs, x="params", y="test_ppl", hue="cell", style=style,
+                    hue_order=_cells(runs), s=60, height=3.5, aspect=1.4)
     g.set(xscale="log")
+    for ax in g.axes.flat:
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _pos: f"{x / 1e6:g}M"))
+        ax.xaxis.set_minor_formatter(ticker.FuncFormatter(
+            lambda x, _pos: f"{x / 1e6:g}M" if round(x / 10 ** math.floor(math.log10(x)))
+            in (2, 3, 5) else ""))
     g.set_axis_labels("trainable parameters", "test perplexity")
     return g
 
