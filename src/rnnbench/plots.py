@@ -76,8 +76,8 @@ def _titles(g: sns.FacetGrid, facets: dict) -> None:
 
 def _plain_log_ticks(g: sns.FacetGrid) -> None:
     """Log y axis labelled 100, 200, 300 rather than 10², 2×10², 3×10²: 120, 150, 200, 250,
-    ... when the axis spans under a decade, else the ticks at 1, 2, 3 and 5 × 10^k;
-    only the first column's panels carry labels."""
+    ... when the axis spans under a decade, the ticks at 1, 2, 3 and 5 × 10^k under two,
+    10^k beyond; only the first column's panels carry labels."""
     g.set(yscale="log")
 
     def label(y: float, _pos) -> str:
@@ -93,9 +93,10 @@ def _plain_log_ticks(g: sns.FacetGrid) -> None:
                 [round(t, 9) for t in ticks if low <= t <= high]))
             ax.yaxis.set_minor_locator(ticker.NullLocator())
             ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _pos: f"{y:g}"))
-        else:
+        elif 0 < low and high / low < 100:
             ax.yaxis.set_major_formatter(ticker.FuncFormatter(label))
             ax.yaxis.set_minor_formatter(ticker.FuncFormatter(label))
+        # wider: matplotlib's own 10^k labels on the decades
         if not ax.get_subplotspec().is_first_col():
             ax.tick_params(axis="y", which="both", labelleft=False)
 
