@@ -158,9 +158,10 @@ def run_dirs(workdir: Path) -> list[Path]:
 
 
 def untimed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Drop wall-clock and machine columns, which differ between any two runs."""
+    """Drop wall-clock and machine columns, which differ between any two runs, and the
+    resume count (one SLURM job is stopped by its time limit on purpose)."""
     drop = [c for c in frame.columns if "second" in c or c.endswith("_per_s")
-            or c in ("hostname", "slurm_job_id", "cuda_visible_devices")]
+            or c in ("hostname", "slurm_job_id", "cuda_visible_devices", "resumes")]
     return frame.drop(columns=drop)
 
 
@@ -214,6 +215,7 @@ def test_job_stopped_before_its_time_limit_is_retried_and_resumes(runs):
     # signal or the time limit writes one there (the periodic one comes every 10 minutes)
     meta = read_json(runs.slurm / f"results/runs/{PREEMPT_RUN}/train.json")
     assert meta["status"] == "ok" and meta["slurm_job_id"] not in (None, failed)
+    assert meta["resumes"] == 1 and meta["wall_seconds"] > meta["train_seconds"] > 0
     log = (runs.slurm / f"results/logs/train_model/{PREEMPT_RUN}.log").read_text()
     resumed = re.search(r"resuming from results/checkpoints/\S+ at epoch (\d+), minibatch (\d+)",
                         log)
