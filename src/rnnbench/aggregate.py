@@ -42,7 +42,7 @@ def run_record(run_dir: Path) -> dict:
                test_stream_ppl=ev.get("test_stream_ppl", np.nan))
     row["seconds_per_epoch"] = hist["seconds"].median() if len(hist) else np.nan
     row["tokens_per_s"] = hist["tokens_per_s"].median() if len(hist) else np.nan
-    row["wall_seconds"] = meta["wall_seconds"]  # None: resumed from a pre-0.1 checkpoint
+    row["wall_seconds"] = meta["wall_seconds"]  # None: resumed from a checkpoint without it
     row["resumes"] = meta.get("resumes")  # absent in train.json files of older versions
     for name in ("p50", "p90", "p99", "max"):
         row[f"grad_norm_{name}"] = meta.get(f"grad_norm_{name}", np.nan)
