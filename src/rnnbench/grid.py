@@ -123,6 +123,29 @@ def expand(config: dict) -> tuple[list[Run], list[Skipped]]:
     return runs, skipped
 
 
+def stream_errors(cfg: RunConfig, tokens: dict[str, int], corpus: str = "the corpus") -> list[str]:
+    """Why ``cfg`` cannot give a defined perplexity on streams of ``tokens`` (split -> count).
+
+    Every split is cut into ``batch_size`` columns (``tokens // batch_size`` rows) and read
+    ``bptt`` rows at a time with targets one row down, so a split needs at least
+    ``batch_size * (bptt + 1)`` tokens for one whole minibatch; fewer (an empty split, or a
+    ``batch_size`` wider than the text) would train on nothing or report a perplexity over
+    no tokens. Empty list: all splits are long enough.
+    """
+    need = cfg.batch_size * (cfg.bptt + 1)
+    problems = []
+    for split in ("train", "valid", "test"):
+        have = tokens.get(split)
+        if have is None or have >= need:
+            continue
+        what = "is empty" if have == 0 else f"has only {have:,} tokens"
+        problems.append(
+            f"the {split} split of {corpus} {what}, fewer than one minibatch of batch_size "
+            f"{cfg.batch_size} x (bptt {cfg.bptt} + 1) = {need:,} tokens"
+        )
+    return problems
+
+
 def run_args(cfg: RunConfig) -> str:
     """Flags of ``python -m rnnbench.train`` for ``cfg`` (the inverse of its parser)."""
     args = []

@@ -7,8 +7,10 @@ only a ``.tmp`` file behind, never a truncated file at the real path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,29 @@ from typing import Any
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
+
+
+class DiskFullError(OSError):
+    """A write failed because its file system is full; the message is one line naming the
+    path. Entry points print it as it is: nothing at the real path was touched."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(errno.ENOSPC, f"no space left on device: {path} (free some space "
+                         "and rerun; nothing already written was lost)")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """True when ``err`` is (or, as torch.save's ``basic_ios::clear`` is, hides) ENOSPC."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free == 0
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -31,9 +56,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if not isinstance(err, DiskFullError) and _disk_full(err, target.parent):
+            raise DiskFullError(target) from err
         raise
 
 
