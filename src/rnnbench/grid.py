@@ -124,25 +124,27 @@ def expand(config: dict) -> tuple[list[Run], list[Skipped]]:
 
 
 def stream_errors(cfg: RunConfig, tokens: dict[str, int], corpus: str = "the corpus") -> list[str]:
-    """Why ``cfg`` cannot give a defined perplexity on streams of ``tokens`` (split -> count).
+    """Why ``cfg`` cannot give defined perplexities on splits of ``tokens`` (split -> count).
 
-    Every split is cut into ``batch_size`` columns (``tokens // batch_size`` rows) and read
-    ``bptt`` rows at a time with targets one row down, so a split needs at least
-    ``batch_size * (bptt + 1)`` tokens for one whole minibatch; fewer (an empty split, or a
-    ``batch_size`` wider than the text) would train on nothing or report a perplexity over
-    no tokens. Empty list: all splits are long enough.
+    A split is cut into ``batch_size`` columns of ``tokens // batch_size`` rows, and the
+    targets are the rows one down (rnnbench.data). Training needs one whole minibatch,
+    ``batch_size * (bptt + 1)`` tokens; valid and test need one row of targets,
+    ``2 * batch_size`` tokens, or their perplexity would be a mean over no tokens. Empty
+    list: every split given is long enough.
     """
-    need = cfg.batch_size * (cfg.bptt + 1)
+    need = {"train": cfg.batch_size * (cfg.bptt + 1), "valid": 2 * cfg.batch_size,
+            "test": 2 * cfg.batch_size}
+    unit = {"train": f"one minibatch (batch_size {cfg.batch_size} x (bptt {cfg.bptt} + 1))",
+            "valid": f"one row of targets (2 x batch_size {cfg.batch_size})",
+            "test": f"one row of targets (2 x batch_size {cfg.batch_size})"}
     problems = []
     for split in ("train", "valid", "test"):
         have = tokens.get(split)
-        if have is None or have >= need:
+        if have is None or have >= need[split]:
             continue
         what = "is empty" if have == 0 else f"has only {have:,} tokens"
-        problems.append(
-            f"the {split} split of {corpus} {what}, fewer than one minibatch of batch_size "
-            f"{cfg.batch_size} x (bptt {cfg.bptt} + 1) = {need:,} tokens"
-        )
+        problems.append(f"the {split} split of {corpus} {what}, fewer than {unit[split]} = "
+                        f"{need[split]:,} tokens")
     return problems
 
 
