@@ -7,6 +7,8 @@ a test checks that the two agree.
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +57,14 @@ class RunConfig:
         check_choice("init", self.init, INITS)
         check_choice("device", self.device, DEVICES)
         check_choice("loss_impl", self.loss_impl, LOSS_IMPLS)
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not _is_index(value)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        for name in FLOAT_FIELDS:
+            # NaN passes every bound below (each comparison is False) and trains to nonsense.
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         for name in ("hidden", "layers", "epochs", "batch_size", "bptt"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -89,6 +99,20 @@ TRAINING_KEYS = tuple(
     f.name for f in dataclasses.fields(RunConfig)
     if f.name not in {"cell", "hidden", "layers", "seed", "device", "extra"}
 )
+
+
+INT_FIELDS = ("hidden", "layers", "seed", "epochs", "decay_start", "batch_size", "bptt",
+              "embedding_size", "max_batches", "max_eval_batches")
+FLOAT_FIELDS = ("lr", "decay_factor", "clip_norm", "normalize_eps", "init_scale", "dropout")
+
+
+def _is_index(value: Any) -> bool:
+    """True for int-like values (int, numpy integers), False for floats such as 2.0."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:

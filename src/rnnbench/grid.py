@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
+from rnnbench.schema import ConfigError
 
 SAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
@@ -79,15 +80,42 @@ def _recipe_for(experiment: str, spec: dict, recipes: dict, cell: str) -> dict:
     return merged
 
 
+# (test, reason, fix) of every combination left out on purpose (benchopt's skip with a reason).
+SKIP_RULES = (
+    (lambda cfg: cfg.dropout > 0 and cfg.layers == 1,
+     "dropout acts between layers only, so it has no effect with layers=1",
+     "give dropout > 0 only with layers of 2 or more (or set dropout to 0)"),
+)
+
+
 def skip_reason(cfg: RunConfig) -> str | None:
     """Why a combination is not worth running, or None."""
-    if cfg.dropout > 0 and cfg.layers == 1:
-        return "dropout acts between layers only, so it has no effect with layers=1"
-    return None
+    return next((reason for test, reason, _ in SKIP_RULES if test(cfg)), None)
+
+
+def _collision(experiment: str, rid: str, first: tuple, second: tuple) -> ConfigError:
+    """The error for two different configurations on one run id, with the fix."""
+    (cfg_a, axes_a), (cfg_b, axes_b) = first, second
+    a, b = cfg_a.to_dict(), cfg_b.to_dict()
+    keys = [k for k in a if a[k] != b[k]]
+    one = ", ".join(f"{k}={a[k]!r}" for k in keys)
+    other = ", ".join(f"{k}={b[k]!r}" for k in keys)
+    if all(k in axes_a and k in axes_b for k in keys):
+        fix = ("these values print alike in the id (6 significant digits, characters other "
+               "than letters, digits, _ and . become _): choose values that differ there, or "
+               "put them in separate experiments")
+    else:
+        fix = ("a key that is not a list is not part of the id: make it an axis (a list) so "
+               "it is part of the id, or put the two in separate experiments")
+    return ConfigError(
+        f"Two different grid points of experiment {experiment!r} share the run id {rid} "
+        f"({Run(experiment, rid, cfg_a).path}): one has {one}, the other {other}. Fix: {fix}."
+    )
 
 
 def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto"):
-    """Yield Run or Skipped for every point of one experiment."""
+    """Yield Run or Skipped for every distinct point of one experiment."""
+    seen: dict[str, tuple[RunConfig, dict]] = {}
     for cell, hidden, layers, seed in itertools.product(
         spec["cells"], spec["hidden"], spec["layers"], spec["seeds"]
     ):
@@ -99,27 +127,53 @@ def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto"
             cfg = RunConfig(cell=cell, hidden=hidden, layers=layers, seed=seed, device=device,
                             **keys)
             rid = run_id(cell, hidden, layers, seed, axes)
+            if rid in seen:
+                if seen[rid][0] != cfg:
+                    raise _collision(name, rid, seen[rid], (cfg, axes))
+                continue  # the same point listed twice (e.g. `seeds: [1, 1]`)
+            seen[rid] = (cfg, axes)
             reason = skip_reason(cfg)
             yield Skipped(name, rid, reason) if reason else Run(name, rid, cfg)
 
 
+def _no_runs(empty: list[str], skipped: list[Skipped], everything: bool) -> ConfigError:
+    """The error for experiments whose every grid point is skipped, reasons grouped."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        if s.experiment in empty:
+            groups.setdefault((s.experiment, s.reason), []).append(s.run_id)
+    parts, fixes = [], []
+    for (experiment, reason), ids in groups.items():
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        parts.append(f"experiment {experiment!r}: {len(ids)} point(s) skipped because "
+                     f"{reason} ({shown})")
+        fix = next(f for _, r, f in SKIP_RULES if r == reason)
+        fixes += [fix] if fix not in fixes else []
+    names = ", ".join(map(repr, empty))
+    if everything:
+        head = "The config has no runs: every grid point is skipped, so there is nothing to train"
+    elif len(empty) == 1:
+        head = f"Experiment {names} has no runs: every grid point of it is skipped"
+    else:
+        head = f"Experiments {names} have no runs: every grid point of them is skipped"
+    return ConfigError(f"{head}. {'; '.join(parts)}. Fix the grid so that every experiment has "
+                       f"a point that runs (or remove the experiment): {'; '.join(fixes)}.")
+
+
 def expand(config: dict) -> tuple[list[Run], list[Skipped]]:
-    """All runs and skipped points of the config's experiments, in config order."""
+    """All runs and skipped points of the config's experiments, in config order.
+
+    Raises ConfigError before any job when two different points share a run id, or when an
+    experiment has no runs at all (every point skipped).
+    """
     runs: list[Run] = []
     skipped: list[Skipped] = []
-    seen: dict[tuple[str, str], RunConfig] = {}
     for name, spec in config["experiments"].items():
         for item in expand_experiment(name, spec, config["recipes"], config.get("device", "auto")):
-            if isinstance(item, Skipped):
-                skipped.append(item)
-                continue
-            key = (item.experiment, item.run_id)
-            if key in seen:
-                if seen[key] != item.config:
-                    raise ValueError(f"two different runs share the id {item.path}")
-                continue
-            seen[key] = item.config
-            runs.append(item)
+            (skipped if isinstance(item, Skipped) else runs).append(item)
+    empty = [name for name in config["experiments"] if not any(r.experiment == name for r in runs)]
+    if empty:
+        raise _no_runs(empty, skipped, everything=not runs)
     return runs, skipped
 
 

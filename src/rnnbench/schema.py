@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -18,9 +20,44 @@ def _where(path) -> str:
     return parts or "the top level"
 
 
+def _is_strict_integer(checker, instance) -> bool:
+    """An int, not a bool and not a float: jsonschema's own check takes 2.0 as an integer,
+    which then reaches the trainer's argparse as '2.0' and fails there."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _walk(error) -> Iterator:
+    """The error and, depth first, the errors of its oneOf/anyOf branches."""
+    yield error
+    for sub in error.context or ():
+        yield from _walk(sub)
+
+
+def _type_sentence(error) -> str | None:
+    """A sentence with the fix for a float given to an integer key or a bool to a number."""
+    for e in _walk(error):
+        if e.validator != "type":
+            continue
+        wanted = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+        where, value = _where(e.absolute_path), e.instance
+        if "integer" in wanted and isinstance(value, float):
+            if value.is_integer():
+                return (f"{where} = {value!r} is written with a decimal point, and this key "
+                        f"takes an integer: write {int(value)}")
+            return (f"{where} = {value!r} is not an integer, as this key needs: give a whole "
+                    f"number such as {math.floor(value)} or {math.ceil(value)}")
+        if {"integer", "number"} & set(wanted) and isinstance(value, bool):
+            return (f"{where} = {value!r} is a boolean, and this key takes a number: give a number "
+                    "(YAML reads yes/no/true/false as booleans)")
+    return None
+
+
 def _describe(error) -> str:
     """One sentence for a jsonschema error, with the allowed values when there are some."""
     where = _where(error.absolute_path)
+    typed = _type_sentence(error)
+    if typed:
+        return typed
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -29,24 +66,47 @@ def _describe(error) -> str:
     if error.validator == "enum":
         return (f"{where} is {error.instance!r}, which is not allowed; "
                 f"choose one of {', '.join(map(str, error.validator_value))}")
+    if error.validator == "pattern" and error.schema.get("description"):
+        return f"{where} = {error.instance!r} is invalid: {error.schema['description']}"
     if error.validator in {"oneOf", "anyOf"} and error.context:
         best = min(error.context, key=lambda e: len(e.message))
-        best_where = where
-        return f"{best_where} = {error.instance!r} is invalid ({best.message})"
+        return f"{where} = {error.instance!r} is invalid ({best.message})"
     return f"{where} = {error.instance!r} is invalid: {error.message}"
+
+
+def non_finite(value, path: tuple = ()) -> Iterator[tuple[tuple, float]]:
+    """(path, value) of every NaN or infinity in a nested config (no key takes one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from non_finite(item, (*path, i))
+
+
+def _fail(sentence: str) -> ConfigError:
+    return ConfigError(
+        f"Invalid configuration: {sentence}. Fix it in the config file (or the "
+        "--config/--configfile you passed); every key is documented in "
+        "config/schema/config.schema.yaml."
+    )
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:
     """Raise ConfigError naming the first bad key, its value and what is allowed."""
     import jsonschema
 
+    # NaN passes every bound (each comparison is False): lr = .nan would train to nonsense.
+    bad = next(non_finite(config), None)
+    if bad is not None:
+        raise _fail(f"{_where(bad[0])} = {bad[1]!r} is not a finite number; give a finite "
+                    "value (YAML reads .nan and .inf as NaN and infinity)")
     schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is None:
-        return
-    raise ConfigError(
-        f"Invalid configuration: {_describe(error)}. Fix it in the config file (or the "
-        "--config/--configfile you passed); every key is documented in "
-        "config/schema/config.schema.yaml."
-    )
+    base = jsonschema.validators.validator_for(schema)
+    strict = jsonschema.validators.extend(
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_strict_integer))
+    error = jsonschema.exceptions.best_match(strict(schema).iter_errors(config))
+    if error is not None:
+        raise _fail(_describe(error))
