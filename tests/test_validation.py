@@ -151,7 +151,7 @@ def test_colliding_run_ids_name_the_id_both_values_and_the_fix():
         expand(config)
     message = str(err.value)
     assert ("Two different grid points of experiment 'quick' share the run id "
-            "lstm-h32-l1-lr0.1-s1 (results/runs/quick/lstm-h32-l1-lr0.1-s1): one has lr=0.1, "
+            "lstm-h32-l1-lr0.1-s1 (results/runs/ptb/quick/lstm-h32-l1-lr0.1-s1): one has lr=0.1, "
             "the other lr=0.1000001. Fix: ") in message
     assert "choose values that differ there, or put them in separate experiments" in message
 

@@ -12,8 +12,10 @@ grid point never renames (and so never reruns) an existing run::
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
@@ -24,16 +26,18 @@ SAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 @dataclass(frozen=True)
 class Run:
-    """One grid point: where its files go and its full configuration."""
+    """One grid point: the corpus it trains on, where its files go, its full configuration."""
 
     experiment: str
     run_id: str
     config: RunConfig
+    corpus: str = "ptb"
 
     @property
     def path(self) -> str:
-        """Folder of the run's outputs."""
-        return f"results/runs/{self.experiment}/{self.run_id}"
+        """Folder of the run's outputs: the corpus is part of a run's identity, so a PTB and
+        a custom-corpus config with the same experiment name never share a folder."""
+        return f"results/runs/{self.corpus}/{self.experiment}/{self.run_id}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ def skip_reason(cfg: RunConfig) -> str | None:
     return next((reason for test, reason, _ in SKIP_RULES if test(cfg)), None)
 
 
-def _collision(experiment: str, rid: str, first: tuple, second: tuple) -> ConfigError:
+def _collision(experiment: str, rid: str, first: tuple, second: tuple,
+               corpus: str) -> ConfigError:
     """The error for two different configurations on one run id, with the fix."""
     (cfg_a, axes_a), (cfg_b, axes_b) = first, second
     a, b = cfg_a.to_dict(), cfg_b.to_dict()
@@ -109,11 +114,13 @@ def _collision(experiment: str, rid: str, first: tuple, second: tuple) -> Config
                "it is part of the id, or put the two in separate experiments")
     return ConfigError(
         f"Two different grid points of experiment {experiment!r} share the run id {rid} "
-        f"({Run(experiment, rid, cfg_a).path}): one has {one}, the other {other}. Fix: {fix}."
+        f"({Run(experiment, rid, cfg_a, corpus).path}): one has {one}, the other {other}. "
+        f"Fix: {fix}."
     )
 
 
-def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto"):
+def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto",
+                      corpus: str = "ptb"):
     """Yield Run or Skipped for every distinct point of one experiment."""
     seen: dict[str, tuple[RunConfig, dict]] = {}
     for cell, hidden, layers, seed in itertools.product(
@@ -129,11 +136,11 @@ def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto"
             rid = run_id(cell, hidden, layers, seed, axes)
             if rid in seen:
                 if seen[rid][0] != cfg:
-                    raise _collision(name, rid, seen[rid], (cfg, axes))
+                    raise _collision(name, rid, seen[rid], (cfg, axes), corpus)
                 continue  # the same point listed twice (e.g. `seeds: [1, 1]`)
             seen[rid] = (cfg, axes)
             reason = skip_reason(cfg)
-            yield Skipped(name, rid, reason) if reason else Run(name, rid, cfg)
+            yield Skipped(name, rid, reason) if reason else Run(name, rid, cfg, corpus)
 
 
 def _no_runs(empty: list[str], skipped: list[Skipped], everything: bool) -> ConfigError:
@@ -169,7 +176,8 @@ def expand(config: dict) -> tuple[list[Run], list[Skipped]]:
     runs: list[Run] = []
     skipped: list[Skipped] = []
     for name, spec in config["experiments"].items():
-        for item in expand_experiment(name, spec, config["recipes"], config.get("device", "auto")):
+        for item in expand_experiment(name, spec, config["recipes"], config.get("device", "auto"),
+                                      config["corpus"]["name"]):
             (skipped if isinstance(item, Skipped) else runs).append(item)
     empty = [name for name in config["experiments"] if not any(r.experiment == name for r in runs)]
     if empty:
@@ -200,6 +208,48 @@ def stream_errors(cfg: RunConfig, tokens: dict[str, int], corpus: str = "the cor
         problems.append(f"the {split} split of {corpus} {what}, fewer than {unit[split]} = "
                         f"{need[split]:,} tokens")
     return problems
+
+
+# Token counts of Mikolov's PTB (train, valid, test with <eos>), by the train file's SHA-256:
+# a stream check before any job even when the corpus is not tokenized yet.
+KNOWN_TOKENS = {
+    "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf":
+        {"train": 929_589, "valid": 73_760, "test": 82_430},
+}
+
+
+def corpus_tokens(corpus: dict, stats_path: str | Path) -> dict[str, int] | None:
+    """Token counts per split: from the tokenized corpus's stats.json when it exists, else
+    from KNOWN_TOKENS for a checksummed known corpus whose vocabulary is not capped, else
+    None (checked by the training job itself)."""
+    stats_path = Path(stats_path)
+    if stats_path.exists():
+        splits = json.loads(stats_path.read_text())["splits"]
+        return {split: int(info["tokens"]) for split, info in splits.items()}
+    sha = (corpus["files"]["train"].get("sha256") or "").lower()
+    return KNOWN_TOKENS.get(sha)  # max_vocab does not change token counts, only ids
+
+
+def check_streams(runs: list[Run], tokens: dict[str, int] | None, corpus: str) -> None:
+    """Raise ConfigError, before any job, naming every batch_size/bptt whose minibatches do
+    not fit the corpus's splits (rnnbench.grid.stream_errors), with the runs affected."""
+    if tokens is None:
+        return
+    problems: dict[str, list[str]] = {}
+    for run in runs:
+        for problem in stream_errors(run.config, tokens, corpus):
+            problems.setdefault(problem, []).append(f"{run.experiment}/{run.run_id}")
+    if not problems:
+        return
+    parts = []
+    for problem, ids in problems.items():
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        parts.append(f"{problem} ({shown})")
+    raise ConfigError(
+        f"Some runs cannot give a defined perplexity: {'; '.join(parts)}. A perplexity over no "
+        "tokens is undefined, so nothing was started. Fix: lower batch_size or bptt in the "
+        "recipe (or in the experiment's overrides), or use longer corpus files."
+    )
 
 
 def run_args(cfg: RunConfig) -> str:
