@@ -1,24 +1,24 @@
-"""The throughput benchmark: FLOP counts, exactness against the naive loop, the CLI end to end."""
+"""The throughput benchmark: the naive loop, the harness, FLOPs and peak, tables, the CLI."""
 
 from __future__ import annotations
 
+import copy
 import csv
+import math
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from rnnbench import bench, stepprofile
-from rnnbench.bench import (
-    COLUMNS,
-    BenchConfig,
-    Pair,
-    grid_configs,
-    matmul_flops_per_token,
-    naive_step,
-    parse_configs,
-)
+from rnnbench.benchtable import COLUMNS, ceiling_lines, profile_table, table, write_csv
+from rnnbench.config import RunConfig
+from rnnbench.data import get_batch, num_batches
+from rnnbench.harness import BenchConfig, GlobalNormOnly, Pair, grid_configs, parse_configs
 from rnnbench.model import RNNModel
+from rnnbench.naive import NaiveLoop, naive_step
+from rnnbench.peak import MatmulPeak, ceiling, matmul_flops_per_token, timed
 from rnnbench.train import Trainer
 
 
@@ -63,6 +63,38 @@ def test_naive_step_zeroes_a_vanishing_gradient():
     _, loss = naive_step(model, x, x, model.init_hidden(2), lr=1.0, eps=1e9)
     assert isinstance(loss, float)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_naive_step_moves_the_weights_by_lr_along_the_unit_norm_gradient():
+    torch.manual_seed(0)
+    model = RNNModel("lstm", 20, 4)
+    ref = copy.deepcopy(model)
+    x, y = torch.randint(0, 20, (5, 2)), torch.randint(0, 20, (5, 2))
+    out, _ = ref(x, ref.init_hidden(2))  # (seq, batch, vocab)
+    loss = torch.nn.functional.cross_entropy(out.reshape(-1, 20), y.reshape(-1))
+    grads = torch.autograd.grad(loss, list(ref.parameters()))
+    norm = torch.sqrt(sum(g.square().sum() for g in grads))
+    _, got = naive_step(model, x, y, model.init_hidden(2), lr=0.5)
+    assert got == pytest.approx(loss.item(), rel=1e-6)
+    moved = 0.0
+    for p, r, g in zip(model.parameters(), ref.parameters(), grads, strict=True):
+        torch.testing.assert_close(p.detach(), r.detach() - 0.5 * g / norm)
+        moved += float((p.detach() - r.detach()).square().sum())
+    assert math.sqrt(moved) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_naive_loop_walks_the_stream_and_restarts_each_pass_from_a_zero_state():
+    torch.manual_seed(0)
+    data = torch.randint(0, 20, (23, 3))  # (rows, batch): minibatches of 10, 10 and 2 rows
+    n = num_batches(data, 10)
+    model = RNNModel("gru", 20, 4)
+    loop = NaiveLoop(model, data, 10, n, lr=1.0, eps=1e-4)
+    assert n == 3 and len(loop.steps(n)) == 3
+    assert loop.pos == 3 and loop.tokens == 22 * 3
+    fresh = copy.deepcopy(model)
+    x, y = get_batch(data, 0, 10)
+    _, first_of_pass = naive_step(fresh, x, y, fresh.init_hidden(3), lr=1.0)
+    assert loop.steps(1) == [first_of_pass] and loop.pos == 1
 
 
 @pytest.mark.parametrize("cell, layers", [("rnn_tanh", 1), ("lstm", 2)])
@@ -162,3 +194,79 @@ def test_cli_profile_writes_the_profile_table(tiny_data, tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["loop"] for r in rows] == ["naive", "ours"]
     assert float(rows[0]["decoder_gemm_ms"]) > 0
+
+
+@pytest.mark.parametrize("grad", ["normalize", "clip"])
+def test_global_norm_only_treats_the_gradients_as_our_full_treatment(grad, tiny_data, tmp_path):
+    cfg = RunConfig(cell="lstm", hidden=8, batch_size=4, bptt=6, grad=grad, clip_norm=0.1)
+    trainer = Trainer(cfg, tiny_data, tmp_path / "c.pt", torch.device("cpu"))
+    x, y = get_batch(trainer.train_data, 0, cfg.bptt)
+    out, _ = trainer.model(x, trainer.model.init_hidden(cfg.batch_size))
+    torch.nn.functional.cross_entropy(out.reshape(-1, trainer.vocab_size), y.reshape(-1)).backward()
+    raw = [p.grad.clone() for p in trainer.treat.params]
+    norms = trainer.treat()  # (1 + groups,): [global, *group]
+    full = [p.grad.clone() for p in trainer.treat.params]
+    for p, g in zip(trainer.treat.params, raw, strict=True):
+        p.grad.copy_(g)
+    total = GlobalNormOnly(trainer.treat)()
+    assert total.shape == norms.shape and total[0] == pytest.approx(float(norms[0]), rel=1e-5)
+    for p, g in zip(trainer.treat.params, full, strict=True):
+        torch.testing.assert_close(p.grad, g)
+    assert not torch.equal(full[0], raw[0])  # the treatment did scale the gradients
+
+
+def test_timed_covers_the_call_and_the_peak_is_a_real_product():
+    assert timed(lambda: time.sleep(0.02), torch.device("cpu")) >= 0.02
+    peak = MatmulPeak(torch.device("cpu"), 64)
+    torch.testing.assert_close(peak.out, peak.a @ peak.b)
+    gflops = peak.measure(3)
+    assert math.isfinite(gflops) and gflops > 0
+    assert ceiling(2e6, 100.0) == pytest.approx(5e4)  # 100 GFLOP/s / 2 MFLOP per token
+
+
+def _result(**changes):
+    """One configuration's row as the benchmark builds it (what the tables read)."""
+    row = {"cell": "lstm", "hidden": 300, "layers": 1, "naive_tokens_per_s": 5596.4,
+           "ours_tokens_per_s": 6046.0, "ratio": 1.0804, "naive_peak_share": 0.665,
+           "ours_peak_share": 0.728, "loss_max_rel_diff": math.nan,
+           "update_max_rel_diff": 3.2e-7, "loss_drift_rel_diff": math.nan,
+           "stats_overhead_pct": 1.26, "naive_peak_rss_mb": math.nan,
+           "ours_peak_rss_mb": math.nan, "naive_cuda_peak_mb": math.nan,
+           "ours_cuda_peak_mb": math.nan, "ceiling_tokens_per_s": 8167.0}
+    return {**row, **changes}
+
+
+def test_table_rounds_each_column_and_shows_what_was_not_measured_as_a_dash():
+    lines = table([_result(), _result(naive_peak_rss_mb=602.4, ours_peak_rss_mb=440.0,
+                                      naive_cuda_peak_mb=120.4, ours_cuda_peak_mb=80.6)])
+    lines = lines.splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == 12
+    assert lines[2] == ("| lstm:300:1 | 5,596 | 6,046 | 1.08x | 66.5 | 72.8 | - | 3.2e-07 | - "
+                        "| +1.3 | - / - |")
+    assert lines[3].endswith("| 602 / 440 (GPU 120 / 81) |")
+    assert ceiling_lines([_result()]) == "  lstm:300:1  8,167 tok/s = 1.46x the naive loop"
+
+
+def test_profile_table_gives_each_category_its_share_of_the_step():
+    row = {"config": "rnn_tanh:150:1", "loop": "naive", "wall_ms": 40.0,
+           "decoder_gemm_gflops": 50.0, "peak_gflops": 200.0}
+    row |= {stepprofile.COLUMN[c]: ms for c, ms in
+            zip(stepprofile.CATEGORIES, (20.0, 10.0, 4.0, 2.0, 2.0, 2.0), strict=True)}
+    last = profile_table([row]).splitlines()[-1]
+    assert last == ("| rnn_tanh:150:1 | naive | 40.0 | 20.0 (50%) | 10.0 (25%) | 4.0 (10%) "
+                    "| 2.0 (5%) | 2.0 (5%) | 2.0 (5%) | 50 (25%) |")
+
+
+def test_write_csv_writes_the_columns_in_order_atomically(tmp_path):
+    path = tmp_path / "new" / "t.csv"
+    write_csv(path, [{"a": 1, "b": "x"}, {"a": math.nan, "b": ""}], ["b", "a"])
+    assert path.read_text() == "b,a\nx,1\n,nan\n"
+    assert [p.name for p in path.parent.iterdir()] == ["t.csv"]
+
+
+def test_step_counts_are_smaller_for_the_grid_and_a_given_flag_wins():
+    parse = bench.build_parser().parse_args
+    assert bench.step_counts(parse([])) == {"warmup": 5, "steps": 10, "repeats": 7,
+                                            "loss_steps": 20}
+    assert bench.step_counts(parse(["--grid", "--steps", "9", "--loss-steps", "0"])) == {
+        "warmup": 2, "steps": 9, "repeats": 3, "loss_steps": 0}

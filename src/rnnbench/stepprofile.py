@@ -19,7 +19,8 @@ op's *self* time is given to one category:
 
 What the ops do not account for (Python, autograd bookkeeping, the profiler itself) is the
 ``other`` row: profiled wall time minus the ops' summed self time. On CUDA the times are the
-host's (launch) times, not the kernels', so profiling is CPU-only.
+host's (launch) times, not the kernels', so profiling is CPU-only. The table of these rows is
+:func:`rnnbench.benchtable.profile_table`.
 """
 
 from __future__ import annotations
@@ -121,21 +122,3 @@ def profile_pair(pair: Any, steps: int) -> list[dict[str, Any]]:
     pair.reset()
     return rows
 
-
-def profile_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: config | loop | ms/step per category (share of the step) | decoder GEMM rate."""
-    head = ["config", "loop", "step ms", *CATEGORIES, "decoder GEMM GFLOP/s (% peak)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        wall = r["wall_ms"]
-        cells = [r["config"], r["loop"], f"{wall:.1f}"]
-        cells += [f"{r[COLUMN[c]]:.1f} ({100 * r[COLUMN[c]] / wall:.0f}%)" for c in CATEGORIES]
-        rate = r["decoder_gemm_gflops"]
-        cells.append(f"{rate:.0f} ({100 * rate / r['peak_gflops']:.0f}%)")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def ceiling(flops_per_token: float, peak_gflops: float) -> float:
-    """Tokens/s if every matmul FLOP ran at the measured peak and nothing else took time."""
-    return peak_gflops * 1e9 / flops_per_token

@@ -1,0 +1,75 @@
+"""What the hardware could do: a step's matmul FLOPs, the fp32 matmul peak, the ceiling.
+
+The benchmark reports each loop's tokens/s as a share of the peak (analytic matmul FLOPs per
+token x tokens/s / peak) and the *ceiling*: the tokens/s of a step whose every matmul FLOP ran
+at the measured peak and nothing else took time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+def matmul_flops_per_token(cell: str, hidden: int, layers: int, vocab: int,
+                           embedding: int | None = None) -> float:
+    """Analytic matmul FLOPs per token of one training step (forward + backward = 3x forward).
+
+    Decoder ``2 H V``; layer ``l`` ``2 (E_in + H) G H`` with ``G`` gates (1 RNN, 3 GRU, 4 LSTM)
+    and ``E_in`` the embedding size for layer 0, else ``H``. The embedding lookup is no matmul.
+    """
+    gates = GATES[cell]
+    emb = embedding or hidden
+    forward = 2 * hidden * vocab
+    for layer in range(layers):
+        e_in = emb if layer == 0 else hidden
+        forward += 2 * (e_in + hidden) * gates * hidden
+    return 3.0 * forward
+
+
+def ceiling(flops_per_token: float, peak_gflops: float) -> float:
+    """Tokens/s if every matmul FLOP ran at the measured peak and nothing else took time."""
+    return peak_gflops * 1e9 / flops_per_token
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work (a no-op on CPU); called at timing block edges only."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds ``fn`` takes, queued device work included."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+class MatmulPeak:
+    """The fp32 matmul peak of a device: ``torch.mm`` of two (size, size) matrices."""
+
+    def __init__(self, device: torch.device, size: int = 4096) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.device, self.size = device, size
+        self.a = torch.randn(size, size, generator=gen).to(device)  # (size, size)
+        self.b = torch.randn(size, size, generator=gen).to(device)  # (size, size)
+        self.out = torch.empty(size, size, device=device)  # (size, size)
+        self.inner = 1 if device.type == "cpu" else 10  # products per timing
+        self.measure(1)  # warm-up
+
+    def _run(self) -> None:
+        for _ in range(self.inner):
+            torch.mm(self.a, self.b, out=self.out)
+
+    def measure(self, repeats: int) -> float:
+        """Median GFLOP/s over ``repeats`` timings."""
+        times = [timed(self._run, self.device) for _ in range(repeats)]
+        return 2.0 * self.size**3 * self.inner / statistics.median(times) / 1e9
