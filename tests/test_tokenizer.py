@@ -43,6 +43,8 @@ def test_ptb_counts_match_the_published_ones(ptb_mirror, tmp_path):
     counts = {s: stats["splits"][s]["tokens"] for s in ("train", "valid", "test")}
     assert counts == {"train": 929_589, "valid": 73_760, "test": 82_430}
     assert all(stats["splits"][s]["oov"] == 0 for s in ("train", "valid", "test"))
+    assert stats["warnings"] == []  # PTB's train has <unk> (45,020 of them): it is trained
+    assert stats["splits"]["train"]["unk"] == 45_020
     train = torch.load(tmp_path / "train.pt", weights_only=True)
     assert train.dtype == torch.int64 and train.shape == (929_589,)
     assert batchify(train, 20).shape == (46_479, 20)

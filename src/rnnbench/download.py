@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from rnnbench.io import atomic_path
+from rnnbench.io import DiskFullError, atomic_path
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -52,9 +53,45 @@ def fetch(url: str, dest: Path, timeout: float = 60.0) -> str:
     return digest.hexdigest()
 
 
+def sha256_of(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_downloaded(files: dict[str, dict], folder: Path) -> None:
+    """Raise DownloadError when a file already in ``folder`` (as ``{split}.txt``) does not
+    match the config's ``sha256`` for it; files not there yet are checked when fetched."""
+    for split, spec in files.items():
+        path, expected = folder / f"{split}.txt", (spec.get("sha256") or "").lower()
+        if not expected or not path.exists():
+            continue
+        got = sha256_of(path)
+        if got != expected:
+            raise DownloadError(
+                f"the corpus file {path} has SHA-256 {got}, but corpus.files.{split}.sha256 in "
+                f"the config is {expected}. If the config's checksum is wrong, fix it; if the "
+                f"file is not the expected one, delete {path} and rerun to fetch it again "
+                "(verified against the checksum). Nothing was run."
+            )
+
+
+def local_path(url: str) -> Path | None:
+    """The file behind a ``file://`` URL, or None for a network URL."""
+    parts = urllib.parse.urlparse(url)
+    return Path(urllib.parse.unquote(parts.path)) if parts.scheme == "file" else None
+
+
 def download(url: str, out: Path, sha256: str | None = None, mirror: str | None = None) -> str:
     """Fetch ``url`` (the mirror first) to ``out`` atomically and return the source used."""
-    filename = urllib.parse.unquote(Path(urllib.parse.urlparse(to_url(url)).path).name)
+    try:
+        filename = urllib.parse.unquote(Path(urllib.parse.urlparse(to_url(url)).path).name)
+    except ValueError as err:  # urlparse refuses a few malformed URLs outright
+        raise DownloadError(f"could not download {url!r}: it is not a valid URL ({err}). Fix "
+                            "the url in the config's `corpus.files` section.") from None
     sources = ([mirror_url(mirror, filename)] if mirror else []) + [to_url(url)]
     failures = []
     for source in sources:
@@ -69,17 +106,36 @@ def download(url: str, out: Path, sha256: str | None = None, mirror: str | None 
                         "the `sha256` value in the config's corpus section if the corpus "
                         "really changed."
                     )
-        except (urllib.error.URLError, OSError) as err:
-            log.warning("could not fetch %s: %s", source, getattr(err, "reason", err))
-            failures.append(f"{source} ({getattr(err, 'reason', err)})")
+        except DiskFullError:
+            raise  # another source would not help
+        # ValueError: http.client.InvalidURL (a space or quote in the URL) and other bad URLs.
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+            reason = getattr(err, "reason", None) or err
+            log.warning("could not fetch %s: %s", source, reason)
+            failures.append(f"{source} ({reason})")
             continue
         log.info("fetched %s -> %s (sha256 %s)", source, out, "verified" if sha256 else "unchecked")
         return source
-    raise DownloadError(
-        f"could not download {filename}: tried {'; '.join(failures)}. If this machine is "
+    raise DownloadError(failure_message(url, filename, failures))
+
+
+def failure_message(url: str, filename: str, failures: list[str]) -> str:
+    """The paragraph for a file no source could give, with the fix that fits the URL."""
+    tried = "; ".join(failures)
+    path = local_path(to_url(url))
+    if path is not None and not path.exists():
+        return (
+            f"could not download {filename}: the corpus file {path} does not exist (the "
+            f"config's url is {url!r}; tried {tried}). A relative path is resolved against "
+            "Snakemake's working directory (-d/--directory, by default the folder where "
+            "snakemake runs), not against the config file: give the file's absolute path, or "
+            "a path relative to that folder, in the config's `corpus.files` section."
+        )
+    return (
+        f"could not download {filename}: tried {tried}. If this machine is "
         "offline, point the config key `mirror` at a folder (or file:// URL) that holds "
         f"{filename}, for example `snakemake --config mirror=/path/to/ptb ...`; otherwise "
-        "check the corpus URL in the config's `corpus.files` section."
+        f"check the corpus URL {url!r} in the config's `corpus.files` section."
     )
 
 
@@ -96,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         download(args.url, args.out, args.sha256, args.mirror or None)
-    except DownloadError as err:
+    except (DownloadError, DiskFullError) as err:
         log.error("%s", err)
         return 1
     return 0

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,29 +45,66 @@ def _disk_full(err: BaseException, folder: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
-    target = Path(path)
+def _temp_beside(target: Path) -> Path:
+    """A new empty file with the usual permissions in ``target``'s folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
+    return Path(tmp)
+
+
+def _unlink_all(paths: Iterable[Path]) -> None:
+    """Remove the files that exist among ``paths``."""
+    for path in paths:
+        # Truncate first: a writer that failed may still hold the file open (torch.save's
+        # does, from the traceback), and then unlinking alone frees no space for the log.
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _cleanup(err: BaseException, target: Path, temps: Iterable[Path]) -> None:
+    """Remove ``temps`` and raise ``err``, as DiskFullError naming ``target`` if it is one."""
+    # Ask before unlinking: removing the temporary files frees the space that shows it.
+    full = not isinstance(err, DiskFullError) and _disk_full(err, target.parent)
+    _unlink_all(temps)  # also frees the space the log needs to say so
+    if full:
+        raise DiskFullError(target) from err
+    raise err
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    target = Path(path)
+    tmp = _temp_beside(target)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if not isinstance(err, DiskFullError) and _disk_full(err, target.parent):
-            raise DiskFullError(target) from err
-        raise
+        _cleanup(err, target, [tmp])
 
 
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], Any]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def write_all_atomic(writers: dict[Path, Callable[[Path], Any]]) -> None:
+    """Write several files so that either all of them reach their paths or none does."""
+    staged: dict[Path, Path] = {}
+    for target, writer in writers.items():
+        try:
+            staged[target] = _temp_beside(target)
+            writer(staged[target])
+        except BaseException as err:
+            _cleanup(err, target, staged.values())
+    # Every file is complete on disk; renames need no space.
+    for target, tmp in staged.items():
+        os.replace(tmp, target)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -3,7 +3,8 @@
 Each line is split on whitespace and ends with ``<eos>``. The vocabulary comes from train in
 order of first appearance; words of valid/test outside it map to ``<unk>`` (added if train has
 none). With ``max_vocab`` only the most frequent words are kept (ties: first appearance) and the
-rest become ``<unk>``. Usage::
+rest become ``<unk>``. A file that is not UTF-8 or has no words is refused with one paragraph,
+and either every output is written or none is. Usage::
 
     python -m rnnbench.tokenizer --train T --valid V --test T --out-dir results/data/ptb
 """
@@ -11,13 +12,15 @@ rest become ``<unk>``. Usage::
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import logging
 import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from rnnbench.io import write_atomic, write_json, write_text
+from rnnbench.io import DiskFullError, write_all_atomic
 
 log = logging.getLogger(__name__)
 EOS = "<eos>"
@@ -25,13 +28,43 @@ UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 
 
+class CorpusError(ValueError):
+    """A corpus file cannot be tokenized (not UTF-8, or no words)."""
+
+
 def read_words(path: str | Path) -> list[str]:
     """All words of a file, with ``<eos>`` after every line."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise CorpusError(
+            f"{path} is not UTF-8 text: byte {err.start} (line {line}) is "
+            f"{data[err.start:err.end]!r}, which is {err.reason}. The tokenizer reads "
+            "UTF-8 only; convert the file (for example `iconv -f latin1 -t utf-8`) or replace "
+            "it with the right one, then rerun. Nothing was written."
+        ) from None
     words: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            words.extend(line.split())
-            words.append(EOS)
+    for line in io.StringIO(text, newline=None):  # the line ends of open() in text mode
+        words.extend(line.split())
+        words.append(EOS)
+    return words
+
+
+def read_split(split: str, path: str | Path) -> list[str]:
+    """The words of one split's file; refuse a file without a single word."""
+    words = read_words(path)
+    if len(words) == words.count(EOS):
+        # valid/test too: a perplexity over no tokens is undefined, not 1.0.
+        what = f"only {len(words)} blank line(s)" if words else "it is empty"
+        use = "train on" if split == "train" else "compute a perplexity on"
+        raise CorpusError(
+            f"the {split} file {path} has no words ({what}), so there is nothing to {use}. "
+            f"Check that corpus.files.{split}.url in the config names the right file and that "
+            "the file is complete (a downloaded copy under results/data/<corpus>/raw/ is "
+            "fetched again once deleted), then rerun. Nothing was written."
+        )
     return words
 
 
@@ -62,7 +95,7 @@ def encode(words: list[str], index: dict[str, int]) -> tuple[list[int], int]:
 
 def tokenize(paths: dict[str, Path], max_vocab: int | None = None):
     """Vocabulary, per-split id lists and stats for the three files in ``paths``."""
-    words = {split: read_words(paths[split]) for split in SPLITS}
+    words = {split: read_split(split, paths[split]) for split in SPLITS}
     vocab = build_vocab(words["train"], max_vocab)
     if UNK not in vocab:
         vocab.append(UNK)
@@ -70,22 +103,54 @@ def tokenize(paths: dict[str, Path], max_vocab: int | None = None):
     ids, stats = {}, {"vocab_size": len(vocab), "max_vocab": max_vocab, "splits": {}}
     for split in SPLITS:
         ids[split], oov = encode(words[split], index)
-        n = len(ids[split])
-        unk_count = sum(1 for i in ids[split] if i == index[UNK])
+        n, unk = len(ids[split]), ids[split].count(index[UNK])
         stats["splits"][split] = {
             "tokens": n,
             "types": len(set(words[split])),
             "oov": oov,
-            "oov_rate": oov / n if n else 0.0,
-            "unk_rate": unk_count / n if n else 0.0,
+            "oov_rate": oov / n,  # n > 0: read_split refuses a file without words
+            "unk": unk,
+            "unk_rate": unk / n,
         }
+    stats["warnings"] = untrained_unk_warnings(stats)
     return vocab, ids, stats
+
+
+def untrained_unk_warnings(stats: dict) -> list[str]:
+    """Why valid/test perplexities are suspect when ``<unk>`` occurs there but not in train."""
+    splits = stats["splits"]
+    unseen = {s: splits[s]["unk"] for s in ("valid", "test") if splits[s]["unk"]}
+    if splits["train"]["unk"] or not unseen:
+        return []
+    counts = " and ".join(f"{n:,} {s}" for s, n in unseen.items())
+    return [
+        f"<unk> never occurs in the training stream, but {counts} tokens are <unk> (words "
+        "that train lacks): each is scored by the untrained <unk> rows of the embedding and "
+        "decoder, which inflates the valid/test perplexity and says nothing about the model. "
+        f"Set corpus.max_vocab below the vocabulary size {stats['vocab_size']:,} (the cap "
+        "counts <eos> and <unk>; 10000 is the PTB choice) so that the rarest train words "
+        "become <unk> and its rows are trained."
+    ]
+
+
+def write_outputs(out_dir: Path, vocab: list[str], ids: dict[str, list[int]],
+                  stats: dict) -> None:
+    """The id tensors, vocab.txt and stats.json, all written or none."""
+    import torch
+
+    def save(split):
+        tensor = torch.tensor(ids[split], dtype=torch.int64)
+        return lambda tmp: torch.save(tensor, tmp)
+
+    writers = {out_dir / f"{split}.pt": save(split) for split in SPLITS}
+    vocab_text, stats_text = "\n".join(vocab) + "\n", json.dumps(stats, indent=2) + "\n"
+    writers[out_dir / "vocab.txt"] = lambda tmp: tmp.write_text(vocab_text)
+    writers[out_dir / "stats.json"] = lambda tmp: tmp.write_text(stats_text)
+    write_all_atomic(writers)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    import torch
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for split in SPLITS:
         parser.add_argument(f"--{split}", required=True, type=Path)
@@ -94,13 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    vocab, ids, stats = tokenize({s: getattr(args, s) for s in SPLITS}, args.max_vocab)
+    try:
+        vocab, ids, stats = tokenize({s: getattr(args, s) for s in SPLITS}, args.max_vocab)
+        write_outputs(args.out_dir, vocab, ids, stats)
+    except (CorpusError, DiskFullError) as err:
+        log.error("%s", err)
+        return 1
     for split in SPLITS:
-        tensor = torch.tensor(ids[split], dtype=torch.int64)
-        write_atomic(args.out_dir / f"{split}.pt", lambda tmp, t=tensor: torch.save(t, tmp))
         log.info("%s: %d tokens", split, len(ids[split]))
-    write_text(args.out_dir / "vocab.txt", "\n".join(vocab) + "\n")
-    write_json(args.out_dir / "stats.json", stats)
+    for warning in stats["warnings"]:
+        log.warning("%s", warning)
     log.info("vocabulary: %d types", len(vocab))
     return 0
 

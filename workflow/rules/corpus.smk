@@ -10,14 +10,16 @@ rule download_corpus:
         "results/data/{corpus}/raw/{split}.txt",
     params:
         url=corpus_url,
-        sha256=corpus_sha256,
     log:
         "results/logs/download_corpus/{corpus}-{split}.log",
     conda:
         "../../environment.yml"
+    # The checksum comes from the environment (see common.smk), so adding it reruns nothing.
+    # On failure the log's error paragraph is also printed to the terminal.
     shell:
-        "python -m rnnbench.download --url {params.url:q} --sha256={params.sha256}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m rnnbench.download --url {params.url:q}"
+        ' --sha256="$RNNBENCH_SHA256_{wildcards.split}" --out {output:q} > {log:q} 2>&1'
+        " || {{ grep ' ERROR ' {log:q} >&2 || tail -n 20 {log:q} >&2; exit 1; }}"
 
 
 rule tokenize_corpus:
@@ -44,3 +46,4 @@ rule tokenize_corpus:
         "python -m rnnbench.tokenizer --train {input.train:q} --valid {input.valid:q}"
         " --test {input.test:q} --max-vocab={params.max_vocab}"
         " --out-dir results/data/{wildcards.corpus} > {log:q} 2>&1"
+        " || {{ grep ' ERROR ' {log:q} >&2 || tail -n 20 {log:q} >&2; exit 1; }}"
