@@ -195,3 +195,13 @@ def test_training_runs_on_the_gpu_no_other_run_holds(tiny_data, tmp_path):
     assert "GPU 1, slot 0 of 1" in result.stderr
     assert read_json(tmp_path / "run/train.json")["cuda_visible_devices"] == "1"
     assert len(pd.read_csv(tmp_path / "run/history.csv")) == 1
+
+
+def test_pick_device_falls_back_to_the_cpu_and_refuses_a_missing_gpu():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible: nothing to fall back from")
+    assert gpus.pick_device("auto") == torch.device("cpu")
+    assert gpus.pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(SystemExit, match="device 'cuda' was requested.*`device: auto`"):
+        gpus.pick_device("cuda")

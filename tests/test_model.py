@@ -43,3 +43,16 @@ def test_parameter_groups_partition_the_parameters(cell):
     names = [n for _, group in parameter_groups(model) for n in group]
     assert sorted(names) == sorted(n for n, _ in model.named_parameters())
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+
+
+def test_build_model_follows_the_run_config():
+    from rnnbench.config import RunConfig
+    from rnnbench.model import build_model
+
+    cfg = RunConfig("gru", 12, layers=2, embedding_size=5, dropout=0.3, init="uniform",
+                    init_scale=0.05)
+    model = build_model(cfg, 77)
+    assert (model.cell, model.hidden_size, model.num_layers, model.embedding_size) == \
+        ("gru", 12, 2, 5)
+    assert model.encoder.num_embeddings == 77 and model.rnn.dropout == 0.3
+    assert all(p.abs().max() <= 0.05 for p in model.parameters())

@@ -1,9 +1,12 @@
-"""Training: lr schedule, gradient treatment, perplexity, resume, divergence, preemption."""
+"""Training: lr schedule, gradient treatment, perplexity, resume, divergence, preemption,
+splits too short for the batch."""
 
 import gzip
+import hashlib
 import json
 import math
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +18,8 @@ import torch
 
 from rnnbench.config import RunConfig
 from rnnbench.data import batchify
-from rnnbench.evaluate import evaluate
-from rnnbench.io import read_json
+from rnnbench.io import read_json, write_json
+from rnnbench.losses import evaluate
 from rnnbench.model import RNNModel
 from rnnbench.train import GradTreatment, Preempted, Trainer, main
 
@@ -237,7 +240,6 @@ def test_stream_test_reads_the_test_set_as_one_column(tiny_data, tmp_path):
 def test_final_weights_are_kept_and_evaluated(tiny_data, tmp_path):
     from rnnbench.evaluate import load_model
     from rnnbench.evaluate import main as evaluate_main
-    from rnnbench.io import write_json
 
     run = tmp_path / "run"
     argv = ["--cell", "rnn_tanh", "--hidden", "8", "--epochs", "2", "--batch-size", "4",
@@ -268,3 +270,51 @@ def test_final_weights_are_kept_and_evaluated(tiny_data, tmp_path):
     write_json(run / "train.json", {**meta, "best_epoch": 0})
     with pytest.raises(SystemExit, match="keeps no final weights"):
         load_model(run / "model.pt", "final")
+
+
+def _short_data(tiny_data, tmp_path, split: str, tokens: int):
+    """A copy of the tiny corpus whose ``split`` has only ``tokens`` tokens."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    if split == "test":  # the trainer counts test from stats.json, never loading it
+        stats = read_json(data / "stats.json")
+        stats["splits"]["test"]["tokens"] = tokens
+        write_json(data / "stats.json", stats)
+    else:
+        torch.save(torch.arange(tokens, dtype=torch.int64) % 10, data / f"{split}.pt")
+    return data
+
+
+@pytest.mark.parametrize(("split", "tokens", "batch_size", "says"), [
+    ("train", 0, 4, "the train split of data is empty, fewer than one minibatch"),
+    ("train", 40, 4, "has only 40 tokens, fewer than one minibatch (batch_size 4 x (bptt 10"),
+    ("valid", 100, 80, "the valid split of data has only 100 tokens"),
+    ("test", 7, 4, "the test split of data has only 7 tokens"),
+])
+def test_split_too_short_for_batch_and_bptt_stops_with_one_paragraph_writing_nothing(
+        tiny_data, tmp_path, split, tokens, batch_size, says):
+    data = _short_data(tiny_data, tmp_path, split, tokens)
+    run, ckpt = tmp_path / "run", tmp_path / "ckpt" / "c.pt"
+    argv = ["--cell", "gru", "--hidden", "8", "--epochs", "1", "--batch-size", str(batch_size),
+            "--bptt", "10", "--device", "cpu", "--data-dir", str(data), "--run-dir", str(run),
+            "--checkpoint", str(ckpt)]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    message = str(exc.value.code)
+    assert message.startswith("cannot train: ") and says in message, message
+    assert f"batch_size {batch_size} and bptt 10" in message and "Lower batch_size" in message
+    assert "\n" not in message
+    assert not run.exists() and not ckpt.exists()
+    assert list(ckpt.parent.iterdir()) == []  # not even the lock file is left
+
+
+def test_train_json_records_the_corpus_and_its_checksums(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(["--cell", "rnn_tanh", "--hidden", "8", "--epochs", "1", "--batch-size", "4",
+                 "--bptt", "10", "--device", "cpu", "--data-dir", str(tiny_data), "--run-dir",
+                 str(run), "--checkpoint", str(tmp_path / "c.pt")]) == 0
+    meta = read_json(run / "train.json")
+    assert meta["corpus"] == tiny_data.name
+    assert meta["data_sha256"] == {
+        name: hashlib.sha256((tiny_data / name).read_bytes()).hexdigest()
+        for name in ("train.pt", "valid.pt", "vocab.txt")}

@@ -5,7 +5,10 @@ The whole stream is read in ``batch_size`` columns, ``bptt`` rows at a time, wit
 state carried; perplexity is exp of the token-weighted mean cross-entropy. With
 ``--stream-test`` the test set is also read as one stream (one column: every token but the
 first is predicted with the whole preceding test text as context), the protocol of Zaremba et
-al.'s code and the TensorFlow PTB tutorial, recorded as ``test_stream_ppl``. Usage::
+al.'s code and the TensorFlow PTB tutorial, recorded as ``test_stream_ppl``. Each split's
+``{split}_tokens`` (scored) and ``{split}_tokens_total`` (a full pass: every row but the
+first) are recorded, and ``eval_capped`` says whether ``max_eval_batches`` scored fewer.
+A split too short for one row of targets is refused: no perplexity over zero tokens. Usage::
 
     python -m rnnbench.evaluate --run-dir results/runs/grid/lstm-h300-l1-s1 \\
         --data-dir results/data/ptb --out results/runs/grid/lstm-h300-l1-s1/eval.json
@@ -22,43 +25,14 @@ from pathlib import Path
 
 import torch
 
-from rnnbench.data import batchify, get_batch, num_batches
-from rnnbench.io import read_json, write_json
-from rnnbench.losses import loss_sum
-from rnnbench.model import RNNModel
+from rnnbench.data import batchify
+from rnnbench.gpus import claim_gpu, pick_device
+from rnnbench.grid import stream_errors
+from rnnbench.io import DiskFullError, read_json, write_json
+from rnnbench.losses import NoTokens, evaluate, full_pass_tokens, perplexity
+from rnnbench.model import RNNModel, build_model
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def evaluate(
-    model: RNNModel,
-    data: torch.Tensor,
-    bptt: int,
-    impl: str = "fused",
-    max_batches: int | None = None,
-) -> tuple[float, int]:
-    """Mean cross-entropy (nats/token) over ``data`` (rows, batch) and the token count."""
-    model.eval()
-    hidden = model.init_hidden(data.size(1))
-    total = torch.zeros((), dtype=torch.float64, device=data.device)
-    tokens = 0
-    n = num_batches(data, bptt)
-    n = n if max_batches is None else min(n, max_batches)
-    for b in range(n):
-        x, y = get_batch(data, b * bptt, bptt)
-        out, hidden = model.features(x, hidden)
-        total += loss_sum(model.decoder, out, y, impl).double()
-        tokens += y.numel()
-    return total.item() / max(tokens, 1), tokens
-
-
-def perplexity(mean_loss: float) -> float:
-    """exp(mean loss), inf when it overflows."""
-    try:
-        return math.exp(mean_loss)
-    except OverflowError:
-        return math.inf
 
 
 def load_model(path: str | Path, which: str = "best", device: str = "cpu") -> RNNModel | None:
@@ -90,16 +64,33 @@ def load_model(path: str | Path, which: str = "best", device: str = "cpu") -> RN
     return model
 
 
-def build_model(cfg, vocab_size: int) -> RNNModel:
-    """The RNNModel a RunConfig describes (initialised with the global RNG)."""
-    return RNNModel(cfg.cell, vocab_size, cfg.hidden, cfg.layers, cfg.embedding_size,
-                    cfg.dropout, cfg.init, cfg.init_scale)
+def too_short(cfg, streams: dict[str, torch.Tensor], data_dir: Path) -> str | None:
+    """One paragraph on the splits too short for a perplexity at this batch_size, or None."""
+    problems = stream_errors(cfg, {k: v.numel() for k, v in streams.items()}, data_dir.name)
+    if not problems:
+        return None
+    return (f"cannot evaluate: {'; '.join(problems)}, so its perplexity would be a mean over no "
+            f"tokens. Lower batch_size ({cfg.batch_size}) in the config's recipe, or give "
+            f"longer splits (the files in {data_dir}).")
+
+
+def score(model: RNNModel, data: torch.Tensor, cfg, key: str, path: Path) -> dict:
+    """``{key}_loss``, ``_ppl``, ``_tokens`` (scored) and ``_tokens_total`` (a full pass)."""
+    try:
+        loss, tokens = evaluate(model, data, cfg.bptt, cfg.loss_impl, cfg.max_eval_batches)
+    except NoTokens as err:
+        raise SystemExit(f"cannot evaluate {key} ({path}): {err}; no perplexity is reported "
+                         "over zero tokens. Give a longer split or a smaller batch_size.") from err
+    total = full_pass_tokens(data)
+    log.info("%s: loss %.4f  ppl %.2f  (%d of %d tokens)", key, loss, perplexity(loss), tokens,
+             total)
+    return {f"{key}_loss": loss, f"{key}_ppl": perplexity(loss), f"{key}_tokens": tokens,
+            f"{key}_tokens_total": total}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from rnnbench.config import RunConfig
-    from rnnbench.train import pick_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, type=Path)
@@ -115,12 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from rnnbench.gpus import claim_gpu
-
     claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
     device = pick_device(args.device)
     meta = read_json(args.run_dir / "train.json")
     cfg = RunConfig.from_dict(meta["config"])
+    paths = {split: args.data_dir / f"{split}.pt" for split in ("valid", "test")}
+    streams = {split: torch.load(path, weights_only=True) for split, path in paths.items()}
+    if message := too_short(cfg, streams, args.data_dir):
+        raise SystemExit(message)
     result = {"run_id": meta["run_id"], "status": meta["status"], "device": str(device),
               "weights": args.weights}
     model = load_model(args.run_dir / "model.pt", args.weights, device)
@@ -130,23 +123,23 @@ def main(argv: list[str] | None = None) -> int:
         result.update(valid_loss=math.nan, valid_ppl=math.nan, test_loss=math.nan,
                       test_ppl=math.nan)
     start = time.perf_counter()
+    keys = []
     for split in ("valid", "test") if model is not None else ():
-        stream = torch.load(args.data_dir / f"{split}.pt", weights_only=True)
-        data = batchify(stream, cfg.batch_size).to(device)
-        loss, tokens = evaluate(model, data, cfg.bptt, cfg.loss_impl, cfg.max_eval_batches)
-        result.update({f"{split}_loss": loss, f"{split}_ppl": perplexity(loss),
-                       f"{split}_tokens": tokens})
-        log.info("%s: loss %.4f  ppl %.2f  (%d tokens)", split, loss, perplexity(loss), tokens)
+        data = batchify(streams[split], cfg.batch_size).to(device)  # (rows, batch)
+        result.update(score(model, data, cfg, split, paths[split]))
+        keys.append(split)
     if args.stream_test and model is not None:
-        stream = torch.load(args.data_dir / "test.pt", weights_only=True)
-        data = batchify(stream, 1).to(device)  # (tokens, 1)
-        loss, tokens = evaluate(model, data, cfg.bptt, cfg.loss_impl, cfg.max_eval_batches)
-        result.update(test_stream_loss=loss, test_stream_ppl=perplexity(loss),
-                      test_stream_tokens=tokens)
-        log.info("test as one stream: loss %.4f  ppl %.2f  (%d tokens)", loss,
-                 perplexity(loss), tokens)
+        data = batchify(streams["test"], 1).to(device)  # (tokens, 1)
+        result.update(score(model, data, cfg, "test_stream", paths["test"]))
+        keys.append("test_stream")
+    # max_eval_batches scores only the first minibatches: say so beside the perplexities
+    result["eval_capped"] = any(result[f"{k}_tokens"] < result[f"{k}_tokens_total"]
+                                for k in keys)
     result["eval_seconds"] = time.perf_counter() - start
-    write_json(args.out, result)
+    try:
+        write_json(args.out, result)
+    except DiskFullError as err:
+        raise SystemExit(str(err)) from None
     return 0
 
 

@@ -18,8 +18,9 @@ is the queue. A batch-20 RNN leaves most of a modern GPU idle, hence ``slots_per
 Nothing happens for CPU runs, inside a SLURM job (SLURM has already picked the GPU and set
 ``CUDA_VISIBLE_DEVICES``), or where no GPU is visible. The GPUs are those of
 ``CUDA_VISIBLE_DEVICES`` when it is set (indices or UUIDs; MIG instances by UUID), else the
-ones ``nvidia-smi -L`` lists. This module never imports torch: asking torch would risk
-initialising CUDA, after which ``CUDA_VISIBLE_DEVICES`` is ignored.
+ones ``nvidia-smi -L`` lists. This module never imports torch at import time: asking torch
+would risk initialising CUDA, after which ``CUDA_VISIBLE_DEVICES`` is ignored; only
+:func:`pick_device`, called after the claim, does.
 
 Settings (flags of ``rnnbench.train``, defaults from the environment):
 ``RNNBENCH_GPU_SLOTS`` runs per GPU (1); ``RNNBENCH_GPU_LOCK_DIR`` the lock folder
@@ -41,6 +42,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only inside functions: importing it here could initialise CUDA early
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +188,19 @@ def claim_gpu(device: str, slots_per_device: int | None = None, lock_dir: Path |
     os.environ["CUDA_VISIBLE_DEVICES"] = claim.device
     log.info("GPU %s, slot %d of %d (lock %s)", claim.device, claim.slot, slots, claim.path)
     return claim
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error.
+
+    Call it after :func:`claim_gpu`: it asks torch, which initialises CUDA."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "device 'cuda' was requested but torch sees no CUDA GPU (torch "
+            f"{torch.__version__}); set `device: auto` or `device: cpu` in the config."
+        )
+    return torch.device(name)

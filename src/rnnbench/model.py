@@ -7,8 +7,13 @@ spelled in lower case here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from rnnbench.config import RunConfig
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 INITS = ("seed", "uniform")
@@ -86,6 +91,12 @@ class RNNModel(nn.Module):
         """Logits (seq_len, batch, vocab) and the final hidden state."""
         output, hidden = self.features(tokens, hidden)
         return self.decoder(output), hidden
+
+
+def build_model(cfg: RunConfig, vocab_size: int) -> RNNModel:
+    """The RNNModel a RunConfig describes (initialised with the global RNG)."""
+    return RNNModel(cfg.cell, vocab_size, cfg.hidden, cfg.layers, cfg.embedding_size,
+                    cfg.dropout, cfg.init, cfg.init_scale)
 
 
 def check_cell(cell: str) -> None:

@@ -8,11 +8,13 @@ One step (the course lab's recipe, generalised)::
     g      <- g / n  (0 if n < eps)  [normalize]  |  g * min(1, c/n)  [clip]  |  g  [none]
     w      <- w - lr * g
 
-A checkpoint (model, optimizer, RNG states, hidden state, position, history) is written
-atomically at every epoch end, every ``--checkpoint-interval`` seconds, and on SIGTERM/SIGINT,
-to a path outside the rule's outputs, so a killed or preempted job resumes where it stopped
-and ends with the same numbers (bitwise on CPU). A NaN/inf loss ends the run as ``diverged``
-with exit status 0. Usage: ``python -m rnnbench.train --help``.
+A checkpoint (rnnbench.checkpoint: model, RNG states, hidden state, position, history, and
+the config and data checksums it belongs to) is written atomically at every epoch end, every
+``--checkpoint-interval`` seconds, and on SIGTERM/SIGINT, to a path outside the rule's outputs,
+so a killed or preempted job resumes where it stopped and ends with the same numbers (bitwise
+on CPU); one process at a time trains a run (a lock beside the checkpoint). Splits too short
+for ``batch_size`` x ``bptt`` are refused before anything is written. A NaN/inf loss ends the
+run as ``diverged`` with exit status 0. Usage: ``python -m rnnbench.train --help``.
 """
 
 from __future__ import annotations
@@ -21,33 +23,26 @@ import argparse
 import dataclasses
 import logging
 import math
-import os
-import platform
 import shlex
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from rnnbench import __version__
+from rnnbench import checkpoint as ckpt
+from rnnbench import gpus
+from rnnbench.checkpoint import State
 from rnnbench.config import RunConfig
 from rnnbench.data import batchify, get_batch, num_batches
-from rnnbench.evaluate import build_model, evaluate, perplexity
 from rnnbench.gradtime import recurrent_spectra
-from rnnbench.io import write_atomic, write_json
-from rnnbench.losses import loss_sum
-from rnnbench.metrics import (
-    GLOBAL_STATS,
-    grad_norm_stats,
-    group_grad_stats,
-    write_rows,
-    write_steps,
-)
-from rnnbench.model import RNNModel, detach_hidden, parameter_groups
-from rnnbench.provenance import code_version, cpu_model
+from rnnbench.grid import stream_errors
+from rnnbench.io import DiskFullError, read_json
+from rnnbench.losses import evaluate, loss_sum, perplexity
+from rnnbench.metrics import GLOBAL_STATS, group_grad_stats
+from rnnbench.model import RNNModel, build_model, detach_hidden, parameter_groups
+from rnnbench.runrecord import environment, write_outputs
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
@@ -55,27 +50,6 @@ PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
 
 class Preempted(Exception):
     """SIGTERM/SIGINT arrived; a checkpoint has been written."""
-
-
-@dataclasses.dataclass
-class State:
-    """Everything that changes during training, i.e. everything a checkpoint must hold."""
-
-    epoch: int = 0  # 0-based epoch in progress
-    batch: int = 0  # next minibatch of that epoch
-    hidden: Any = None  # carried hidden state mid-epoch
-    loss_sum: torch.Tensor | None = None  # summed train loss of the epoch so far
-    tokens: int = 0  # train tokens of the epoch so far
-    seconds: float = 0.0  # training seconds of the epoch so far
-    steps: list = dataclasses.field(default_factory=list)  # (n_batches, 2+G) per epoch
-    history: list = dataclasses.field(default_factory=list)  # one dict per finished epoch
-    spectra: list = dataclasses.field(default_factory=list)  # sigma_max rows per epoch
-    grad_stats: list = dataclasses.field(default_factory=list)  # per-group rows per epoch
-    best_valid: float = math.inf
-    best_state: dict | None = None
-    diverged_step: int | None = None
-    wall_seconds: float = 0.0  # wall time of the earlier processes of this run, to their last save
-    resumes: int = 0  # how many times this run was resumed from a checkpoint
 
 
 class GradTreatment:
@@ -109,70 +83,22 @@ class GradTreatment:
         return norms
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+def check_streams(cfg: RunConfig, data_dir: Path, streams: dict[str, torch.Tensor]) -> None:
+    """Stop with one paragraph if a split is too short for this batch_size and bptt.
+
+    Train and valid are counted from their tensors, test from stats.json (when present):
+    checked before anything is written, as no perplexity may be a mean over zero tokens."""
+    tokens = {split: t.numel() for split, t in streams.items()}
+    if (stats := data_dir / "stats.json").exists():  # test: counted by the tokenizer
+        test = read_json(stats).get("splits", {}).get("test", {}).get("tokens")
+        tokens.update({} if test is None else {"test": int(test)})
+    problems = stream_errors(cfg, tokens, data_dir.name)
+    if problems:
         raise SystemExit(
-            "device 'cuda' was requested but torch sees no CUDA GPU (torch "
-            f"{torch.__version__}); set `device: auto` or `device: cpu` in the config."
-        )
-    return torch.device(name)
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Where and with what this run executes."""
-    env = {
-        "device": device.type,
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": cpu_model(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "rnnbench": __version__,
-        "code_version": code_version(),
-        "hostname": platform.node(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
-    return env
-
-
-def save_checkpoint(path: Path, cfg: RunConfig, model, state: State) -> None:
-    """Write the resumable state atomically (tensors and plain containers only)."""
-    blob = {
-        "config": cfg.to_dict(),
-        "model": model.state_dict(),
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        **{f.name: getattr(state, f.name) for f in dataclasses.fields(State)},
-    }
-    write_atomic(path, lambda tmp: torch.save(blob, tmp))
-
-
-def load_checkpoint(path: Path, cfg: RunConfig, model, device) -> State | None:
-    """The saved State (model weights and RNG restored), or None to start fresh."""
-    if not path.exists():
-        return None
-    blob = torch.load(path, map_location=device, weights_only=True)
-    if blob["config"] != cfg.to_dict():
-        log.warning("checkpoint %s belongs to another configuration; starting afresh", path)
-        return None
-    model.load_state_dict(blob["model"])
-    torch.set_rng_state(blob["rng_cpu"].cpu())
-    if blob["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in blob["rng_cuda"]])
-    names = [f.name for f in dataclasses.fields(State)]
-    missing = [n for n in names if n not in blob]
-    if missing:  # written by an older rnnbench: those records restart empty
-        log.warning("checkpoint %s has no %s; they start empty", path, ", ".join(missing))
-    state = State(**{n: blob[n] for n in names if n in blob})
-    if "wall_seconds" not in blob:  # earlier processes' wall time unknown
-        state.wall_seconds = math.nan
-    state.resumes += 1
-    log.info("resuming from %s at epoch %d, minibatch %d", path, state.epoch, state.batch)
-    return state
+            f"cannot train: {'; '.join(problems)}. With batch_size {cfg.batch_size} and bptt "
+            f"{cfg.bptt} a perplexity over it would be undefined (a mean over no tokens), so "
+            "nothing was written. Lower batch_size (or bptt) in the config's recipe, or give "
+            f"a larger split (the corpus files behind {data_dir}).")
 
 
 class Trainer:
@@ -183,11 +109,14 @@ class Trainer:
         self._started = time.monotonic()
         self.cfg, self.device, self.checkpoint = cfg, device, checkpoint
         self.log_interval, self.checkpoint_interval = log_interval, checkpoint_interval
-        def load(split: str) -> torch.Tensor:
-            return torch.load(data_dir / f"{split}.pt", weights_only=True)
-
-        self.train_data = batchify(load("train"), cfg.batch_size).to(device)  # (rows, batch)
-        self.valid_data = batchify(load("valid"), cfg.batch_size).to(device)
+        streams = {s: torch.load(data_dir / f"{s}.pt", weights_only=True)  # (tokens,)
+                   for s in ("train", "valid")}
+        check_streams(cfg, data_dir, streams)
+        # read once, at the start: the data a checkpoint must have been trained on
+        self.corpus, self.data_sha256 = data_dir.name, ckpt.data_checksums(data_dir)
+        self.identity = ckpt.identity(cfg, self.data_sha256)
+        self.train_data = batchify(streams["train"], cfg.batch_size).to(device)  # (rows, batch)
+        self.valid_data = batchify(streams["valid"], cfg.batch_size).to(device)
         self.vocab_size = len((data_dir / "vocab.txt").read_text().splitlines())
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.vocab_size).to(device)
@@ -196,7 +125,7 @@ class Trainer:
         self.treat = GradTreatment(self.model, cfg)
         n = num_batches(self.train_data, cfg.bptt)
         self.n_batches = n if cfg.max_batches is None else min(n, cfg.max_batches)
-        self.state = load_checkpoint(checkpoint, cfg, self.model, device) or State(
+        self.state = ckpt.load(self.checkpoint, self.identity, self.model, device) or State(
             spectra=[{"epoch": -1, **r} for r in recurrent_spectra(self.model)])
         self.stop_signal: int | None = None
         self._last_save = time.monotonic()
@@ -317,48 +246,14 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint now."""
-        save_checkpoint(self.checkpoint, self.cfg, self.model,
-                        dataclasses.replace(self.state, wall_seconds=self.wall_seconds()))
+        ckpt.save(self.checkpoint, self.identity, self.model,
+                  dataclasses.replace(self.state, wall_seconds=self.wall_seconds()))
         self._last_save = time.monotonic()
 
     def wall_seconds(self) -> float:
         """Wall time of the whole run so far: earlier processes (to their last checkpoint)
         plus this one; NaN if resumed from a checkpoint too old to record it."""
         return self.state.wall_seconds + (time.monotonic() - self._started)
-
-
-def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
-                  env: dict, command: str) -> None:
-    """The rule's outputs: history.csv, steps.csv.gz, grad_stats.csv, spectra.csv, model.pt
-    (best-validation, initial and, for a finished run, final weights) and train.json."""
-    st, cfg = trainer.state, trainer.cfg
-    write_rows(run_dir / "history.csv", st.history)
-    write_rows(run_dir / "grad_stats.csv", st.grad_stats)
-    write_rows(run_dir / "spectra.csv", st.spectra)
-    write_steps(run_dir / "steps.csv.gz", st.steps, trainer.treat.names, trainer.n_batches)
-    # best-validation, initial and final weights (published recipes test the final ones)
-    final_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-    model_blob = {"config": cfg.to_dict(), "vocab_size": trainer.vocab_size,
-                  "best_state": st.best_state, "init_state": trainer.init_state,
-                  "final_state": final_state if status == "ok" else None}
-    write_atomic(run_dir / "model.pt", lambda tmp: torch.save(model_blob, tmp))
-    best = min(st.history, key=lambda r: r["valid_loss"]) if st.history else None
-    every_step = torch.cat([t[:, 1].cpu() for t in st.steps]) if st.steps else torch.zeros(0)
-    every_step = every_step[~torch.isnan(every_step)]
-    write_json(run_dir / "train.json", {
-        "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
-        "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
-        "params": sum(p.numel() for p in trainer.model.parameters()),
-        # wall time of every process that trained it (to each one's last checkpoint), and
-        # the training time alone (validation and start-up excluded), summed over epochs
-        "wall_seconds": None if math.isnan(wall := trainer.wall_seconds()) else wall,
-        "resumes": st.resumes, "vocab_size": trainer.vocab_size,
-        "train_seconds": sum(r["seconds"] for r in st.history),
-        # global gradient norm over every step of the run (before normalisation/clipping)
-        **{f"grad_norm_{k}": v for k, v in grad_norm_stats(every_step).items()
-           if k in ("p50", "p90", "p99", "max")},
-        "config": cfg.to_dict(), "command": command, **env,
-    })
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,10 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    import threading
-
-    from rnnbench import gpus
-
     started = time.monotonic()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -410,13 +301,27 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
     if args.threads:
         torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "-m", "rnnbench.train",
+                          *(sys.argv[1:] if argv is None else argv)])
+    try:
+        # one trainer per run for the whole process: a second one stops here, naming this one
+        with ckpt.exclusive(args.checkpoint):
+            return train_run(args, cfg, started, command)
+    except DiskFullError as err:  # the previous checkpoint is intact; say it in one line
+        raise SystemExit(str(err)) from None
+
+
+def train_run(args: argparse.Namespace, cfg: RunConfig, started: float, command: str) -> int:
+    """Claim the device, train (resuming the checkpoint) and write the outputs; exit status."""
+    import threading
+
     # Before anything initialises CUDA, which reads CUDA_VISIBLE_DEVICES once, at its start.
     try:
         gpus.claim_gpu(cfg.device, args.gpu_slots_per_device, args.gpu_lock_dir,
                        args.gpu_wait_s)
     except gpus.NoFreeGpu as err:
         raise SystemExit(str(err)) from err
-    device = pick_device(cfg.device)
+    device = gpus.pick_device(cfg.device)
     env = environment(device)
     log.info("run %s on %s: %s", args.run_id, env["gpu"] or env["device"], cfg)
     trainer = Trainer(cfg, args.data_dir, args.checkpoint, device, args.log_interval,
@@ -445,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted:
         log.warning("checkpoint written to %s; rerun the job to resume", args.checkpoint)
         return PREEMPTED_EXIT
-    command = shlex.join(["python", "-m", "rnnbench.train",
-                          *(sys.argv[1:] if argv is None else argv)])
     write_outputs(trainer, args.run_dir, args.run_id or args.run_dir.name, status, env, command)
     args.checkpoint.unlink(missing_ok=True)  # in-progress state only; the outputs now exist
     log.info("run %s finished: %s", args.run_id, status)

@@ -63,6 +63,8 @@ rule evaluate_model:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.evaluate --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        # exec: a kill of the job kills the evaluator too, which must not write eval.json after
+        # Snakemake has marked the job failed
+        "exec python -m rnnbench.evaluate --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} --device {params.device} --threads {threads}"
         " {params.extra} --out {output:q} > {log:q} 2>&1"

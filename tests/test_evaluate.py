@@ -1,0 +1,122 @@
+"""Evaluation: never a perplexity over zero tokens, capped evaluations marked, a full disk said
+in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnbench.evaluate import main as evaluate_main
+from rnnbench.io import read_json, write_json
+from rnnbench.losses import NoTokens, evaluate
+from rnnbench.model import RNNModel
+from rnnbench.train import main as train_main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on one thread: fast, and immune to a busy second core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory) -> Path:
+    """A run dir with one epoch of a tiny GRU (train.json, model.pt)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    run = tmp / "run"
+    assert train_main(["--cell", "gru", "--hidden", "8", "--epochs", "1", "--batch-size", "4",
+                       "--bptt", "10", "--device", "cpu", "--data-dir", str(tiny_data),
+                       "--run-dir", str(run), "--checkpoint", str(tmp / "c.pt")]) == 0
+    return run
+
+
+def _eval(run: Path, data: Path, out: Path, *extra: str) -> int:
+    return evaluate_main(["--run-dir", str(run), "--data-dir", str(data), "--device", "cpu",
+                          "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_evaluate_refuses_a_mean_over_zero_tokens(rows):
+    model = RNNModel("lstm", 10, 4)
+    data = torch.zeros(rows, 3, dtype=torch.long)  # (rows, batch): no row of targets
+    with pytest.raises(NoTokens, match="nothing to score"):
+        evaluate(model, data, bptt=5)
+
+
+def test_eval_json_marks_an_evaluation_capped_by_max_eval_batches(trained, tiny_data, tmp_path):
+    assert _eval(trained, tiny_data, tmp_path / "full.json", "--stream-test") == 0
+    full = read_json(tmp_path / "full.json")
+    for split in ("valid", "test", "test_stream"):
+        assert full[f"{split}_tokens"] == full[f"{split}_tokens_total"] > 0
+    assert full["eval_capped"] is False
+    n = torch.load(tiny_data / "valid.pt").numel()
+    assert full["valid_tokens_total"] == (n // 4 - 1) * 4  # every row of 4 columns but the first
+
+    capped_run = tmp_path / "capped"
+    shutil.copytree(trained, capped_run)
+    meta = read_json(capped_run / "train.json")
+    meta["config"]["max_eval_batches"] = 1
+    write_json(capped_run / "train.json", meta)
+    assert _eval(capped_run, tiny_data, tmp_path / "capped.json") == 0
+    capped = read_json(tmp_path / "capped.json")
+    assert capped["valid_tokens"] == 10 * 4 < capped["valid_tokens_total"]  # one bptt x batch
+    assert capped["valid_tokens_total"] == full["valid_tokens_total"]
+    assert capped["eval_capped"] is True
+
+
+def test_split_too_short_for_the_batch_is_refused_and_writes_no_eval_json(trained, tiny_data,
+                                                                        tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    torch.save(torch.arange(5), data / "test.pt")  # 5 tokens: one row of 4 columns, no targets
+    out = tmp_path / "eval.json"
+    with pytest.raises(SystemExit) as exc:
+        _eval(trained, data, out)
+    message = str(exc.value.code)
+    assert "test split" in message and "only 5 tokens" in message
+    assert "batch_size (4)" in message and "perplexity" in message
+    assert not out.exists()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 256 KiB file system (tmpfs) at tmp_path/fs; skipped where mount is refused."""
+    where = tmp_path / "fs"
+    where.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_full_disk_while_writing_eval_json_is_one_line(trained, tiny_data, small_fs):
+    with open(small_fs / "filler", "wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * (1 << 20))  # more than fits: the file system is full
+    assert shutil.disk_usage(small_fs).free == 0
+    out = small_fs / "eval.json"
+    with pytest.raises(SystemExit) as exc:
+        _eval(trained, tiny_data, out)
+    assert str(exc.value.code).startswith(f"no space left on device: {out}")
+    assert "\n" not in str(exc.value.code)
+    assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]  # no eval.json, no temp
+
+
+@pytest.mark.parametrize(("stage", "other"), [("train", "evaluate"), ("evaluate", "train")])
+def test_training_and_evaluation_do_not_import_each_other(stage, other):
+    code = (f"import sys, rnnbench.{stage}; "
+            f"sys.exit('rnnbench.{other}' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
