@@ -39,7 +39,7 @@ rule measure_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.gradients --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        "exec python -m rnnbench.gradients --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} {params.settings} --device {params.device}"
         " --threads {threads} --out {output.grads:q} --decay-out {output.decay:q}"
         " --meta-out {output.meta:q} > {log:q} 2>&1"
