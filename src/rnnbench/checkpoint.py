@@ -98,6 +98,16 @@ def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _config_of(blob: dict) -> dict | None:
+    """The checkpoint's config with today's defaults filled in (a key added to RunConfig
+    later, off by default, does not make an older checkpoint another run's); None if it
+    names keys this version does not know."""
+    try:
+        return RunConfig.from_dict(blob["config"]).to_dict()
+    except (TypeError, ValueError):
+        return None
+
+
 def save(path: Path, ident: dict[str, Any], model: torch.nn.Module, state: State) -> None:
     """Write the resumable state atomically (tensors and plain containers only)."""
     blob = {
@@ -140,7 +150,7 @@ def load(path: Path, ident: dict[str, Any], model: torch.nn.Module, device) -> S
     blob = _read(path, device)
     if blob is None:
         return None
-    if blob["config"] != ident["config"] or blob.get("data") != ident["data"]:
+    if _config_of(blob) != ident["config"] or blob.get("data") != ident["data"]:
         aside = set_aside(path, ".stale")
         log.warning("checkpoint %s belongs to another run (%s): moved to %s; starting afresh",
                     path, differences(blob, ident), aside)

@@ -46,6 +46,10 @@ class RunConfig:
     max_batches: int | None = None
     max_eval_batches: int | None = None
     loss_impl: str = "auto"
+    # Initialisation options, off (None) by default so every published recipe keeps its
+    # numbers and an existing run's flags (and so its Snakemake params) do not change.
+    forget_bias: float | None = None  # lstm: effective forget-gate bias (Jozefowicz+ 2015)
+    irnn: float | None = None  # rnn_relu: W_hh = irnn * I, recurrent biases 0 (Le+ 2015)
     # --- machine, not recipe ---
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -63,13 +67,21 @@ class RunConfig:
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         for name in FLOAT_FIELDS:
             # NaN passes every bound below (each comparison is False) and trains to nonsense.
-            if not math.isfinite(getattr(self, name)):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         for name in ("hidden", "layers", "epochs", "batch_size", "bptt"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.decay_factor <= 0:
             raise ValueError(f"lr and decay_factor must be > 0, got {self.lr}, {self.decay_factor}")
+        if self.forget_bias is not None and self.cell != "lstm":
+            raise ValueError(f"forget_bias is an LSTM option, but the cell is {self.cell}: set "
+                             "it under `cell_overrides: {lstm: {forget_bias: ...}}`")
+        if self.irnn is not None and self.cell != "rnn_relu":
+            raise ValueError(f"irnn is an initialisation of rnn_relu, but the cell is "
+                             f"{self.cell}: set it under `cell_overrides: {{rnn_relu: "
+                             "{irnn: 1.0}}`")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: lr for the first ``decay_start`` epochs, then
@@ -103,7 +115,8 @@ TRAINING_KEYS = tuple(
 
 INT_FIELDS = ("hidden", "layers", "seed", "epochs", "decay_start", "batch_size", "bptt",
               "embedding_size", "max_batches", "max_eval_batches")
-FLOAT_FIELDS = ("lr", "decay_factor", "clip_norm", "normalize_eps", "init_scale", "dropout")
+FLOAT_FIELDS = ("lr", "decay_factor", "clip_norm", "normalize_eps", "init_scale", "dropout",
+                "forget_bias", "irnn")
 
 
 def _is_index(value: Any) -> bool:

@@ -95,8 +95,36 @@ class RNNModel(nn.Module):
 
 def build_model(cfg: RunConfig, vocab_size: int) -> RNNModel:
     """The RNNModel a RunConfig describes (initialised with the global RNG)."""
-    return RNNModel(cfg.cell, vocab_size, cfg.hidden, cfg.layers, cfg.embedding_size,
-                    cfg.dropout, cfg.init, cfg.init_scale)
+    model = RNNModel(cfg.cell, vocab_size, cfg.hidden, cfg.layers, cfg.embedding_size,
+                     cfg.dropout, cfg.init, cfg.init_scale)
+    if cfg.forget_bias is not None:
+        set_forget_bias(model.rnn, cfg.forget_bias)
+    if cfg.irnn is not None:
+        set_identity_recurrence(model.rnn, cfg.irnn)
+    return model
+
+
+def set_forget_bias(rnn: nn.LSTM, value: float) -> None:
+    """Make every layer's effective forget-gate bias ``value`` (Jozefowicz, Zaremba and
+    Sutskever 2015). PyTorch adds two bias vectors, each ordered (i, f, g, o) in blocks of
+    H; the value goes into ``bias_ih``'s f block and ``bias_hh``'s f block is zeroed, so the
+    sum the gate sees is exactly ``value``."""
+    h = rnn.hidden_size
+    with torch.no_grad():
+        for layer in range(rnn.num_layers):
+            getattr(rnn, f"bias_ih_l{layer}")[h:2 * h].fill_(value)
+            getattr(rnn, f"bias_hh_l{layer}")[h:2 * h].zero_()
+
+
+def set_identity_recurrence(rnn: nn.RNN, scale: float) -> None:
+    """IRNN (Le, Jaitly and Hinton 2015): every layer's recurrent matrix ``scale * I`` and both
+    bias vectors 0; the input weights keep their initialisation."""
+    with torch.no_grad():
+        for layer in range(rnn.num_layers):
+            weight = getattr(rnn, f"weight_hh_l{layer}")
+            weight.copy_(scale * torch.eye(weight.size(0), dtype=weight.dtype))
+            getattr(rnn, f"bias_ih_l{layer}").zero_()
+            getattr(rnn, f"bias_hh_l{layer}").zero_()
 
 
 def check_cell(cell: str) -> None:

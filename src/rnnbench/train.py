@@ -262,9 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(RunConfig):
         if f.name == "extra":
             continue
+        # "int", "float | None", ...: the type before " |"; None is the default, no flag
         kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" |")[0], str)
-        if "None" in str(f.type):
-            kind = int
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind,
                        required=f.default is dataclasses.MISSING, default=f.default)
     p.add_argument("--data-dir", required=True, type=Path, help="tokenized corpus folder")
