@@ -60,3 +60,41 @@ def test_bad_budget_is_refused():
 def test_budget_labels_are_short_and_file_safe():
     assert [format_budget(b) for b in (800, 250_000, 1_500_000, 2_000_000)] == [
         "800", "250k", "1.5M", "2M"]
+
+
+def _quick(**spec):
+    import yaml
+    from test_pipeline import ROOT
+    config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    experiment = config["experiments"]["quick"]
+    experiment.pop("hidden")
+    experiment.update(spec)
+    return config
+
+
+def test_budgets_axis_solves_hidden_per_cell_and_depth_with_readable_ids():
+    from test_pipeline import ROOT
+
+    from rnnbench.grid import expand
+    from rnnbench.schema import check_config
+
+    config = _quick(budgets=[5_000, 250_000], layers=[1, 2])
+    check_config(config, ROOT / "config/schema/config.schema.yaml")
+    runs, _ = expand(config)
+    assert len(runs) == 4 * 2 * 2
+    by_id = {r.run_id: r.config for r in runs}
+    assert by_id["lstm-p250k-l1-s1"].hidden == 176 and by_id["lstm-p250k-l1-s1"].budget == 250_000
+    assert by_id["rnn_tanh-p250k-l1-s1"].hidden == 353
+    assert by_id["gru-p5k-l2-s1"].hidden == solve_hidden("gru", 5_000, 2)[0]
+    for cfg in by_id.values():  # every run is the nearest hidden size to its budget
+        assert solve_hidden(cfg.cell, cfg.budget, cfg.layers)[0] == cfg.hidden
+
+
+def test_an_experiment_needs_exactly_one_size_axis():
+    from rnnbench.grid import expand
+    from rnnbench.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="gives both `hidden` and `budgets`"):
+        expand(_quick(hidden=[32], budgets=[5_000]))
+    with pytest.raises(ConfigError, match="gives neither"):
+        expand(_quick())

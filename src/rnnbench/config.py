@@ -50,6 +50,8 @@ class RunConfig:
     # numbers and an existing run's flags (and so its Snakemake params) do not change.
     forget_bias: float | None = None  # lstm: effective forget-gate bias (Jozefowicz+ 2015)
     irnn: float | None = None  # rnn_relu: W_hh = irnn * I, recurrent biases 0 (Le+ 2015)
+    # --- grid, not recipe: the recurrent-parameter budget `hidden` was solved for (or None) ---
+    budget: int | None = None
     # --- machine, not recipe ---
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -109,12 +111,12 @@ class RunConfig:
 
 TRAINING_KEYS = tuple(
     f.name for f in dataclasses.fields(RunConfig)
-    if f.name not in {"cell", "hidden", "layers", "seed", "device", "extra"}
+    if f.name not in {"cell", "hidden", "layers", "seed", "budget", "device", "extra"}
 )
 
 
 INT_FIELDS = ("hidden", "layers", "seed", "epochs", "decay_start", "batch_size", "bptt",
-              "embedding_size", "max_batches", "max_eval_batches")
+              "embedding_size", "max_batches", "max_eval_batches", "budget")
 FLOAT_FIELDS = ("lr", "decay_factor", "clip_norm", "normalize_eps", "init_scale", "dropout",
                 "forget_bias", "irnn")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
+from rnnbench.params import format_budget, solve_hidden
 from rnnbench.schema import ConfigError
 
 SAFE = re.compile(r"[^A-Za-z0-9_.]+")
@@ -55,9 +56,12 @@ def format_value(value: Any) -> str:
     return SAFE.sub("_", text)
 
 
-def run_id(cell: str, hidden: int, layers: int, seed: int, axes: dict[str, Any]) -> str:
-    """Readable, stable id: ``{cell}-h{hidden}-l{layers}[-{key}{value}...]-s{seed}``."""
-    parts = [cell, f"h{hidden}", f"l{layers}"]
+def run_id(cell: str, hidden: int, layers: int, seed: int, axes: dict[str, Any],
+           budget: int | None = None) -> str:
+    """Readable, stable id: ``{cell}-h{hidden}-l{layers}[-{key}{value}...]-s{seed}``, or with
+    a recurrent-parameter budget ``{cell}-p{budget}-l{layers}...`` (``lstm-p250k-l1-s1``)."""
+    size = f"h{hidden}" if budget is None else f"p{format_budget(budget)}"
+    parts = [cell, size, f"l{layers}"]
     parts += [f"{key}{format_value(axes[key])}" for key in sorted(axes)]
     parts.append(f"s{seed}")
     return "-".join(parts)
@@ -119,21 +123,38 @@ def _collision(experiment: str, rid: str, first: tuple, second: tuple,
     )
 
 
+def check_size_axis(name: str, spec: dict) -> None:
+    """Raise ConfigError unless the experiment gives exactly one of `hidden` and `budgets`."""
+    if ("hidden" in spec) != ("budgets" in spec):
+        return
+    given = "both `hidden` and `budgets`" if "hidden" in spec else "neither `hidden` nor `budgets`"
+    raise ConfigError(
+        f"Experiment {name!r} gives {given}: give exactly one size axis, `hidden: [...]` "
+        "(hidden sizes) or `budgets: [...]` (recurrent-parameter budgets, the hidden size "
+        "solved per cell and layer count).")
+
+
 def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto",
                       corpus: str = "ptb"):
     """Yield Run or Skipped for every distinct point of one experiment."""
     seen: dict[str, tuple[RunConfig, dict]] = {}
-    for cell, hidden, layers, seed in itertools.product(
-        spec["cells"], spec["hidden"], spec["layers"], spec["seeds"]
+    # sizes: hidden sizes, or recurrent-parameter budgets whose hidden size is solved per cell
+    check_size_axis(name, spec)
+    by_budget = "budgets" in spec
+    for cell, size, layers, seed in itertools.product(
+        spec["cells"], spec["budgets"] if by_budget else spec["hidden"], spec["layers"],
+        spec["seeds"]
     ):
         merged = _recipe_for(name, spec, recipes, cell)
         axis_keys = sorted(k for k, v in merged.items() if isinstance(v, list))
         for values in itertools.product(*(merged[k] for k in axis_keys)):
             axes = dict(zip(axis_keys, values, strict=True))
             keys = {**merged, **axes}
+            hidden = (solve_hidden(cell, size, layers, keys.get("embedding_size"))[0]
+                      if by_budget else size)
             cfg = RunConfig(cell=cell, hidden=hidden, layers=layers, seed=seed, device=device,
-                            **keys)
-            rid = run_id(cell, hidden, layers, seed, axes)
+                            budget=size if by_budget else None, **keys)
+            rid = run_id(cell, hidden, layers, seed, axes, cfg.budget)
             if rid in seen:
                 if seen[rid][0] != cfg:
                     raise _collision(name, rid, seen[rid], (cfg, axes), corpus)
