@@ -1,16 +1,21 @@
 # rnnbench: recurrent language models (vanilla RNN, LSTM, GRU) on Penn Treebank.
 #
-#   snakemake --cores N                                   the default 72-run grid
 #   snakemake --cores N --configfile config/quick.yaml    a tiny grid, a few minutes on a CPU
-#   snakemake --report results/report.html                the HTML report of what was run
+#   snakemake --configfile config/quick.yaml --report results/report.html   its HTML report
+#   snakemake --cores N                                   the default 72-run grid (~37 h on 2 CPUs)
+#   snakemake --report results/report.html                the default grid's report
+# Give --report the same --configfile as the run: without one it reports the default config.
+# A target goes before --config, which takes every word after it as a key=value:
+#   snakemake results/data/ptb/stats.json --cores N --config mirror=/data/ptb
+# Each run and dry run (-n) starts with a plan: runs, device, estimated time (rnnbench.plan).
 #
 # results/
 #   data/{corpus}/raw/{split}.txt          verified corpus files (download_corpus)
 #   data/{corpus}/{split}.pt, vocab.txt, stats.json      token ids (tokenize_corpus)
-#   runs/{experiment}/{run}/               one folder per training run (train_model, ...):
+#   runs/{corpus}/{experiment}/{run}/      one folder per training run (train_model, ...):
 #       history.csv  steps.csv.gz  grad_stats.csv  spectra.csv  model.pt  train.json
 #       eval.json (evaluate_model)  gradients.csv  decay.csv  gradients.json (measure_gradients)
-#   checkpoints/{experiment}/{run}.pt      resumable state while a run trains (not an output)
+#   checkpoints/{corpus}/{experiment}/{run}.pt   resumable state while a run trains (not an output)
 #   tables/  runs.csv  summary.csv  summary.md  epochs.csv  grad_norms.csv  (collect_metrics)
 #            grad_through_time.csv  grad_decay.csv  spectra.csv  grad_steps.csv  (collect_gradients)
 #   reference/{experiment}/{run}/          published small files of config/reproduce.yaml

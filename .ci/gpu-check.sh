@@ -84,10 +84,10 @@ c["experiments"] = {"share": {"cells": ["rnn_tanh", "rnn_relu", "lstm", "gru"], 
 yaml.safe_dump(c, open("/tmp/share.yaml", "w"), sort_keys=False)
 PY
 for jobs in 1 8; do
-    rm -rf results/runs/share results/checkpoints/share
+    rm -rf results/runs/ptb/share results/checkpoints/ptb/share
     start=$(date +%s.%N)
     timeout 40 "${SNAKEMAKE[@]}" $(python3 -c "print(' '.join(
-        f'results/runs/share/{c}-h150-l1-s{s}/train.json'
+        f'results/runs/ptb/share/{c}-h150-l1-s{s}/train.json'
         for c in ('rnn_tanh', 'rnn_relu', 'lstm', 'gru') for s in (1, 2)))") \
         --cores "$jobs" --resources gpu="$jobs" -q --configfile /tmp/share.yaml \
         --config mirror="$PTB" device=cuda > "$WORK/share-$jobs.log" 2>&1

@@ -69,7 +69,7 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     assert list(table["experiment"]) == ["seed_rnn", "seed_lstm", "zaremba_small"]
     assert list(table["published_test_ppl"]) == [155.5, 106.9, 114.5]
     assert (table["n"] == 2).all()
-    evals = list((tmp_path / "results/runs").glob("*/*/eval.json"))
+    evals = list((tmp_path / "results/runs").glob("*/*/*/eval.json"))
     assert len(evals) == 6
     assert all(json.loads(p.read_text())["weights"] == "final" for p in evals)
     # the tables and figures rebuild from the published files alone, with no training;

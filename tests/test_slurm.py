@@ -35,7 +35,7 @@ SNAKEMAKE_TIMEOUT_S = 540
 # the long run: 2 epochs of 700 minibatches, 40-50 s of training on one idle core, longer
 # beside the local run; its first job gets SIGTERM 15-45 s after it starts
 PREEMPT_BATCHES = 700
-PREEMPT_RUN = "preempt/gru-h32-l1-s1"
+PREEMPT_RUN = "ptb/preempt/gru-h32-l1-s1"
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
@@ -154,7 +154,7 @@ def runs(tmp_path_factory, ptb_mirror, slurm_cluster) -> Runs:
 
 def run_dirs(workdir: Path) -> list[Path]:
     """Every run folder of a workdir."""
-    return sorted((workdir / "results/runs").glob("*/*"))
+    return sorted((workdir / "results/runs").glob("*/*/*"))
 
 
 def untimed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -59,7 +59,12 @@ def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
     write_json(run_dir / "train.json", {
         "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
         "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
+        # total = embedding + decoder (which dominate on a 10k vocabulary) + recurrent
         "params": sum(p.numel() for p in trainer.model.parameters()),
+        "embedding_decoder_params": sum(
+            p.numel() for m in (trainer.model.encoder, trainer.model.decoder)
+            for p in m.parameters()),
+        "recurrent_params": sum(p.numel() for p in trainer.model.rnn.parameters()),
         # wall time of every process that trained it (to each one's last checkpoint), and
         # the training time alone (validation and start-up excluded), summed over epochs
         "wall_seconds": None if math.isnan(wall := trainer.wall_seconds()) else wall,

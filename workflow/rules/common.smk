@@ -9,7 +9,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
-from rnnbench.grid import expand as expand_grid, run_args
+from rnnbench.grid import check_streams, corpus_tokens, expand as expand_grid, run_args
 from rnnbench.schema import check_config
 
 check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml")
@@ -18,6 +18,15 @@ check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml"
 # handed to download_corpus through the environment rather than as a param: switching
 # mirrors must not rerun the downloads and, through them, every training run.
 os.environ["RNNBENCH_MIRROR"] = config.get("mirror") or ""
+# The SHA-256 only guards the content, so it travels the same way (download_corpus is a
+# local rule, so no envvars entry is needed): adding the right checksum to a config must not
+# retrain anything. Instead, files already downloaded are checked against it here, before
+# any job (6 MB for PTB), and a mismatch stops the run with one paragraph.
+from rnnbench.download import verify_downloaded
+
+for _split, _spec in config["corpus"]["files"].items():
+    os.environ[f"RNNBENCH_SHA256_{_split}"] = _spec.get("sha256") or ""
+verify_downloaded(config["corpus"]["files"], Path(f"results/data/{config['corpus']['name']}/raw"))
 
 
 # Declared so that Snakemake checks them and passes them on to cluster jobs.
@@ -58,21 +67,24 @@ if FROM_REFERENCE:
             file=sys.stderr,
         )
     RUNS = _published
-RUN_BY_KEY = {(r.experiment, r.run_id): r for r in RUNS}
+# Every run's minibatches must fit the corpus's splits (a perplexity over no tokens is
+# undefined): checked here, before any job, from stats.json or a known corpus's counts.
+check_streams(RUNS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}/stats.json"), CORPUS)
+RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS}
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
 
 
 wildcard_constraints:
-    corpus=r"[A-Za-z0-9_.-]+",
+    corpus=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
     split="train|valid|test",
     experiment=r"[A-Za-z0-9_]+",
     run=r"[A-Za-z0-9_.-]+",
 
 
 def run_of(wildcards):
-    """The grid point behind {experiment}/{run}."""
-    return RUN_BY_KEY[(wildcards.experiment, wildcards.run)]
+    """The grid point behind {corpus}/{experiment}/{run}."""
+    return RUN_BY_KEY[(wildcards.corpus, wildcards.experiment, wildcards.run)]
 
 
 def train_args(wildcards):
@@ -115,11 +127,6 @@ def corpus_url(wildcards):
     return config["corpus"]["files"][wildcards.split]["url"]
 
 
-def corpus_sha256(wildcards):
-    """Expected SHA-256 of one split's file ('' when not given)."""
-    return config["corpus"]["files"][wildcards.split].get("sha256") or ""
-
-
 def run_dirs():
     """Folder of every run: its training outputs, or its published reference copy."""
     if FROM_REFERENCE:
@@ -150,3 +157,24 @@ def all_targets():
         *GRADIENT_TARGETS,
         *reference_files(),
     ]
+
+
+# --- The plan (rnnbench.plan): printed before a run and in `snakemake -n`. ---
+# Printed once, by the main process only: cluster and subprocess jobs re-parse this file
+# (exec mode remote or subprocess) and stay quiet. Nothing for `source: reference`.
+if workflow.is_main_process and not FROM_REFERENCE:
+    from rnnbench.plan import plan_text
+
+    _plan = plan_text(
+        RUNS,
+        data_dir=Path(f"results/data/{CORPUS}"),
+        # The committed measurements travel with the code, not with the working directory.
+        reference_root=Path(workflow.basedir) / "results/reference",
+        device=config.get("device", "auto"),
+        cores=workflow.resource_settings.cores,
+        max_vocab=config["corpus"].get("max_vocab"),
+        # --jobs of a cluster executor (for a local one, Snakemake made it --cores).
+        jobs=workflow.resource_settings.nodes,
+    )
+    if _plan:
+        print(_plan, file=sys.stderr)

@@ -13,13 +13,13 @@ GRADIENT_TARGETS = [f"results/figures/{name}.png" for name in GRADIENT_FIGURES]
 
 rule measure_gradients:
     input:
-        model="results/runs/{experiment}/{run}/model.pt",
-        meta="results/runs/{experiment}/{run}/train.json",
-        data=[f"results/data/{CORPUS}/valid.pt"],
+        model="results/runs/{corpus}/{experiment}/{run}/model.pt",
+        meta="results/runs/{corpus}/{experiment}/{run}/train.json",
+        data=["results/data/{corpus}/valid.pt"],
     output:
-        grads="results/runs/{experiment}/{run}/gradients.csv",
-        decay="results/runs/{experiment}/{run}/decay.csv",
-        meta="results/runs/{experiment}/{run}/gradients.json",
+        grads="results/runs/{corpus}/{experiment}/{run}/gradients.csv",
+        decay="results/runs/{corpus}/{experiment}/{run}/decay.csv",
+        meta="results/runs/{corpus}/{experiment}/{run}/gradients.json",
     params:
         data_dir=data_dir,
         device=config.get("device", "auto"),
@@ -28,9 +28,9 @@ rule measure_gradients:
         # (hidden 32) to 12 s (two-layer LSTM, hidden 650) per run on one CPU core.
         settings="--max-lag 100 --windows 2 --batch 20 --warmup 35 --dtype float64",
     log:
-        "results/logs/measure_gradients/{experiment}/{run}.log",
+        "results/logs/measure_gradients/{corpus}/{experiment}/{run}.log",
     benchmark:
-        "results/benchmarks/measure_gradients/{experiment}/{run}.tsv"
+        "results/benchmarks/measure_gradients/{corpus}/{experiment}/{run}.tsv"
     threads: 1
     resources:
         gpu=uses_gpu,
@@ -39,7 +39,8 @@ rule measure_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "exec python -m rnnbench.gradients --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        "exec python -m rnnbench.gradients"
+        " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} {params.settings} --device {params.device}"
         " --threads {threads} --out {output.grads:q} --decay-out {output.decay:q}"
         " --meta-out {output.meta:q} > {log:q} 2>&1"
@@ -83,7 +84,9 @@ for _grad_figure in GRADIENT_FIGURES:
             f"plot_{_grad_figure}"
         input:
             tables=rules.collect_gradients.output,
-            code=f"{SRC}/rnnbench/gradplots.py",
+            # which runs diverged (and at which step), for the figures' notes
+            runs=rules.collect_metrics.output.runs,
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradplots", "figstyle", "plots")],
         output:
             png=report(
                 f"results/figures/{_grad_figure}.png",

@@ -3,24 +3,24 @@
 
 rule train_model:
     input:
-        data=multiext(f"results/data/{CORPUS}/", "train.pt", "valid.pt", "vocab.txt"),
+        data=multiext("results/data/{corpus}/", "train.pt", "valid.pt", "vocab.txt"),
     output:
-        history="results/runs/{experiment}/{run}/history.csv",
-        steps="results/runs/{experiment}/{run}/steps.csv.gz",
-        grad_stats="results/runs/{experiment}/{run}/grad_stats.csv",
-        spectra="results/runs/{experiment}/{run}/spectra.csv",
-        model="results/runs/{experiment}/{run}/model.pt",
-        meta="results/runs/{experiment}/{run}/train.json",
+        history="results/runs/{corpus}/{experiment}/{run}/history.csv",
+        steps="results/runs/{corpus}/{experiment}/{run}/steps.csv.gz",
+        grad_stats="results/runs/{corpus}/{experiment}/{run}/grad_stats.csv",
+        spectra="results/runs/{corpus}/{experiment}/{run}/spectra.csv",
+        model="results/runs/{corpus}/{experiment}/{run}/model.pt",
+        meta="results/runs/{corpus}/{experiment}/{run}/train.json",
     params:
         args=train_args,
         data_dir=data_dir,
         # Outside the outputs: Snakemake deletes a failed job's outputs, not this file, so
         # a killed or preempted job resumes from it when rerun.
-        checkpoint="results/checkpoints/{experiment}/{run}.pt",
+        checkpoint="results/checkpoints/{corpus}/{experiment}/{run}.pt",
     log:
-        "results/logs/train_model/{experiment}/{run}.log",
+        "results/logs/train_model/{corpus}/{experiment}/{run}.log",
     benchmark:
-        "results/benchmarks/train_model/{experiment}/{run}.tsv"
+        "results/benchmarks/train_model/{corpus}/{experiment}/{run}.tsv"
     threads: 1
     resources:
         gpu=uses_gpu,
@@ -31,7 +31,7 @@ rule train_model:
     shell:
         # exec: the trainer itself receives SIGTERM from SLURM, not only the shell around it
         "exec python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
-        " --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
         # In a SLURM job, stop before its time limit (the runtime, minutes): checkpoint and
         # exit 75; the retry gets more runtime and resumes. Not outside SLURM: nothing
@@ -42,19 +42,19 @@ rule train_model:
 
 rule evaluate_model:
     input:
-        model="results/runs/{experiment}/{run}/model.pt",
-        meta="results/runs/{experiment}/{run}/train.json",
-        data=multiext(f"results/data/{CORPUS}/", "valid.pt", "test.pt", "vocab.txt"),
+        model="results/runs/{corpus}/{experiment}/{run}/model.pt",
+        meta="results/runs/{corpus}/{experiment}/{run}/train.json",
+        data=multiext("results/data/{corpus}/", "valid.pt", "test.pt", "vocab.txt"),
     output:
-        "results/runs/{experiment}/{run}/eval.json",
+        "results/runs/{corpus}/{experiment}/{run}/eval.json",
     params:
         data_dir=data_dir,
         device=config.get("device", "auto"),
         extra=eval_args,
     log:
-        "results/logs/evaluate_model/{experiment}/{run}.log",
+        "results/logs/evaluate_model/{corpus}/{experiment}/{run}.log",
     benchmark:
-        "results/benchmarks/evaluate_model/{experiment}/{run}.tsv"
+        "results/benchmarks/evaluate_model/{corpus}/{experiment}/{run}.tsv"
     threads: 1
     resources:
         gpu=uses_gpu,
@@ -65,6 +65,7 @@ rule evaluate_model:
     shell:
         # exec: a kill of the job kills the evaluator too, which must not write eval.json after
         # Snakemake has marked the job failed
-        "exec python -m rnnbench.evaluate --run-dir results/runs/{wildcards.experiment}/{wildcards.run}"
+        "exec python -m rnnbench.evaluate"
+        " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} --device {params.device} --threads {threads}"
         " {params.extra} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,171 @@
+"""The README's (and the Snakefile header's) snakemake commands run as written on a clean clone.
+
+Each command is dry-run (``-n``) in a fresh copy of the repository's files, with the PTB
+mirror added to its ``--config``; a command that Snakemake cannot parse (a target after
+``--config``, which takes every following word as a ``key=value``) fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _commands_of_line(line: str) -> list[list[str]]:
+    """The snakemake commands of one shell line (``a && b`` is two), env assignments first."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        return []
+    found, current = [], []
+    for word in [*words, "&&"]:
+        if word not in ("&&", ";", "||"):
+            current.append(word)
+            continue
+        start = next((i for i, w in enumerate(current) if not ENV_ASSIGNMENT.match(w)),
+                     len(current))
+        if current[start : start + 1] == ["snakemake"] and len(current) > start + 1:
+            found.append(current)
+        current = []
+    return found
+
+
+def commands(text: str) -> list[list[str]]:
+    """Snakemake commands of a Markdown text, in order: bash-block lines and inline spans."""
+    found = []
+    # Fenced blocks (bash ones hold commands, one a line), then inline spans of the prose,
+    # which may wrap onto a second line.
+    pattern = re.compile(r"```(\w*)\n(.*?)```|`([^`\n]+(?:\n[^`\n]+)?)`", re.S)
+    for match in pattern.finditer(text):
+        language, block, span = match.groups()
+        if span is not None:
+            found += _commands_of_line(" ".join(span.split()))
+        elif language == "bash":
+            for line in block.splitlines():
+                found += _commands_of_line(line)
+    return found
+
+
+def header_commands(snakefile: Path) -> list[list[str]]:
+    """Snakemake commands of the Snakefile's header comment."""
+    found = []
+    for line in snakefile.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        # The header writes a command, then its description after two or more spaces.
+        found += _commands_of_line(re.split(r"\s{2,}", line.lstrip("# "))[0])
+    # `--cores N` stands for a number.
+    return [[("2" if w == "N" and c[i - 1] == "--cores" else w) for i, w in enumerate(c)]
+            for c in found]
+
+
+def option(words: list[str], name: str) -> str | None:
+    """The value after ``name`` in ``words`` (None without it)."""
+    return words[words.index(name) + 1] if name in words[:-1] else None
+
+
+def dry_run_args(words: list[str], mirror: Path) -> tuple[dict[str, str], list[str]]:
+    """Environment and Snakemake arguments that dry-run ``words`` with the mirror added."""
+    start = words.index("snakemake")
+    env = dict(w.split("=", 1) for w in words[:start])
+    args = words[start + 1 :]
+    if "--report" in args:  # the report needs finished runs; the rest of the line must parse
+        i = args.index("--report")
+        del args[i : i + 2]
+    if "--config" in args:
+        i = args.index("--config")
+        end = next((j for j in range(i + 1, len(args)) if args[j].startswith("-")), len(args))
+        values = [v for v in args[i + 1 : end] if not v.startswith("mirror=")]
+        # Inserted first: a target after --config stays among its values, as in the README.
+        args[i + 1 : end] = [f"mirror={mirror}", *values]
+    else:
+        args += ["--config", f"mirror={mirror}"]
+    return env, ["-n", *args]
+
+
+README_COMMANDS = commands((ROOT / "README.md").read_text())
+HEADER_COMMANDS = header_commands(ROOT / "Snakefile")
+ALL = {" ".join(c): c for c in README_COMMANDS + HEADER_COMMANDS}
+
+
+@pytest.fixture(scope="module")
+def clean_clone(tmp_path_factory) -> Path:
+    """The repository's files as a clone would have them (tracked and new, not ignored)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell which files a clone has")
+    dest = tmp_path_factory.mktemp("clone")
+    for name in filter(None, listed.stdout.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def run_dry(words: list[str], clone: Path, mirror: Path) -> subprocess.CompletedProcess:
+    """Dry-run one command in ``clone``."""
+    env, args = dry_run_args(words, mirror)
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=clone,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+def test_readme_and_header_have_the_commands_a_user_runs():
+    texts = set(ALL)
+    assert len(README_COMMANDS) >= 10 and len(HEADER_COMMANDS) >= 4
+    for expected in ("snakemake --cores 2 --configfile config/quick.yaml",
+                     "snakemake --configfile config/quick.yaml --report results/report.html",
+                     "snakemake --cores all"):
+        assert expected in texts
+
+
+@pytest.mark.parametrize("words", list(ALL.values()), ids=list(ALL))
+def test_command_parses_as_a_dry_run_on_a_clean_clone(words, clean_clone, ptb_mirror):
+    profile = option(words, "--workflow-profile") or ""
+    if "slurm" in profile and importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("the SLURM profile needs `pip install -e .[slurm]`")
+    result = run_dry(words, clean_clone, ptb_mirror)
+    assert result.returncode == 0, f"{' '.join(words)}\n{(result.stdout + result.stderr)[-3000:]}"
+
+
+def test_a_target_after_config_fails_the_check(clean_clone, ptb_mirror):
+    good = ["snakemake", "results/data/ptb/stats.json", "--cores", "1", "--config",
+            "mirror=/data/ptb"]
+    assert run_dry(good, clean_clone, ptb_mirror).returncode == 0
+    bad = ["snakemake", "--cores", "1", "--config", "mirror=/data/ptb",
+           "results/data/ptb/stats.json"]
+    assert run_dry(bad, clean_clone, ptb_mirror).returncode != 0
+
+
+@pytest.mark.parametrize("source", ["README.md", "Snakefile"])
+def test_every_report_command_names_the_configfile_of_the_run_before_it(source):
+    found = README_COMMANDS if source == "README.md" else HEADER_COMMANDS
+    last_run = None
+    for words in found:
+        if "--report" not in words:
+            last_run = words
+            continue
+        assert last_run is not None, f"{source}: a --report command before any run"
+        assert option(words, "--configfile") == option(last_run, "--configfile"), (
+            f"{source}: `{' '.join(words)}` reports another config than the run before it, "
+            f"`{' '.join(last_run)}`")
+
+
+def test_install_declares_what_the_report_needs():
+    # `snakemake --report` stops with "Python package pygments must be installed".
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    dependencies = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert re.search(r'"pygments[<>=!~ ,0-9.]*"', dependencies)
+    assert re.search(r"^\s*- pygments\b", (ROOT / "environment.yml").read_text(), re.M)
