@@ -318,3 +318,18 @@ def test_train_json_records_the_corpus_and_its_checksums(tiny_data, tmp_path):
     assert meta["data_sha256"] == {
         name: hashlib.sha256((tiny_data / name).read_bytes()).hexdigest()
         for name in ("train.pt", "valid.pt", "vocab.txt")}
+
+
+def test_train_json_splits_the_parameters_into_embedding_decoder_and_recurrent(tiny_data,
+                                                                                tmp_path):
+    from rnnbench.params import param_counts
+
+    run = tmp_path / "run"
+    assert main(["--cell", "gru", "--hidden", "8", "--layers", "2", "--epochs", "1",
+                 "--batch-size", "4", "--bptt", "10", "--device", "cpu", "--data-dir",
+                 str(tiny_data), "--run-dir", str(run), "--checkpoint",
+                 str(tmp_path / "c.pt")]) == 0
+    meta = read_json(run / "train.json")
+    expected = param_counts("gru", 8, 2, meta["vocab_size"])
+    assert {k: meta[k] for k in expected} == expected
+    assert meta["params"] == meta["embedding_decoder_params"] + meta["recurrent_params"]
