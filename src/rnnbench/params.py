@@ -67,6 +67,22 @@ def solve_hidden(cell: str, budget: int, layers: int = 1,
     return best, count(best)
 
 
+def matmul_flops_per_token(cell: str, hidden: int, layers: int, vocab: int,
+                           embedding: int | None = None) -> float:
+    """Analytic matmul FLOPs per token of one training step (forward + backward = 3x forward).
+
+    Decoder ``2 H V``; layer ``l`` ``2 (E_in + H) G H`` with ``G`` gates (1 RNN, 3 GRU, 4 LSTM)
+    and ``E_in`` the embedding size for layer 0, else ``H``. The embedding lookup is no matmul.
+    """
+    gates = GATES[cell]
+    emb = embedding or hidden
+    forward = 2 * hidden * vocab
+    for layer in range(layers):
+        e_in = emb if layer == 0 else hidden
+        forward += 2 * (e_in + hidden) * gates * hidden
+    return 3.0 * forward
+
+
 def format_budget(budget: int) -> str:
     """Short, file-name-safe text for a budget: ``250k``, ``1.5M``, ``800``."""
     for size, unit in ((1_000_000, "M"), (1_000, "k")):

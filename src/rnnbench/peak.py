@@ -14,23 +14,7 @@ from typing import Any
 
 import torch
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-
-
-def matmul_flops_per_token(cell: str, hidden: int, layers: int, vocab: int,
-                           embedding: int | None = None) -> float:
-    """Analytic matmul FLOPs per token of one training step (forward + backward = 3x forward).
-
-    Decoder ``2 H V``; layer ``l`` ``2 (E_in + H) G H`` with ``G`` gates (1 RNN, 3 GRU, 4 LSTM)
-    and ``E_in`` the embedding size for layer 0, else ``H``. The embedding lookup is no matmul.
-    """
-    gates = GATES[cell]
-    emb = embedding or hidden
-    forward = 2 * hidden * vocab
-    for layer in range(layers):
-        e_in = emb if layer == 0 else hidden
-        forward += 2 * (e_in + hidden) * gates * hidden
-    return 3.0 * forward
+from rnnbench.params import matmul_flops_per_token  # noqa: F401  (re-exported)
 
 
 def ceiling(flops_per_token: float, peak_gflops: float) -> float:

@@ -27,10 +27,9 @@ from pathlib import Path
 
 from rnnbench.config import RunConfig
 from rnnbench.gpus import nvidia_smi_devices, parse_visible
+from rnnbench.params import matmul_flops_per_token
 from rnnbench.provenance import cpu_model
 
-# Weight blocks per layer: i2h and h2h matrices are (gates * H, E_in) and (gates * H, H).
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 # PTB's train split (tokens with <eos>) and vocabulary, until stats.json exists.
 PTB_TRAIN_TOKENS = 929_589
 PTB_VOCAB = 10_000
@@ -57,10 +56,8 @@ class Measured:
 
 def flops_per_token(cfg: RunConfig, vocab: int) -> int:
     """Matmul FLOPs of one training token: decoder and every layer, forward + backward (x3)."""
-    hidden, gates = cfg.hidden, GATES[cfg.cell]
-    inputs = [cfg.embedding_size or hidden] + [hidden] * (cfg.layers - 1)
-    recurrent = sum(2 * (e_in + hidden) * gates * hidden for e_in in inputs)
-    return 3 * (2 * hidden * vocab + recurrent)
+    return int(matmul_flops_per_token(cfg.cell, cfg.hidden, cfg.layers, vocab,
+                                      cfg.embedding_size))
 
 
 def tokens_per_epoch(cfg: RunConfig, train_tokens: int) -> int:
