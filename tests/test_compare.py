@@ -1,0 +1,75 @@
+"""Model comparisons at equal size and depth: per-model CIs, pairwise Δ, the Markdown table."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from rnnbench.compare import comparisons, main, markdown, model_label, models
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+
+    def add(cell, ppls, status="ok", **extra):
+        for i, ppl in enumerate(ppls):
+            rows.append({"corpus": "ptb", "experiment": "fair", "cell": cell, "hidden": 176,
+                         "layers": 1, "budget": 250_000, "lr": 2.0, "recurrent_params": 249_216,
+                         "seed": i + 1, "status": status, "test_ppl": ppl,
+                         "irnn": extra.get("irnn"), "forget_bias": extra.get("forget_bias")})
+
+    add("lstm", [100.0, 102.0, 104.0])
+    add("rnn_tanh", [150.0, 152.0, 154.0])
+    add("rnn_relu", [140.0, 141.0], irnn=1.0)
+    add("rnn_relu", [math.nan], status="diverged", irnn=1.0)
+    add("lstm", [99.0], forget_bias=1.0)
+    add("gru", [math.nan, math.nan], status="diverged")
+    return pd.DataFrame(rows)
+
+
+def test_model_labels_name_the_initialisation_options():
+    assert model_label(pd.Series({"cell": "rnn_relu", "irnn": 1.0})) == "irnn"
+    assert model_label(pd.Series({"cell": "rnn_relu", "irnn": math.nan})) == "rnn_relu"
+    assert model_label(pd.Series({"cell": "lstm", "forget_bias": 1.0})) == "lstm+fb1"
+
+
+def test_models_count_finished_seeds_and_give_the_t_interval():
+    table = models(_runs()).set_index("model")
+    assert list(table.index) == ["rnn_tanh", "irnn", "gru", "lstm", "lstm+fb1"]
+    lstm = table.loc["lstm"]
+    half = 4.302652729 * 2 / math.sqrt(3)  # t(0.975, 2) x sd 2 / sqrt(3)
+    assert lstm["n"] == 3 and lstm["test_ppl_mean"] == 102.0 and lstm["test_ppl_sd"] == 2.0
+    assert lstm["test_ppl_ci_low"] == pytest.approx(102 - half, rel=1e-8)
+    assert table.loc["irnn", "n"] == 2 and table.loc["irnn", "n_diverged"] == 1
+    assert table.loc["gru", "n"] == 0 and math.isnan(table.loc["gru", "test_ppl_mean"])
+    assert table.loc["lstm+fb1", "n"] == 1 and math.isnan(table.loc["lstm+fb1", "test_ppl_sd"])
+
+
+def test_pairs_give_the_difference_its_bootstrap_ci_and_welch():
+    pairs = comparisons(_runs(), resamples=2000)
+    row = pairs[(pairs["model_a"] == "rnn_tanh") & (pairs["model_b"] == "lstm")].iloc[0]
+    assert row["diff"] == 50.0 and row["n_a"] == 3 and row["n_b"] == 3
+    # resampled means lie in [150, 154] and [100, 104], so the difference in [46, 54]
+    assert 46 <= row["diff_ci_low"] < 50 < row["diff_ci_high"] <= 54
+    assert row["welch_t"] == pytest.approx(50 / math.sqrt(4 / 3 + 4 / 3))
+    one_seed = pairs[(pairs["model_a"] == "lstm") & (pairs["model_b"] == "lstm+fb1")].iloc[0]
+    assert one_seed["diff"] == 3.0 and math.isnan(one_seed["diff_ci_low"])
+    assert "gru" not in set(pairs["model_a"]) | set(pairs["model_b"])  # no finished run
+
+
+def test_markdown_table_reads_against_the_lstm(tmp_path):
+    runs = _runs()
+    text = markdown(models(runs), comparisons(runs, resamples=500))
+    assert "| model | recurrent params | hidden | lr | test ppl mean ± sd [95% CI] (n) | " \
+        "Δ vs lstm [95% CI] |" in text
+    tanh = next(line for line in text.splitlines() if line.startswith("| rnn_tanh "))
+    assert "| 249,216 | 176 | 2 | 152.0 ± 2.0 [" in tanh and "| +50.0 [" in tanh
+    assert "| gru | 249,216 | 176 | 2 | all 2 diverged | – |" in text
+    assert "| lstm+fb1 | 249,216 | 176 | 2 | 99.0 (n = 1) | -3.0 |" in text
+    assert "| irnn " in text and ", 1 diverged |" in text
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["--runs", str(tmp_path / "runs.csv"), "--out-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "comparisons.md").read_text().startswith("**fair** (ptb), p250k, 1 layer")
+    assert len(pd.read_csv(tmp_path / "comparisons.csv")) == 6  # 4 models with a finished run
