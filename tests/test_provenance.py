@@ -47,3 +47,27 @@ def test_reference_table_names_the_cpu_and_the_code_versions():
     line = reference_markdown(table).splitlines()[2]
     assert "CPU (AMD EPYC) (2.13.0+cpu, aaaaaaa, aaaaaaa+dirty)" in line
     assert "155.0 ± 7.1 (n=2) | -0.3 | – |" in line  # no stream test asked for
+
+
+def test_reference_table_shows_one_seed_diverged_seeds_and_capped_evaluations():
+    nan = float("nan")
+    runs = pd.DataFrame({
+        "corpus": ["ptb"] * 3, "experiment": ["one", "lost", "lost"],
+        "status": ["ok", "diverged", "diverged"], "test_ppl": [150.0, nan, nan],
+        "valid_ppl": [160.0, nan, nan], "train_ppl": [110.0, nan, nan],
+        "seconds_per_epoch": [100.0, 90.0, 80.0], "gpu": [None] * 3, "cpu": ["AMD EPYC"] * 3,
+        "torch": ["2.13.0+cpu"] * 3, "code_version": ["a" * 40] * 3,
+        "eval_capped": [True, False, False], "max_eval_batches": [20, 20, 20],
+        "valid_tokens": [14000, nan, nan], "valid_tokens_total": [73760, nan, nan],
+        "test_tokens": [14000, nan, nan], "test_tokens_total": [82430, nan, nan],
+    })
+    table = reference_table(runs, {"one": {"test_ppl": 150.0}, "lost": {"test_ppl": 100.0}})
+    lost = table.set_index("experiment").loc["lost"]
+    assert lost["n"] == 0 and pd.isna(lost["test_ppl_mean"]) and pd.isna(lost["delta_pct"])
+    lines = reference_markdown(table).splitlines()
+    assert "| one | 150.0 | 150.0 † (n=1) | +0.0 | – |" in lines[2]  # no "± nan" for one seed
+    assert "| lost | 100.0 | all 2 diverged (n=0) | – | – | – / – |" in lines[3]
+    assert lines[-1] == ("† evaluated on 14,000 of 73,760 valid and 14,000 of 82,430 test "
+                         "tokens only (max_eval_batches: 20): not comparable with perplexities "
+                         "of the whole split.")
+    assert "nan" not in "\n".join(lines)

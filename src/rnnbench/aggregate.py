@@ -2,14 +2,17 @@
 
     python -m rnnbench.aggregate --out-dir results/tables results/runs/grid/*/
 
-Writes ``runs.csv`` (one row per run), ``summary.csv`` and ``summary.md`` (per configuration
-across seeds: mean, sd and n), ``epochs.csv`` (every run's epoch table) and ``grad_norms.csv``
-(each run's global gradient norm over training, in ``GRAD_BINS`` bins of steps).
+Writes ``runs.csv`` (one row per run), ``summary.csv`` (per configuration across seeds: mean,
+sd and n over the runs that finished), its readable, rounded forms ``summary.md`` and
+``summary.html`` (see rnnbench.tables), ``epochs.csv`` (every run's epoch table) and
+``grad_norms.csv`` (each run's global gradient norm over training, in ``GRAD_BINS`` bins of
+steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -18,14 +21,59 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnbench.config import RunConfig
 from rnnbench.io import write_atomic, write_text
+from rnnbench.tables import summary_html, summary_markdown
 
 log = logging.getLogger(__name__)
 GRAD_BINS = 100
 ENV_COLUMNS = ["device", "gpu", "cpu", "threads", "torch", "python", "rnnbench", "code_version",
                "hostname", "slurm_job_id"]
 CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-METRICS = ["test_ppl", "valid_ppl", "train_ppl", "params", "seconds_per_epoch", "tokens_per_s"]
+METRICS = ["test_ppl", "valid_ppl", "train_ppl", "test_stream_ppl", "seconds_per_epoch",
+           "tokens_per_s"]
+# A configuration is its corpus, its experiment and every RunConfig field but the seed (what
+# the summary averages over) and the device (the machine, not the recipe). Grouping by these
+# names, not by "every column but a list of known others", means that no provenance, timing
+# or metric column, present or future, can split a configuration's seeds into rows of n = 1.
+CONFIG_FIELDS = [f.name for f in dataclasses.fields(RunConfig)
+                 if f.name not in {"seed", "device", "extra"}]
+GROUP_COLUMNS = ["corpus", "experiment", *CONFIG_FIELDS]
+SPLITS = ("valid", "test")
+# Published reference runs predate train.json's `corpus`: they are all Penn Treebank.
+DEFAULT_CORPUS = "ptb"
+
+
+def config_fields(config: dict) -> dict:
+    """A train.json's config with RunConfig's defaults for the fields it predates."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)
+                if f.default is not dataclasses.MISSING}
+    return {**defaults, **config}
+
+
+def eval_coverage(ev: dict, cfg: dict) -> dict:
+    """Tokens scored and in a full pass per split, their share, and ``eval_capped``.
+
+    Older eval.json files record only ``{split}_tokens``: there a split counts as capped when
+    ``max_eval_batches`` was set and its whole allowance was scored (a split shorter than the
+    cap scores fewer), and a capped split's full count is unknown (NaN).
+    """
+    cap = cfg.get("max_eval_batches")
+    allowance = None if cap is None else cap * cfg["bptt"] * cfg["batch_size"]
+    out, capped = {}, bool(ev.get("eval_capped", False))
+    for split in SPLITS:
+        tokens = ev.get(f"{split}_tokens")
+        total = ev.get(f"{split}_tokens_total")
+        if "eval_capped" not in ev and tokens is not None:
+            was_capped = allowance is not None and tokens >= allowance
+            capped |= was_capped
+            total = None if was_capped else tokens
+        out[f"{split}_tokens"] = np.nan if tokens is None else tokens
+        out[f"{split}_tokens_total"] = np.nan if total is None else total
+        out[f"{split}_token_share"] = (tokens / total if tokens is not None and total
+                                       else np.nan)
+    out["eval_capped"] = capped
+    return out
 
 
 def run_record(run_dir: Path) -> dict:
@@ -33,15 +81,18 @@ def run_record(run_dir: Path) -> dict:
     meta = json.loads((run_dir / "train.json").read_text())
     ev = json.loads((run_dir / "eval.json").read_text())
     hist = pd.read_csv(run_dir / "history.csv")
-    row = {"experiment": run_dir.parent.name, "run_id": meta["run_id"], **meta["config"]}
+    cfg = config_fields(meta["config"])
+    row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
+           "run_id": meta["run_id"], **cfg}
     row.update(params=meta["params"], status=meta["status"], diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])
     last = hist.iloc[-1] if len(hist) else {}
     row.update(train_ppl=last.get("train_ppl", np.nan), valid_ppl=ev.get("valid_ppl", np.nan),
                test_ppl=ev.get("test_ppl", np.nan),
                test_stream_ppl=ev.get("test_stream_ppl", np.nan))
-    row["seconds_per_epoch"] = hist["seconds"].median() if len(hist) else np.nan
-    row["tokens_per_s"] = hist["tokens_per_s"].median() if len(hist) else np.nan
+    row.update(eval_coverage(ev, cfg))
+    row["seconds_per_epoch"] = hist["seconds"].median() if "seconds" in hist else np.nan
+    row["tokens_per_s"] = hist["tokens_per_s"].median() if "tokens_per_s" in hist else np.nan
     row["wall_seconds"] = meta["wall_seconds"]  # None: resumed from a checkpoint without it
     row["resumes"] = meta.get("resumes")  # absent in train.json files of older versions
     for name in ("p50", "p90", "p99", "max"):
@@ -52,7 +103,8 @@ def run_record(run_dir: Path) -> dict:
 
 def labels(row: dict) -> dict:
     """The identifying columns copied into the long tables."""
-    return {k: row[k] for k in ("experiment", "run_id", "cell", "hidden", "layers", "seed")}
+    return {k: row[k] for k in ("corpus", "experiment", "run_id", "cell", "hidden", "layers",
+                                "seed")}
 
 
 def grad_bins(run_dir: Path, bins: int = GRAD_BINS) -> pd.DataFrame:
@@ -78,42 +130,41 @@ def grad_bins(run_dir: Path, bins: int = GRAD_BINS) -> pd.DataFrame:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (every config column but the seed): mean, sd and n over ok runs."""
-    config_cols = [c for c in runs.columns
-                   if c not in {"run_id", "seed", "status", "diverged_step", "epochs_done",
-                                "best_epoch", "wall_seconds", "resumes", *METRICS, *ENV_COLUMNS}
-                   and not c.startswith("grad_norm_")]
+    """Per configuration (GROUP_COLUMNS): mean, sd and n over its ok runs, and its diverged ones.
+
+    n counts the runs that finished (status ok) and the means and sds are over those alone; a
+    configuration with none has n = 0 and empty (NaN) metrics, never a number. ``diverged_steps``
+    lists the step at which each diverged seed stopped.
+    """
+    runs = runs.assign(**{c: np.nan for c in GROUP_COLUMNS if c not in runs})
     groups = []
-    for _, block in runs.groupby(config_cols, sort=False, dropna=False):
+    for _, block in runs.groupby(GROUP_COLUMNS, sort=False, dropna=False):
         ok = block[block["status"] == "ok"]
-        row = block.iloc[0][config_cols].to_dict()
-        row.update(n=len(ok), n_runs=len(block),
-                   n_diverged=int((block["status"] == "diverged").sum()))
+        diverged = block[block["status"] == "diverged"]
+        row = block.iloc[0][GROUP_COLUMNS].to_dict()
+        steps = sorted(int(s) for s in diverged["diverged_step"].dropna())
+        row.update(n=len(ok), n_runs=len(block), n_diverged=len(diverged),
+                   diverged_steps=", ".join(map(str, steps)),
+                   params=block["params"].max())  # the same for every seed: no ok run needed
+        row.update(_coverage(ok))
         for m in METRICS:
-            row[f"{m}_mean"] = ok[m].mean()
-            row[f"{m}_sd"] = ok[m].std(ddof=1) if len(ok) > 1 else np.nan
+            values = ok.get(m, pd.Series(dtype=float))
+            row[f"{m}_mean"] = values.mean()
+            row[f"{m}_sd"] = values.std(ddof=1) if len(ok) > 1 else np.nan
         groups.append(row)
     summary = pd.DataFrame(groups)
     cell_rank = summary["cell"].map({c: i for i, c in enumerate(CELL_ORDER)})
     return summary.assign(_rank=cell_rank).sort_values(
-        ["experiment", "_rank", "hidden", "layers"], kind="stable").drop(columns="_rank")
+        ["corpus", "experiment", "_rank", "hidden", "layers"], kind="stable").drop(columns="_rank")
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
-    """A readable table: perplexities as mean ± sd (n)."""
-    def pm(row, m, digits=1):
-        mean, sd = row[f"{m}_mean"], row[f"{m}_sd"]
-        return "–" if pd.isna(mean) else (f"{mean:.{digits}f}" if pd.isna(sd)
-                                          else f"{mean:.{digits}f} ± {sd:.{digits}f}")
-
-    lines = ["| experiment | cell | hidden | layers | n | test ppl | valid ppl | train ppl | "
-             "params | s/epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for _, r in summary.iterrows():
-        n = f"{r['n']}" + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")
-        lines.append(f"| {r['experiment']} | {r['cell']} | {r['hidden']} | {r['layers']} | {n} | "
-                     f"{pm(r, 'test_ppl')} | {pm(r, 'valid_ppl')} | {pm(r, 'train_ppl')} | "
-                     f"{r['params_mean']:,.0f} | {pm(r, 'seconds_per_epoch')} |")
-    return "\n".join(lines) + "\n"
+def _coverage(ok: pd.DataFrame) -> dict:
+    """Whether the ok runs' evaluation was capped, and the tokens scored of each split."""
+    out = {"eval_capped": bool(ok.get("eval_capped", pd.Series(dtype=bool)).eq(True).any())}
+    for split in SPLITS:
+        for key in (f"{split}_tokens", f"{split}_tokens_total"):
+            out[key] = ok[key].max() if key in ok else np.nan  # one corpus, one config: equal
+    return out
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -135,6 +186,7 @@ def aggregate(run_dirs: list[Path], out_dir: Path) -> pd.DataFrame:
     summary = summarize(runs)
     write_csv(summary, out_dir / "summary.csv")
     write_text(out_dir / "summary.md", summary_markdown(summary))
+    write_text(out_dir / "summary.html", summary_html(summary))
     write_csv(pd.concat(epochs, ignore_index=True), out_dir / "epochs.csv")
     write_csv(pd.concat(grads, ignore_index=True), out_dir / "grad_norms.csv")
     return runs

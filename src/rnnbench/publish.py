@@ -24,6 +24,7 @@ import pandas as pd
 from rnnbench.aggregate import grad_bins, run_record, write_csv
 from rnnbench.gradplots import step_quantiles
 from rnnbench.io import atomic_path, write_text
+from rnnbench.tables import capped_note, footnote_mark
 
 log = logging.getLogger(__name__)
 FILES = ("train.json", "eval.json", "history.csv", "grad_stats.csv", "spectra.csv")
@@ -42,16 +43,20 @@ def copy_run(run_dir: Path, dest: Path) -> None:
 def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
     """One row per experiment with a published number: it against ours (mean, sd, n)."""
     rows = []
-    for experiment, block in runs.groupby("experiment", sort=False):
+    keys = ["corpus", "experiment"] if "corpus" in runs else ["experiment"]
+    for key, block in runs.groupby(keys, sort=False):
+        experiment = key[-1]
         ok = block[block["status"] == "ok"]
         pub = published.get(experiment)
         if not pub:
             continue
+        # n = 1 has no spread, n = 0 no mean: NaN, never a number (rendered as a dash)
         mean, sd = ok["test_ppl"].mean(), ok["test_ppl"].std(ddof=1)
         gpu = block["gpu"].dropna()
         device = gpu.iloc[0] if len(gpu) else f"CPU ({block['cpu'].iloc[0]})"
         versions = block.get("code_version", pd.Series(dtype=object)).dropna()
         rows.append({
+            **({"corpus": key[0]} if len(keys) > 1 else {}),
             "experiment": experiment,
             "published_test_ppl": pub["test_ppl"],
             "published_source": pub.get("source"),
@@ -66,28 +71,56 @@ def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
             "seconds_per_epoch": ok["seconds_per_epoch"].mean(),
             "published_seconds_per_epoch": pub.get("seconds_per_epoch"),
             "published_device": pub.get("device"),
+            **_coverage(ok, block),
         })
     return pd.DataFrame(rows)
 
 
+def _coverage(ok: pd.DataFrame, block: pd.DataFrame) -> dict:
+    """Whether the ok runs' evaluation was capped (max_eval_batches), and the tokens scored."""
+    if "eval_capped" not in ok:  # a table of runs from before capping was recorded
+        return {}
+    out = {"eval_capped": bool(ok["eval_capped"].eq(True).any()),
+           "max_eval_batches": block.get("max_eval_batches", pd.Series(dtype=float)).max()}
+    for key in ("valid_tokens", "valid_tokens_total", "test_tokens", "test_tokens_total"):
+        out[key] = ok[key].max() if key in ok else float("nan")
+    return out
+
+
+def _num(value: float, fmt: str = ".1f") -> str:
+    """A number, or a dash for NaN (no finished run)."""
+    return "–" if pd.isna(value) else format(value, fmt)
+
+
+def _ours(r: pd.Series) -> str:
+    """Our test perplexity: mean ± sd over n > 1 seeds, the one value, or all diverged."""
+    if r["n"] > 1:
+        return f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f}"
+    return _num(r["test_ppl_mean"]) if r["n"] == 1 else f"all {r['n_runs']} diverged"
+
+
 def reference_markdown(table: pd.DataFrame) -> str:
-    """The README's reference table."""
+    """The README's reference table (a capped evaluation is marked, with a footnote)."""
     lines = ["| experiment | published test ppl | ours: test ppl (mean ± sd, n) | Δ% | "
              "ours: test ppl, test set as one stream | ours: valid / train ppl | "
              "device (torch, code) | s/epoch: ours (published) |",
              "|---|---|---|---|---|---|---|---|"]
+    corpora = table["corpus"].nunique() if "corpus" in table else 1
+    marks: dict[str, str] = {}
     for _, r in table.iterrows():
         pub_s = (f" ({r['published_seconds_per_epoch']:.1f}, {r['published_device']})"
                  if pd.notna(r["published_seconds_per_epoch"]) else "")
         code = f", {r['code_version']}" if r["code_version"] else ""
-        stream = (f"{r['test_stream_ppl_mean']:.1f}" if pd.notna(r["test_stream_ppl_mean"])
-                  else "–")
+        note = capped_note(r)
+        mark = "" if note is None else " " + marks.setdefault(note, footnote_mark(len(marks)))
+        stream = r["test_stream_ppl_mean"]
+        name = f"{r['corpus']}/{r['experiment']}" if corpora > 1 else r["experiment"]
         lines.append(
-            f"| {r['experiment']} | {r['published_test_ppl']:.1f} | "
-            f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f} (n={r['n']}) | "
-            f"{r['delta_pct']:+.1f} | {stream} | "
-            f"{r['valid_ppl_mean']:.1f} / {r['train_ppl_mean']:.1f} | "
-            f"{r['device']} ({r['torch']}{code}) | {r['seconds_per_epoch']:.1f}{pub_s} |")
+            f"| {name} | {r['published_test_ppl']:.1f} | {_ours(r)}{mark} (n={r['n']}) | "
+            f"{_num(r['delta_pct'], '+.1f')} | {_num(stream)}{mark if pd.notna(stream) else ''}"
+            f" | {_num(r['valid_ppl_mean'])} / {_num(r['train_ppl_mean'])} | "
+            f"{r['device']} ({r['torch']}{code}) | {_num(r['seconds_per_epoch'])}{pub_s} |")
+    lines += [f"\n{mark} {note}." for note, mark in marks.items()]
     return "\n".join(lines) + "\n"
 
 
