@@ -333,3 +333,16 @@ def test_train_json_splits_the_parameters_into_embedding_decoder_and_recurrent(t
     expected = param_counts("gru", 8, 2, meta["vocab_size"])
     assert {k: meta[k] for k in expected} == expected
     assert meta["params"] == meta["embedding_decoder_params"] + meta["recurrent_params"]
+
+
+def test_an_overflowing_perplexity_is_diverged_not_ok(tiny_data, tmp_path):
+    # lr 1e30 without gradient treatment: the LSTM keeps the loss finite but far above the
+    # ~709 nats where exp overflows, so the perplexity is infinite: not a number to report
+    run = tmp_path / "run"
+    assert main(["--cell", "lstm", "--hidden", "8", "--epochs", "2", "--batch-size", "4",
+                 "--bptt", "10", "--lr", "1e30", "--grad", "none", "--device", "cpu",
+                 "--data-dir", str(tiny_data), "--run-dir", str(run),
+                 "--checkpoint", str(tmp_path / "c.pt")]) == 0
+    meta = read_json(run / "train.json")
+    assert meta["status"] == "diverged" and meta["diverged_step"] is not None
+    assert meta["epochs_done"] == 1  # the epoch that overflowed is recorded, no later one

@@ -208,7 +208,12 @@ class Trainer:
         st.history.append(row)
         st.grad_stats += grad_rows
         st.spectra += [{"epoch": st.epoch, **r} for r in recurrent_spectra(self.model)]
-        if valid_loss < st.best_valid:
+        if not (math.isfinite(row["train_ppl"]) and math.isfinite(row["valid_ppl"])):
+            # finite losses above ~709 nats overflow exp: an infinite perplexity is no result
+            st.diverged_step = (st.epoch + 1) * self.n_batches - 1
+            log.error("perplexity overflowed at the end of epoch %d (train loss %.3g, valid "
+                      "loss %.3g nats): run diverged", st.epoch, train_loss, valid_loss)
+        elif valid_loss < st.best_valid:
             st.best_valid = valid_loss
             st.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         log.info("epoch %d/%d  lr %.4g  train ppl %.2f  valid ppl %.2f  %.1f s  %.0f tok/s",
