@@ -76,7 +76,9 @@ def test_run_without_best_weights_still_gets_its_init_rows(runs):
     assert read_json(run / "train.json")["status"] == "diverged"
     meta = read_json(run / "gradients.json")
     assert meta["status"] == "partial" and meta["measured"] == ["init"]
-    assert "trained" in meta["skipped"]
+    step = read_json(run / "train.json")["diverged_step"]
+    assert meta["diverged_step"] == step
+    assert f"diverged at step {step} before any validation" in meta["skipped"]["trained"]
     grads = pd.read_csv(run / "gradients.csv")
     assert set(grads["kind"]) == {"init"} and grads["lag"].tolist() == list(range(MAX_LAG + 1))
     assert pd.read_csv(run / "decay.csv")["kind"].tolist() == ["init"]

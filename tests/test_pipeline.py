@@ -82,7 +82,7 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     assert len(epochs) == 4 * 2
     for run in runs["run_id"]:  # every run has its gradient files
         for name in ("gradients.csv", "decay.csv", "grad_stats.csv", "spectra.csv"):
-            assert (results / "runs/quick" / run / name).stat().st_size > 100, (run, name)
+            assert (results / "runs/ptb/quick" / run / name).stat().st_size > 100, (run, name)
     decay = pd.read_csv(results / "tables/grad_decay.csv")
     assert set(decay["kind"]) == {"trained", "init"} and decay["decay_rate"].notna().all()
     for name in ("perplexity_vs_hidden", "learning_curves", "grad_norms", "perplexity_vs_params",
@@ -90,14 +90,14 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
                  "grad_decay_rate_vs_hidden"):
         for ext in ("png", "svg"):
             assert (results / f"figures/{name}.{ext}").stat().st_size > 1000
-    meta = json.loads((results / "runs/quick/lstm-h32-l1-s1/train.json").read_text())
+    meta = json.loads((results / "runs/ptb/quick/lstm-h32-l1-s1/train.json").read_text())
     assert meta["status"] == "ok" and meta["config"]["max_batches"] == 30
     assert not list((results / "checkpoints").rglob("*.pt"))
     report = snakemake(tmp_path, "--configfile", str(ROOT / "config/quick.yaml"),
                        "--report", str(results / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     html = (results / "report.html").read_text()
-    for item in ("perplexity_vs_hidden.png", "summary.csv", "grad_vs_lag.png",
+    for item in ("perplexity_vs_hidden.png", "summary.csv", "summary.html", "grad_vs_lag.png",
                  "grad_norm_distribution.png", "grad_spectra.png",
                  "grad_decay_rate_vs_hidden.png"):
         assert item in html, item

@@ -115,12 +115,16 @@ def measure_run(run_dir: Path, stream: torch.Tensor, settings: Settings,
     s = settings
     windows = held_out_windows(stream, s.max_lag, s.warmup, s.windows, s.batch)
     grads, decays = [], []
-    info = {"run_id": meta["run_id"], "train_status": meta["status"], "measured": [],
+    info = {"run_id": meta["run_id"], "train_status": meta["status"],
+            "diverged_step": meta.get("diverged_step"), "measured": [],
             "skipped": {}, "seconds": {}}
     for kind, which in KINDS.items():
         model = load_model(run_dir / "model.pt", which, device)
         if model is None:
-            reason = f"no {which} weights in model.pt (run {meta['status']} before any validation)"
+            step = meta.get("diverged_step")
+            reason = (f"no {which} weights in model.pt (run {meta['status']}"
+                      + (f" at step {step}" if step is not None else "")
+                      + " before any validation)")
             log.warning("run %s: skipping %s: %s", meta["run_id"], kind, reason)
             info["skipped"][kind] = reason
             continue

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,24 +30,38 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from rnnbench import figstyle as fs  # noqa: E402
+from rnnbench.figstyle import CELL_ORDER, SERIES_COLORS, SERIES_ORDER, wrap  # noqa: E402
 from rnnbench.io import write_atomic  # noqa: E402
 from rnnbench.plots import save  # noqa: E402  (PNG + SVG, atomically)
 
 log = logging.getLogger(__name__)
 LABELS = ["experiment", "run_id", "cell", "hidden", "layers", "seed"]
-CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 STEP_QUANTILES = 200
 TABLES = {"gradients.csv": "grad_through_time.csv", "decay.csv": "grad_decay.csv",
           "spectra.csv": "spectra.csv"}
-# Curves: the cells, plus the LSTM's cell state as a series of its own.
-SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru"]
-GATE_ORDER = ["all", "i", "f", "g", "o", "r", "z", "n"]
 KINDS = ["trained", "init"]
-# Legend titles, used as column names of the plotted frames.
-CURVE, WEIGHTS, GATE_CURVE, LAYER = "cell (state)", "weights", "cell / gate block", "layer"
+# Legend titles.
+CURVE, WEIGHTS = "cell (state)", "weights"
 BLOCKS = {"rnn_tanh": "W_hh", "rnn_relu": "W_hh", "lstm": "LSTM gate blocks",
           "gru": "GRU gate blocks"}
+BLOCKS_ORDER = ["whole W_hh", "LSTM gate blocks", "GRU gate blocks"]
+# Gate blocks in distinct colours (not shades of one hue, which a reader cannot tell apart).
+GATE_COLORS = dict(zip("ifgorzn", sns.color_palette("colorblind", 7).as_hex(), strict=True))
+LAYER_DASHES = ["-", "--", ":", "-."]
+# Weights x state of grad_vs_lag: trained thick, init thin; the LSTM's c dashed so its h line,
+# often right under it, stays visible.
+LAG_STYLES = {"trained, h": {"linestyle": "-", "linewidth": 1.8},
+              "trained, c": {"linestyle": (0, (5, 2)), "linewidth": 1.8},
+              "init, h": {"linestyle": (0, (1, 1.5)), "linewidth": 1.2},
+              "init, c": {"linestyle": (0, (4, 1.5, 1, 1.5)), "linewidth": 1.2}}
+# grad_vs_lag's y axis ends this many decades below its top: a trained tanh RNN decays by
+# ~3 nats per step (10^-135 at lag 100), which would flatten every other curve.
+CUT_DECADES = 25
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -105,13 +117,7 @@ def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 # -- figures -----------------------------------------------------------------------------------
-def _present(order: list, values: pd.Series) -> list:
-    """The entries of ``order`` that occur in ``values``, in that order."""
-    seen = set(values)
-    return [v for v in order if v in seen]
-
-
-def _layer_label(df: pd.DataFrame) -> pd.Series:
+def _depth(df: pd.DataFrame) -> pd.Series:
     """Which layer of which depth: ``1 layer`` or ``2 layers, layer 0`` etc."""
     return np.where(df["layers"] == 1, "1 layer",
                     df["layers"].astype(str) + " layers, layer " + df["layer"].astype(str))
@@ -122,125 +128,175 @@ def _series(df: pd.DataFrame) -> pd.Series:
     return np.where(df["state"] == "c", df["cell"] + " (c)", df["cell"])
 
 
-def _series_colors() -> dict[str, str]:
-    """One fixed colour per curve name, the same in every figure."""
-    return dict(zip(SERIES_ORDER, sns.color_palette("deep", 5).as_hex(), strict=True))
+def _missing_trained(df: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
+    """A note per run measured at initialisation only (it diverged before any validation)."""
+    kinds = df.groupby(["experiment", "run_id"])["kind"].agg(set)
+    steps = ({} if runs is None else
+             runs.set_index(["experiment", "run_id"])["diverged_step"].dropna().to_dict())
+    lines = [f"{e}/{r}: init only" + (f" (diverged at step {int(steps[e, r])})"
+                                      if (e, r) in steps else "")
+             for (e, r), k in kinds.items() if "trained" not in k]
+    return fs.not_shown(lines, "No trained weights (no validation before divergence):")
 
 
-def _layer_order(labels: pd.Series) -> list[str]:
-    return sorted(set(labels), key=lambda s: (s != "1 layer", s))
+def _nothing(what: str, tables: Path) -> Figure:
+    lines = fs.not_finished(fs.read_runs(tables))
+    return fs.note_figure(f"Nothing to plot: {what}.", lines or ["(the tables hold no row)"])
 
 
-def grad_vs_lag(tables: Path) -> sns.FacetGrid:
-    """Gradient norm vs lag (log y): hue cell (and LSTM c), style trained/init, cols hidden."""
+def _style_legends(ax: Axes, colors: dict[str, str], styles: dict[str, dict]) -> None:
+    """One legend in a panel (lower left, where decaying curves leave room): the colours of
+    its curves, then its line styles."""
+    handles = [Line2D([], [], color=c, linewidth=2) for c in colors.values()]
+    handles += [Line2D([], [], color="0.2", **st) for st in styles.values()]
+    ax.legend(handles, [*colors, *styles], fontsize=6.5, loc="lower left", ncols=2,
+              title=f"{CURVE}; {WEIGHTS}, state", title_fontsize=6.5)
+
+
+def grad_vs_lag(tables: Path) -> Figure:
+    """Gradient norm vs lag (log y, cut CUT_DECADES below the top): one panel per experiment,
+    hidden size and layer present; colour the cell (LSTM c apart), line style weights/state."""
     df = pd.read_csv(tables / "grad_through_time.csv")
     # Lags where some norm was an exact zero or underflowed are dropped, as in the decay fit.
-    df = df[df["frac_floored"] == 0].assign(
-        norm=lambda d: np.exp(d["log_grad_norm"]), panel=_layer_label)
-    df[CURVE], df[WEIGHTS] = _series(df), df["kind"]
-    rows = _layer_order(df["panel"])
-    g = sns.relplot(df, x="lag", y="norm", hue=CURVE, style=WEIGHTS, col="hidden",
-                    row="panel" if len(rows) > 1 else None, row_order=rows,
-                    hue_order=_present(SERIES_ORDER, df[CURVE]), palette=_series_colors(),
-                    style_order=_present(KINDS, df["kind"]), kind="line",
-                    estimator=_geomean, errorbar=("pi", 100), height=3, aspect=1.2)
-    g.set(yscale="log")
-    _decade_ticks(g)
-    g.set_axis_labels("lag $k$ (steps back from the loss)",
-                      r"$\|\partial\ell_t / \partial h_{t-k}\|$ (geometric mean)")
-    g.set_titles(col_template="hidden {col_name}", row_template="{row_name}")
-    return g
+    df = df[(df["frac_floored"] == 0) & np.isfinite(df["log_grad_norm"])]
+    if df.empty:
+        return _nothing("no finite gradient norm through time", tables)
+    df = df.assign(norm=np.exp(df["log_grad_norm"]), depth=_depth, series=_series,
+                   style=lambda d: d["kind"] + ", " + d["state"])
+    df, panels = fs.with_panels(df, ["hidden", "depth"], {"depth": ""})
+    fig, axes = fs.panel_grid(len(panels), height=3.2)
+    seeds = df.groupby(["panel", "series", "style"])["run_id"].nunique()
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        top = d["norm"].max() * 3
+        floor = max(d["norm"].min() / 3, top * 10.0**-CUT_DECADES)
+        left = []
+        for series in fs.present(SERIES_ORDER, d["series"]):
+            for style in fs.present(LAG_STYLES, d["style"]):
+                c = d[(d["series"] == series) & (d["style"] == style)]
+                if c.empty:
+                    continue
+                st = c.groupby("lag")["log_grad_norm"].agg(["mean", "min", "max"])
+                color = SERIES_COLORS[series]
+                ax.plot(st.index, np.exp(st["mean"]), color=color, **LAG_STYLES[style])
+                if seeds[panel, series, style] > 1:
+                    ax.fill_between(st.index, np.exp(st["min"]), np.exp(st["max"]), color=color,
+                                    alpha=0.15, linewidth=0)
+                below = st.index[np.exp(st["mean"]) < floor]
+                if len(below):
+                    left.append(f"{series} ({style.split(',')[0]}) at lag {below[0]}")
+        ax.set(yscale="log", ylim=(floor, top), title=panel,
+               xlabel="lag $k$ (steps back from the loss)")
+        if left:
+            ax.text(0.98, 0.98, wrap("below the axis: " + "; ".join(left), 40), fontsize=6.5,
+                    transform=ax.transAxes, va="top", ha="right", color="0.3")
+        _style_legends(ax, {s: SERIES_COLORS[s] for s in fs.present(SERIES_ORDER, d["series"])},
+                       {s: LAG_STYLES[s] for s in fs.present(LAG_STYLES, d["style"])})
+    fs.decade_ticks(axes)
+    for ax in axes:
+        ax.set_ylabel(fs.log_label(r"$\|\partial\ell_t / \partial h_{t-k}\|$"))
+    n = int(seeds.max())
+    fs.footnote(fig, [(f"Lines: geometric mean over up to {n} seeds, band: their range."
+                       if n > 1 else "Lines: one seed each."),
+                      f"Each y axis ends {CUT_DECADES} decades below its top; a curve that "
+                      "falls below it is named in its panel.",
+                      *_missing_trained(df, fs.read_runs(tables))])
+    return fig
 
 
-def _decade_ticks(grid: sns.FacetGrid, most: int = 8) -> None:
-    """Log-axis ticks every 1, 2, 5, 10, 20, 50, ... decades: round exponents, at most ``most``."""
-    low, high = grid.axes.flat[0].get_ylim()
-    lo, hi = math.floor(math.log10(low)), math.ceil(math.log10(high))
-    step = next(n * 10**e for e in range(6) for n in (1, 2, 5) if (hi - lo) / (n * 10**e) < most)
-    ticks = [10.0**k for k in range(lo - lo % step, hi + 1, step)]
-    for ax in grid.axes.flat:
-        ax.set_yticks(ticks)
-        ax.set_ylim(low, high)
-
-
-def _geomean(values: pd.Series) -> float:
-    return float(np.exp(np.mean(np.log(values))))
-
-
-def grad_norm_distribution(tables: Path) -> sns.FacetGrid:
-    """Per-step global gradient norms (quantile samples), box per cell, hue layers, cols hidden."""
+def grad_norm_distribution(tables: Path) -> Figure:
+    """Per-step global gradient norms (quantile samples): one box per cell and depth, one panel
+    per experiment and hidden size present."""
     df = pd.read_csv(tables / "grad_steps.csv").dropna(subset=["grad_norm"])
-    df = df[df["grad_norm"] > 0]
-    with warnings.catch_warnings():
-        # seaborn 0.13 passes matplotlib 3.11's deprecated `vert` to bxp; harmless here.
-        warnings.filterwarnings("ignore", message=".*vert: bool", category=DeprecationWarning)
-        g = sns.catplot(df, x="cell", y="grad_norm", hue="layers", col="hidden", kind="box",
-                        order=_present(CELL_ORDER, df["cell"]), log_scale=True, height=3.5,
-                        aspect=1.1, fliersize=1.5, palette="crest")
-    g.set_axis_labels("", "global gradient norm per step\n(before normalising or clipping)")
-    g.set_titles(col_template="hidden {col_name}")
-    return g
+    df = df[np.isfinite(df["grad_norm"]) & (df["grad_norm"] > 0)]
+    if df.empty:
+        return _nothing("no finite per-step gradient norm", tables)
+    df, panels = fs.with_panels(df, ["hidden"])
+    fig, axes = fs.panel_grid(len(panels), width=3.4, height=3.2)
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        depths = d["layers"].nunique() > 1
+        boxes = [(cell, layers) for cell in fs.present(CELL_ORDER, d["cell"])
+                 for layers in sorted(d.loc[d["cell"] == cell, "layers"].unique())]
+        art = ax.boxplot([d[(d["cell"] == c) & (d["layers"] == n)]["grad_norm"] for c, n in boxes],
+                         tick_labels=[f"{c}\n{n} layers" if depths else c for c, n in boxes],
+                         patch_artist=True, widths=0.6, flierprops={"markersize": 1.5},
+                         medianprops={"color": "black"})
+        for patch, (cell, _) in zip(art["boxes"], boxes, strict=True):
+            patch.set(facecolor=SERIES_COLORS[cell], alpha=0.6)
+        ax.set(title=panel)
+    fs.plain_log_ticks(axes)
+    runs = df.groupby(["panel", "cell", "layers"])["run_id"].nunique()
+    pooled = f", {int(runs.max())} seeds pooled" if runs.max() > 1 else ""
+    for ax in axes:
+        ax.set_ylabel(fs.log_label("global gradient norm per step")
+                      + f"\n(before normalising or clipping{pooled})")
+    fs.footnote(fig, fs.not_shown(fs.not_finished(fs.read_runs(tables)),
+                                  "Did not finish (their steps up to the divergence are in):"))
+    return fig
 
 
-def grad_spectra(tables: Path) -> sns.FacetGrid:
-    """sigma_max of W_hh (rows: whole matrix, LSTM and GRU gate blocks) per epoch, line at 1."""
-    df = pd.read_csv(tables / "spectra.csv")
-    df = df.assign(block=np.where(df["gate"] == "all", "whole W_hh", df["cell"].map(BLOCKS)))
-    df[GATE_CURVE] = np.where(df["gate"] == "all", df["cell"], df["cell"] + " " + df["gate"])
-    df[LAYER] = _layer_label(df)
-    blocks = _present(["whole W_hh", "LSTM gate blocks", "GRU gate blocks"], df["block"])
-    order = [*_present(CELL_ORDER, df[GATE_CURVE]),
-             *[f"{c} {gate}" for c in ("lstm", "gru") for gate in GATE_ORDER[1:]
-               if f"{c} {gate}" in set(df[GATE_CURVE])]]
-    palette = {**{c: _series_colors()[c] for c in CELL_ORDER},
-               **_shades("lstm", "Greens", df), **_shades("gru", "Purples", df)}
-    layers = _layer_order(df[LAYER])
-    g = sns.relplot(df, x="epoch", y="sigma_max", hue=GATE_CURVE,
-                    style=LAYER if len(layers) > 1 else None, col="hidden", row="block",
-                    row_order=blocks, hue_order=order, palette=palette,
-                    style_order=layers, kind="line", marker="o",
-                    errorbar=("pi", 100), height=2.8, aspect=1.3,
-                    facet_kws={"sharey": False})
-    epochs = sorted(df["epoch"].unique())
-    for ax in g.axes.flat:
-        ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1)
+def grad_spectra(tables: Path) -> Figure:
+    """sigma_max of W_hh per epoch: one panel per experiment, size and block (whole matrix;
+    LSTM/GRU gate blocks) present, each with its own legend; dotted line at 1."""
+    df = pd.read_csv(tables / "spectra.csv").dropna(subset=["sigma_max"])
+    if df.empty:
+        return _nothing("no singular values recorded", tables)
+    df = df.assign(block=np.where(df["gate"] == "all", "whole W_hh", df["cell"].map(BLOCKS)),
+                   curve=np.where(df["gate"] == "all", df["cell"], df["gate"]))
+    df["block"] = pd.Categorical(df["block"], BLOCKS_ORDER)  # whole matrix first
+    df, panels = fs.with_panels(df, ["hidden", "layers", "block"], {"block": ""})
+    fig, axes = fs.panel_grid(len(panels), height=3.0)
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        layered = d["layers"].iloc[0] > 1
+        for curve in fs.present([*CELL_ORDER, *GATE_COLORS], d["curve"]):
+            color = SERIES_COLORS[curve] if curve in SERIES_COLORS else GATE_COLORS[curve]
+            for layer, c in d[d["curve"] == curve].groupby("layer"):
+                st = c.groupby("epoch")["sigma_max"].agg(["mean", "min", "max"])
+                ax.plot(st.index, st["mean"], marker="o", markersize=3, color=color,
+                        linestyle=LAYER_DASHES[layer % len(LAYER_DASHES)],
+                        label=f"{curve}, layer {layer}" if layered else curve)
+                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.15,
+                                linewidth=0)
+        ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
+        epochs = sorted(d["epoch"].unique())
         ax.set_xticks(epochs, ["init" if e < 0 else str(e) for e in epochs])
-    g.set_axis_labels("after epoch", "largest singular value")
-    g.set_titles(col_template="hidden {col_name}", row_template="{row_name}")
-    return g
+        ax.set(title=panel, xlabel="after epoch", ylabel="largest singular value")
+        fs.legend(ax, "gate" if "gate" in panel else "cell", loc="best", ncols=2)
+    fs.footnote(fig, ["Band: range over seeds where there are several.",
+                      *fs.not_shown(fs.not_finished(fs.read_runs(tables)),
+                                    "Did not finish (values up to the divergence included):")])
+    return fig
 
 
-def _shades(cell: str, cmap: str, df: pd.DataFrame) -> dict[str, tuple]:
-    """Colours for one gated cell's gate blocks, shades of one hue."""
-    gates = [g for g in GATE_ORDER[1:] if f"{cell} {g}" in set(df[GATE_CURVE])]
-    colors = sns.color_palette(cmap, len(gates) + 2)[2:]
-    return {f"{cell} {g}": c for g, c in zip(gates, colors, strict=True)}
-
-
-def grad_decay_rate_vs_hidden(tables: Path) -> sns.FacetGrid:
-    """Fitted log-norm decay per step vs hidden size; hue cell (and LSTM c), style kind."""
+def grad_decay_rate_vs_hidden(tables: Path) -> Figure:
+    """Fitted log-norm decay per step vs hidden size (one column per size, points dodged):
+    colour the cell (LSTM c apart), filled circle trained, cross init; a panel per depth."""
     df = pd.read_csv(tables / "grad_decay.csv")
-    df = df.assign(panel=_layer_label)
-    df[CURVE], df[WEIGHTS] = _series(df), df["kind"]
-    cols = _layer_order(df["panel"])
-    g = sns.relplot(df, x="hidden", y="decay_rate", hue=CURVE, style=WEIGHTS,
-                    col="panel" if len(cols) > 1 else None, col_order=cols,
-                    hue_order=_present(SERIES_ORDER, df[CURVE]), palette=_series_colors(),
-                    style_order=_present(KINDS, df["kind"]), kind="line",
-                    markers=True, markersize=8, errorbar="sd", err_style="bars", height=3.5,
-                    aspect=1.1)
-    hidden = sorted(df["hidden"].unique())
-    for ax in g.axes.flat:
-        ax.axhline(0.0, color="0.3", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_xticks(hidden, [str(h) for h in hidden])
-        ax.minorticks_off()
-    g.set_axis_labels("hidden size", "decay rate per step (slope of log norm vs lag)")
-    g.set_titles(col_template="{col_name}")
-    return g
+    df = df[np.isfinite(df["decay_rate"])]
+    if df.empty:
+        return _nothing("no finite decay rate", tables)
+    df = df.assign(depth=_depth, key=lambda d: _series(d) + ", " + d["kind"])
+    df, panels = fs.with_panels(df, ["depth"], {"depth": ""})
+    styles = {f"{s}, {k}": {"color": SERIES_COLORS[s], "marker": "o" if k == "trained" else "X",
+                            "label": f"{s}, {k}"} for s in SERIES_ORDER for k in KINDS}
+    fig, axes = fs.panel_grid(len(panels), width=3.8, height=3.2)
+    counts = []
+    for ax, panel in zip(axes, panels, strict=True):
+        counts.append(fs.dodged_points(ax, df[df["panel"] == panel], "hidden", "decay_rate",
+                                       "key", styles))
+        ax.axhline(0.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
+        ax.set(title=panel, xlabel="hidden size")
+        fs.legend(ax, f"{CURVE}, {WEIGHTS}", loc="upper center", bbox_to_anchor=(0.5, -0.3),
+                  ncols=2)
+    for ax in axes:
+        ax.set_ylabel("decay rate per step\n(" + fs.spread(pd.concat(counts)) + ")")
+    fs.footnote(fig, _missing_trained(df, fs.read_runs(tables)))
+    return fig
 
 
-FIGURES: dict[str, Callable[[Path], sns.FacetGrid]] = {
+FIGURES: dict[str, Callable[[Path], Figure]] = {
     "grad_vs_lag": grad_vs_lag,
     "grad_norm_distribution": grad_norm_distribution,
     "grad_spectra": grad_spectra,

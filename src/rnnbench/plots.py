@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,132 +19,174 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
+from rnnbench import figstyle as fs  # noqa: E402
+from rnnbench.figstyle import CELL_ORDER, SERIES_COLORS  # noqa: E402
 from rnnbench.io import write_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
-CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+CELL_STYLES = {c: {"color": SERIES_COLORS[c], "marker": "o", "label": c} for c in CELL_ORDER}
+MARKERS = ["o", "X", "s", "D", "^", "v", "P", "*"]
 
 
-def _ok(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["status"] == "ok"]
+def finished(runs: pd.DataFrame, column: str) -> tuple[pd.DataFrame, list[str]]:
+    """Runs with status ok and a finite ``column``; one line for every other run, saying why."""
+    ok = runs["status"] == "ok"
+    finite = np.isfinite(pd.to_numeric(runs[column], errors="coerce"))
+    lines = fs.not_finished(runs)
+    lines += [f"{r['experiment']}/{r['run_id']}: ok, but {column} is {r[column]}"
+              for _, r in runs[ok & ~finite].iterrows()]
+    return runs[ok & finite], lines
 
 
-def _cells(df: pd.DataFrame) -> list[str]:
-    return [c for c in CELL_ORDER if c in set(df["cell"])]
+def _nothing(what: str, lines: list[str]) -> Figure:
+    return fs.note_figure(f"No finished run to plot: {what}.",
+                          lines or ["(the tables hold no run)"])
 
 
-def perplexity_vs_hidden(tables: Path) -> sns.FacetGrid:
-    """Test perplexity vs hidden size; hue cell, columns layers, error bars sd over seeds."""
-    runs = _ok(pd.read_csv(tables / "runs.csv"))
-    if runs["experiment"].nunique() > 1:  # one panel per experiment and layer count present
-        label = runs["experiment"] + ": layers " + runs["layers"].astype(str)
-        runs = runs.assign(panel=label)
-        facets = {"col": "panel", "col_wrap": min(3, label.nunique()),
-                  "col_order": list(dict.fromkeys(label)), "sharex": False}
-    else:
-        facets = {"col": "layers"}
-    g = sns.catplot(runs, x="hidden", y="test_ppl", hue="cell", **facets,
-                    hue_order=_cells(runs), kind="point", errorbar="sd", dodge=0.3,
-                    height=3.5, aspect=1.1, markers="o")
-    g.set_axis_labels("hidden size", "test perplexity (mean ± sd over seeds)")
-    g.set_titles(col_template="{col_name}" if facets["col"] == "panel" else "layers = {col_name}")
-    return g
+def perplexity_vs_hidden(tables: Path) -> Figure:
+    """Test perplexity vs hidden size (one column per size), one panel per experiment and layer
+    count present; one colour per cell, mean ± sd over the seeds that finished."""
+    runs = pd.read_csv(tables / "runs.csv")
+    ok, missing = finished(runs, "test_ppl")
+    if ok.empty:
+        return _nothing("test perplexity against hidden size", missing)
+    # name the experiment when the config has several, even if one has finished runs
+    ok, panels = fs.with_panels(ok, ["layers"], experiment=runs["experiment"].nunique() > 1)
+    fig, axes = fs.panel_grid(len(panels))
+    counts = []
+    for ax, panel in zip(axes, panels, strict=True):
+        counts.append(fs.dodged_points(ax, ok[ok["panel"] == panel], "hidden", "test_ppl",
+                                       "cell", CELL_STYLES))
+        ax.set(title=panel, xlabel="hidden size")
+        fs.legend(ax, "cell")
+    for ax in axes:
+        ax.set_ylabel(f"test perplexity\n({fs.spread(pd.concat(counts))})")
+    fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(runs)])
+    return fig
 
 
-def _model_panels(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Facets of the per-epoch figures: for one experiment a hidden × layers grid; for several
-    (config/reproduce.yaml), one panel per experiment and size present, so none is empty."""
-    if df["experiment"].nunique() <= 1:
-        return df, {"col": "hidden", "row": "layers"}
-    label = (df["experiment"] + ": hidden " + df["hidden"].astype(str) + ", layers "
-             + df["layers"].astype(str))
-    df = df.assign(panel=label)
-    return df, {"col": "panel", "col_wrap": min(3, label.nunique()),
-                "col_order": list(dict.fromkeys(label))}
+def _positive(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows of ``df`` with a finite, positive ``column`` (none when there is no such
+    column: epochs.csv of runs that all diverged before their first validation)."""
+    if column not in df.columns:
+        return df.iloc[0:0]
+    values = pd.to_numeric(df[column], errors="coerce")
+    return df[np.isfinite(values) & (values > 0)].assign(**{column: values})
 
 
-def _titles(g: sns.FacetGrid, facets: dict) -> None:
-    if facets["col"] == "panel":
-        g.set_titles("{col_name}")
-    else:
-        g.set_titles("hidden {col_name}, layers {row_name}")
+def _status(df: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """``df`` with each run's ``status`` from runs.csv (``ok`` where unknown)."""
+    if runs is None:
+        return df.assign(status="ok")
+    status = runs[["experiment", "run_id", "status"]]
+    return df.merge(status, on=["experiment", "run_id"], how="left").fillna({"status": "ok"})
 
 
-def _plain_log_ticks(g: sns.FacetGrid) -> None:
-    """Log y axis labelled 100, 200, 300 rather than 10², 2×10², 3×10²: 120, 150, 200, 250,
-    ... when the axis spans under a decade, the ticks at 1, 2, 3 and 5 × 10^k under two,
-    10^k beyond; only the first column's panels carry labels."""
-    g.set(yscale="log")
-
-    def label(y: float, _pos) -> str:
-        mantissa = round(y / 10 ** math.floor(math.log10(y) + 1e-9), 6) if y > 0 else 0
-        return f"{y:g}" if mantissa in (1, 2, 3, 5) else ""
-
-    for ax in g.axes.flat:
-        low, high = ax.get_ylim()
-        if 0 < low and high / low < 10:  # about evenly spaced on a log axis
-            k = math.floor(math.log10(low))
-            ticks = [m * 10 ** e for e in (k, k + 1) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
-            ax.yaxis.set_major_locator(ticker.FixedLocator(
-                [round(t, 9) for t in ticks if low <= t <= high]))
-            ax.yaxis.set_minor_locator(ticker.NullLocator())
-            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _pos: f"{y:g}"))
-        elif 0 < low and high / low < 100:
-            ax.yaxis.set_major_formatter(ticker.FuncFormatter(label))
-            ax.yaxis.set_minor_formatter(ticker.FuncFormatter(label))
-        # wider: matplotlib's own 10^k labels on the decades
-        if not ax.get_subplotspec().is_first_col():
-            ax.tick_params(axis="y", which="both", labelleft=False)
+def _curves(ax: Axes, d: pd.DataFrame, x: str, y: str, band: str) -> pd.Series:
+    """Per cell: the mean over finished seeds (band ``sd``, or ``range``, where several), and
+    each run that did not finish as a dotted line ending in a cross. Returns seed counts."""
+    counts = []
+    for cell in fs.present(CELL_ORDER, d["cell"]):
+        color = SERIES_COLORS[cell]
+        ok = d[(d["cell"] == cell) & (d["status"] == "ok")]
+        if len(ok):
+            st = ok.groupby(x)[y].agg(["mean", "std", "min", "max", "count"])
+            ax.plot(st.index, st["mean"], marker="o" if len(st) < 30 else None, color=color,
+                    label=cell, markersize=4)
+            lo, hi = ((st["mean"] - st["std"], st["mean"] + st["std"]) if band == "sd"
+                      else (st["min"], st["max"]))
+            if (st["count"] > 1).any():
+                ax.fill_between(st.index, lo.clip(lower=st["mean"] / 10), hi, color=color,
+                                alpha=0.2, linewidth=0)
+            counts.append(st["count"])
+        for _, run in d[(d["cell"] == cell) & (d["status"] != "ok")].groupby("run_id"):
+            ax.plot(run[x], run[y], linestyle=":", color=color, label=f"{cell}, diverged")
+            ax.plot(run[x].iloc[-1:], run[y].iloc[-1:], marker="x", color=color, markersize=7)
+    return pd.concat(counts) if counts else pd.Series(dtype=int)
 
 
-def learning_curves(tables: Path) -> sns.FacetGrid:
-    """Validation perplexity per epoch; hue cell, columns hidden, rows layers (or one panel
-    per experiment and size when there are several experiments)."""
-    epochs, facets = _model_panels(pd.read_csv(tables / "epochs.csv"))
-    g = sns.relplot(epochs, x="epoch", y="valid_ppl", hue="cell", **facets,
-                    hue_order=_cells(epochs), kind="line", errorbar="sd", marker="o",
-                    height=3, aspect=1.1, facet_kws={"sharex": False})
-    _plain_log_ticks(g)
-    for ax in g.axes.flat:
+def _per_model(df: pd.DataFrame, runs: pd.DataFrame | None, x: str, y: str,
+               band: str) -> tuple[Figure, pd.Series]:
+    """One panel per experiment, hidden size and layer count present, curves of ``y``."""
+    several = runs["experiment"].nunique() > 1 if runs is not None else None
+    df, panels = fs.with_panels(_status(df, runs), ["hidden", "layers"], experiment=several)
+    fig, axes = fs.panel_grid(len(panels), height=2.8)
+    counts = [_curves(ax, df[df["panel"] == p], x, y, band) for ax, p in zip(axes, panels,
+                                                                             strict=True)]
+    for ax, panel in zip(axes, panels, strict=True):
+        ax.set_title(panel)
+        fs.legend(ax, "cell")
+    fs.plain_log_ticks(axes)
+    return fig, pd.concat(counts)
+
+
+def learning_curves(tables: Path) -> Figure:
+    """Validation perplexity per epoch (log y), one panel per experiment and size present;
+    runs that diverged after an epoch dotted, up to their last validation."""
+    epochs = pd.read_csv(tables / "epochs.csv")
+    runs = fs.read_runs(tables)
+    epochs = _positive(epochs, "valid_ppl")
+    if epochs.empty:
+        return _nothing("validation perplexity per epoch (no run completed an epoch)",
+                        fs.not_finished(runs))
+    fig, counts = _per_model(epochs, runs, "epoch", "valid_ppl", "sd")
+    for ax in fig.axes:
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    g.set_axis_labels("epoch", "validation perplexity")
-    _titles(g, facets)
-    return g
+        ax.set(xlabel="epoch", ylabel=fs.log_label("validation perplexity") + "\n("
+               + fs.spread(counts) + ")")
+    fs.footnote(fig, [*fs.not_shown(fs.not_finished(runs), "Did not finish (dotted, ending in a"
+                                    " cross, where they completed an epoch):"),
+                      *fs.capped_note(runs)])
+    return fig
 
 
-def grad_norms(tables: Path) -> sns.FacetGrid:
-    """Global gradient norm (before normalisation/clipping) over training, log scale."""
-    grads, facets = _model_panels(pd.read_csv(tables / "grad_norms.csv"))
-    g = sns.relplot(grads, x="progress", y="grad_norm_median", hue="cell", **facets,
-                    hue_order=_cells(grads), kind="line", errorbar=("pi", 80),
-                    height=3, aspect=1.1)
-    _plain_log_ticks(g)
-    g.set_axis_labels("share of training", "global gradient norm (median per bin)")
-    _titles(g, facets)
-    return g
+def grad_norms(tables: Path) -> Figure:
+    """Global gradient norm (before normalisation/clipping) over training, log y; runs that
+    diverged dotted up to the divergence."""
+    grads = pd.read_csv(tables / "grad_norms.csv")
+    runs = fs.read_runs(tables)
+    grads = _positive(grads, "grad_norm_median")
+    if grads.empty:
+        return _nothing("gradient norms (no finite gradient norm recorded)", fs.not_finished(runs))
+    fig, counts = _per_model(grads, runs, "progress", "grad_norm_median", "range")
+    seeds = int(counts.max()) if len(counts) else 1
+    what = "median per bin" + (f"; mean of {seeds} seeds, band: their range" if seeds > 1 else "")
+    for ax in fig.axes:
+        ax.set(xlabel="share of training",
+               ylabel=fs.log_label("global gradient norm") + f"\n({what})")
+    fs.footnote(fig, fs.not_shown(fs.not_finished(runs), "Did not finish (dotted, ending in a "
+                                  "cross at the last finite bin):"))
+    return fig
 
 
-def perplexity_vs_params(tables: Path) -> sns.FacetGrid:
-    """Test perplexity against parameter count, one dot per run; hue cell, style layers (or,
-    with several experiments, style experiment, all in one panel)."""
-    runs = _ok(pd.read_csv(tables / "runs.csv"))
+def perplexity_vs_params(tables: Path) -> Figure:
+    """Test perplexity against parameter count, one dot per finished run; colour cell, marker
+    layers (or, with several experiments, experiment), all in one panel."""
+    runs = pd.read_csv(tables / "runs.csv")
+    ok, missing = finished(runs, "test_ppl")
+    if ok.empty:
+        return _nothing("test perplexity against parameter count", missing)
     style = "experiment" if runs["experiment"].nunique() > 1 else "layers"
-    g = sns.relplot(runs, x="params", y="test_ppl", hue="cell", style=style,
-                    hue_order=_cells(runs), s=60, height=3.5, aspect=1.4)
-    g.set(xscale="log")
-    for ax in g.axes.flat:
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _pos: f"{x / 1e6:g}M"))
-        ax.xaxis.set_minor_formatter(ticker.FuncFormatter(
-            lambda x, _pos: f"{x / 1e6:g}M" if round(x / 10 ** math.floor(math.log10(x)))
-            in (2, 3, 5) else ""))
-    g.set_axis_labels("trainable parameters", "test perplexity")
-    return g
+    markers = dict(zip(dict.fromkeys(ok[style]), MARKERS * 4, strict=False))
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
+    for (cell, value), d in ok.groupby(["cell", style], sort=False):
+        ax.scatter(d["params"], d["test_ppl"], color=SERIES_COLORS[cell], s=40, alpha=0.85,
+                   marker=markers[value], label=f"{cell}, {style} {value}", edgecolor="white")
+    is_log = fs.count_axis(ax, ok["params"])
+    label = "trainable parameters"
+    ax.set(xlabel=fs.log_label(label) if is_log else label, ylabel="test perplexity")
+    fs.legend(ax, None, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(runs)])
+    return fig
 
 
-FIGURES: dict[str, Callable[[Path], sns.FacetGrid]] = {
+FIGURES: dict[str, Callable[[Path], Figure]] = {
     "perplexity_vs_hidden": perplexity_vs_hidden,
     "learning_curves": learning_curves,
     "grad_norms": grad_norms,
@@ -153,28 +194,27 @@ FIGURES: dict[str, Callable[[Path], sns.FacetGrid]] = {
 }
 
 
-def reproduction(tables: Path, published: dict[str, dict]) -> plt.Axes:
+def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     """Each experiment's test perplexity against its published number, in percent: one dot
     per seed, the mean ± sd, the ±2% band of config/reproduce.yaml's goal."""
-    runs = _ok(pd.read_csv(tables / "runs.csv"))
-    order = [e for e in published if e in set(runs["experiment"])]
+    runs = pd.read_csv(tables / "runs.csv")
+    ok, missing = finished(runs, "test_ppl")
+    order = [e for e in published if e in set(ok["experiment"])]
     if not order:
-        raise SystemExit(
-            f"No finished run of an experiment with a published number in {tables / 'runs.csv'}"
-            f" (experiments with one: {', '.join(published) or 'none'}). The reproduction "
-            "figure needs at least one; run the config's experiments first.")
-    runs = runs[runs["experiment"].isin(order)].copy()
+        return _nothing(f"no finished run of an experiment with a published number "
+                        f"({', '.join(published) or 'none'})", missing)
+    runs = ok[ok["experiment"].isin(order)].copy()
     target = runs["experiment"].map({e: published[e]["test_ppl"] for e in order})
     runs["delta_pct"] = 100 * (runs["test_ppl"] / target - 1)
-    fig, ax = plt.subplots(figsize=(1.3 + 2.2 * len(order), 3.6))
-    ax.axhspan(-2, 2, color="0.88", zorder=0, label="within 2%")
-    ax.axhline(0, color="0.2", linewidth=1, label="published")
+    fig, ax = plt.subplots(figsize=(1.3 + 2.2 * len(order), 3.6), layout="constrained")
+    ax.axhspan(-2, 2, color="0.88", zorder=0, label="within 2%", gid="reference")
+    ax.axhline(0, color="0.2", linewidth=1, label="published", gid="reference")
     sns.stripplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, size=7,
                   jitter=0.08, color="C0", label="one seed", legend=False)
+    stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
     sns.pointplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, errorbar="sd",
                   linestyle="none", marker="D", markersize=5, color="black", capsize=0.15,
-                  label="mean ± sd")
-    stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
+                  label="mean ± sd" if stats["count"].max() > 1 else "mean (one seed)")
     ax.set_xticks(range(len(order)), [
         f"{e}\npublished {published[e]['test_ppl']:g}\n"
         f"ours {stats.loc[e, 'mean']:.1f} (n={stats.loc[e, 'count']})" for e in order])
@@ -182,19 +222,20 @@ def reproduction(tables: Path, published: dict[str, dict]) -> plt.Axes:
     ax.set_ylim(-bound, bound)
     ax.set_xlabel("")
     ax.set_ylabel("test perplexity vs published (%)")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1),
-              frameon=False)
-    return ax
+    fs.legend(ax, None, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(ok)])
+    return fig
 
 
-def save(grid: sns.FacetGrid | plt.Axes, png: Path) -> None:
+def save(figure: Figure | sns.FacetGrid | plt.Axes, png: Path) -> None:
     """Write the PNG and the SVG beside it, each atomically."""
+    fig = figure.figure  # a Figure's .figure is itself
+    # SVG text stays text (searchable, selectable), not glyph outlines.
+    plt.rcParams["svg.fonttype"] = "none"
     for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
-        write_atomic(path, lambda tmp, f=fmt: grid.figure.savefig(tmp, format=f, dpi=120,
-                                                                 bbox_inches="tight"))
-    plt.close(grid.figure)
+        write_atomic(path, lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=120,
+                                                          bbox_inches="tight"))
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

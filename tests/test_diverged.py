@@ -1,0 +1,89 @@
+"""A config whose runs diverge still gives every table, figure and the report (real Snakemake,
+real PTB): first every run diverges, then a finished experiment joins them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ["perplexity_vs_hidden", "perplexity_vs_params", "learning_curves", "grad_norms",
+           "grad_vs_lag", "grad_norm_distribution", "grad_spectra", "grad_decay_rate_vs_hidden"]
+TABLES = ["runs.csv", "summary.csv", "summary.md", "epochs.csv", "grad_norms.csv",
+          "grad_through_time.csv", "grad_decay.csv", "spectra.csv", "grad_steps.csv"]
+
+
+def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile in ``workdir`` with ``config``."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(config), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def diverging_config(path: Path, finished: bool) -> Path:
+    """config/quick.yaml made to diverge: lr 1e38 without normalising or clipping overflows
+    float32 in the first steps (a non-finite loss, checked below), 4 minibatches, one epoch;
+    with ``finished``, a second experiment of one LSTM on a sane recipe that finishes."""
+    cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    tiny = {**cfg["recipes"]["quick"], "epochs": 1, "max_batches": 4, "max_eval_batches": 2}
+    cfg["recipes"] = {"boom": {**tiny, "lr": 1.0e38, "grad": "none"}}
+    cfg["experiments"] = {"boom": {**cfg["experiments"]["quick"], "recipe": "boom",
+                                   "cells": ["rnn_tanh", "rnn_relu", "lstm"]}}
+    if finished:
+        cfg["recipes"]["fine"] = tiny
+        cfg["experiments"]["fine"] = {**cfg["experiments"]["boom"], "recipe": "fine",
+                                      "cells": ["lstm"]}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def check_outputs(results: Path) -> pd.DataFrame:
+    """Every table and figure exists; returns runs.csv."""
+    for name in TABLES:
+        assert (results / "tables" / name).exists(), name
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            assert (results / f"figures/{name}.{ext}").stat().st_size > 1000, (name, ext)
+    return pd.read_csv(results / "tables/runs.csv")
+
+
+@pytest.mark.slow
+def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirror):
+    mirror = f"mirror={ptb_mirror}"
+    config = diverging_config(tmp_path / "boom.yaml", finished=False)
+    result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / "results"
+    runs = check_outputs(results)
+    assert (runs["status"] == "diverged").all() and runs["diverged_step"].notna().all()
+    # really a non-finite loss, caught by training, not a huge finite one marked ok
+    for meta in results.rglob("boom/*/train.json"):
+        assert '"status": "diverged"' in meta.read_text()
+    summary = pd.read_csv(results / "tables/summary.csv")
+    assert (summary["n"] == 0).all() and (summary["n_diverged"] == 1).all()
+    figures = {n: (results / f"figures/{n}.svg").read_text() for n in FIGURES}
+    for name, svg in figures.items():  # each figure names every run with its step
+        for _, run in runs.iterrows():
+            assert f"{run['run_id']}" in svg, (name, run["run_id"])
+        assert f"diverged at step {int(runs['diverged_step'].iloc[0])}" in svg, name
+    assert "No finished run to plot" in figures["perplexity_vs_hidden"]
+    report = snakemake(tmp_path, config, "--report", str(results / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "perplexity_vs_hidden.png" in (results / "report.html").read_text()
+
+    # some diverge, one finishes: the finished run is plotted, the others named
+    config = diverging_config(tmp_path / "mixed.yaml", finished=True)
+    result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = check_outputs(results)
+    assert sorted(runs["status"]) == ["diverged"] * 3 + ["ok"]
+    hidden = (results / "figures/perplexity_vs_hidden.svg").read_text()
+    assert "No finished run" not in hidden and "fine: layers 1" in hidden
+    assert "boom/lstm-h32-l1-s1: diverged at step" in hidden
+    report = snakemake(tmp_path, config, "--report", str(results / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]

@@ -1,0 +1,250 @@
+"""Every figure on the smallest and the largest shapes of tables: no crash, no empty panel,
+labels that say what is shown (rnnbench.plots, rnnbench.gradplots)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnbench import gradplots, plots
+
+# The columns of the real tables (runs.csv as rnnbench.aggregate writes it, the gradient
+# tables as gradplots.collect writes them).
+RUNS_COLUMNS = (
+    "experiment,run_id,cell,hidden,layers,seed,epochs,lr,decay_start,decay_factor,batch_size,"
+    "bptt,grad,clip_norm,normalize_eps,loss_reduction,init,init_scale,dropout,embedding_size,"
+    "max_batches,max_eval_batches,loss_impl,device,params,status,diverged_step,epochs_done,"
+    "best_epoch,train_ppl,valid_ppl,test_ppl,test_stream_ppl,seconds_per_epoch,tokens_per_s,"
+    "wall_seconds,resumes,grad_norm_p50,grad_norm_p90,grad_norm_p99,grad_norm_max,gpu,cpu,"
+    "threads,torch,python,rnnbench,code_version,hostname,slurm_job_id,corpus,eval_capped"
+).split(",")
+EPOCH_COLUMNS = (
+    "epoch,lr,train_loss,train_ppl,valid_loss,valid_ppl,seconds,tokens,tokens_per_s,"
+    "grad_norm_p50,grad_norm_p90,grad_norm_p99,grad_norm_max,grad_norm_frac_above"
+).split(",")
+LABELS = ["experiment", "run_id", "cell", "hidden", "layers", "seed"]
+DECAY = {"rnn_tanh": -3.1, "rnn_relu": -0.4, "lstm": -0.05, "gru": -0.1}  # per step
+GATES = {"lstm": "ifgo", "gru": "rzn"}
+ALL_FIGURES = [*plots.FIGURES, *gradplots.FIGURES, "reproduction"]
+
+
+def grid(experiments: dict[str, dict]) -> list[dict]:
+    """Label rows of every run: experiment -> {cells, hidden, layers, seeds}."""
+    return [{"experiment": e, "run_id": f"{c}-h{h}-l{n}-s{s}", "cell": c, "hidden": h,
+             "layers": n, "seed": s}
+            for e, g in experiments.items()
+            for c, h, n, s in itertools.product(g["cells"], g["hidden"], g["layers"], g["seeds"])]
+
+
+def write_tables(folder: Path, experiments: dict[str, dict], epochs: int = 2,
+                 diverged: set[str] = frozenset(), max_lag: int = 100) -> Path:
+    """Every table the figures read, for the given grid; runs in ``diverged`` (run ids)
+    diverged at step 3 of the first epoch, before any validation."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    runs, hist, norms, lags, decay, spectra, steps = [], [], [], [], [], [], []
+    for lab in grid(experiments):
+        bad = lab["run_id"] in diverged
+        base = 100 + 50 * (lab["cell"].startswith("rnn")) + rng.normal(0, 2)
+        row = dict.fromkeys(RUNS_COLUMNS)
+        row.update(lab, status="diverged" if bad else "ok", diverged_step=3 if bad else None,
+                   params=652_112 + 2000 * lab["hidden"] * lab["layers"]
+                   * (4 if lab["cell"] == "lstm" else 1),
+                   test_ppl=math.nan if bad else base, valid_ppl=math.nan if bad else base + 5,
+                   epochs_done=0 if bad else epochs, corpus="ptb", eval_capped=True)
+        runs.append(row)
+        for e in range(0 if bad else epochs):
+            hist.append({**dict.fromkeys(EPOCH_COLUMNS, 1.0), "epoch": e,
+                         "valid_ppl": base * (1 + 1 / (e + 1)), **lab})
+        for b in range(4 if bad else 100):
+            norms.append({"step": b, "epoch": 0, "grad_norm_median": 0.5 + rng.random(),
+                          "grad_norm_p10": 0.4, "grad_norm_p90": 2.0, "progress": (b + .5) / 100,
+                          **lab})
+        states = ["h", "c"] if lab["cell"] == "lstm" else ["h"]
+        kinds = ["init"] if bad else ["trained", "init"]
+        for kind, layer, state in itertools.product(kinds, range(lab["layers"]), states):
+            rate = DECAY[lab["cell"]] * (2 if kind == "init" else 1) * (0.5 if state == "c" else 1)
+            lags += [{**lab, "kind": kind, "layer": layer, "state": state, "lag": k,
+                      "grad_norm": math.exp(rate * k), "log_grad_norm": rate * k,
+                      "frac_floored": 0.0} for k in range(max_lag + 1)]
+            decay.append({**lab, "kind": kind, "layer": layer, "state": state,
+                          "decay_rate": rate + rng.normal(0, 0.01), "per_step_factor": 1.0,
+                          "min_lag": 1, "max_lag": max_lag, "lags_fitted": max_lag})
+        for e, layer in itertools.product(range(-1, 0 if bad else epochs), range(lab["layers"])):
+            for gate in ["all", *GATES.get(lab["cell"], "")]:
+                spectra.append({**lab, "epoch": e, "layer": layer, "gate": gate,
+                                "sigma_max": 1 + e + rng.random()})
+        q = np.linspace(0, 1, 201)
+        steps += [{**lab, "quantile": v, "grad_norm": 0.2 + 3 * v ** 4, "n_steps": 60,
+                   "n_nonfinite": 0} for v in q]
+    tables = {"runs.csv": pd.DataFrame(runs),
+              "epochs.csv": pd.DataFrame(hist, columns=[*EPOCH_COLUMNS, *LABELS]),
+              "grad_norms.csv": pd.DataFrame(norms), "grad_through_time.csv": pd.DataFrame(lags),
+              "grad_decay.csv": pd.DataFrame(decay), "spectra.csv": pd.DataFrame(spectra),
+              "grad_steps.csv": pd.DataFrame(steps)}
+    for name, frame in tables.items():
+        frame.to_csv(folder / name, index=False)
+    return folder
+
+
+def build(name: str, tables: Path):
+    """The figure ``name`` of ``tables``, as a matplotlib Figure."""
+    if name == "reproduction":  # every experiment with a published number
+        published = pd.read_csv(tables / "runs.csv")["experiment"].unique()
+        return plots.reproduction(tables, {e: {"test_ppl": 110.0} for e in published})
+    return (plots.FIGURES.get(name) or gradplots.FIGURES[name])(tables).figure
+
+
+def has_data(ax) -> bool:
+    """Whether a panel draws some data (lines, points, bars, boxes), not just reference lines."""
+    lines = [ln for ln in ax.lines if ln.get_gid() != "reference" and len(ln.get_xdata())]
+    return bool(lines or ax.collections or [p for p in ax.patches if p.get_gid() != "reference"])
+
+
+def texts(fig) -> str:
+    """All the words of a figure: titles, labels, legends, notes."""
+    return " ".join(" ".join(t.get_text().split()) for t in fig.findobj(plt.Text))
+
+
+QUICK = {"cells": ["rnn_tanh", "rnn_relu", "lstm", "gru"], "hidden": [32], "layers": [1],
+         "seeds": [1]}
+SHAPES = {
+    "one lstm, one epoch": ({"quick": {**QUICK, "cells": ["lstm"]}}, 1),
+    "cells: [lstm]": ({"quick": {**QUICK, "cells": ["lstm"]}}, 2),
+    "one gru": ({"quick": {**QUICK, "cells": ["gru"]}}, 2),
+    "two runs": ({"quick": {**QUICK, "cells": ["rnn_tanh", "lstm"]}}, 2),
+    "quick": ({"quick": QUICK}, 2),
+    "grid": ({"grid": {**QUICK, "hidden": [32, 64], "layers": [1, 2], "seeds": [1, 2, 3]}}, 3),
+    "reproduce": ({"seed_rnn": {**QUICK, "cells": ["rnn_tanh"], "hidden": [150],
+                                "seeds": [1, 2, 3]},
+                   "seed_lstm": {**QUICK, "cells": ["lstm"], "hidden": [300], "seeds": [1, 2, 3]},
+                   "zaremba_small": {**QUICK, "cells": ["lstm"], "hidden": [200], "layers": [2],
+                                     "seeds": [1, 2, 3]}}, 3),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", ALL_FIGURES)
+def test_every_figure_draws_every_shape_with_no_empty_panel(name, shape, tmp_path):
+    experiments, epochs = SHAPES[shape]
+    fig = build(name, write_tables(tmp_path, experiments, epochs))
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert axes and all(has_data(ax) for ax in axes), [ax.get_title() for ax in axes]
+    for ax in axes:  # a log axis says so
+        assert ax.get_yscale() != "log" or "log scale" in ax.get_ylabel(), ax.get_ylabel()
+        assert ax.get_xscale() != "log" or "log scale" in ax.get_xlabel(), ax.get_xlabel()
+    plots.save(fig, tmp_path / "fig" / f"{name}.png")
+    assert (tmp_path / "fig" / f"{name}.svg").stat().st_size > 1000
+
+
+def test_single_cell_perplexity_vs_hidden_is_drawn(tmp_path):
+    # config/quick.yaml with cells: [lstm] crashed seaborn with ZeroDivisionError
+    fig = plots.perplexity_vs_hidden(write_tables(tmp_path, {"quick": {**QUICK,
+                                                                      "cells": ["lstm"]}}))
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32"]
+    assert "one seed per point, no spread" in ax.get_ylabel()
+
+
+@pytest.mark.parametrize("name", ["grad_vs_lag", "grad_decay_rate_vs_hidden",
+                                  "grad_norm_distribution", "grad_spectra", "learning_curves",
+                                  "grad_norms", "perplexity_vs_hidden"])
+def test_multi_experiment_figures_have_one_panel_per_experiment_and_size(name, tmp_path):
+    experiments, epochs = SHAPES["reproduce"]
+    fig = build(name, write_tables(tmp_path, experiments, epochs))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == len(set(titles))
+    for experiment in experiments:
+        assert any(t.startswith(f"{experiment}:") for t in titles), titles
+    # three experiments, one size each; zaremba_small's two layers get a panel each where
+    # the figure is per layer, its two gate blocks views where per block
+    expected = {"grad_vs_lag": 4, "grad_decay_rate_vs_hidden": 4, "grad_spectra": 5}
+    assert len(titles) == expected.get(name, 3), titles
+
+
+def test_grad_vs_lag_cuts_a_steep_curve_and_names_it(tmp_path):
+    fig = gradplots.grad_vs_lag(write_tables(tmp_path, {"quick": QUICK}))
+    (ax,) = fig.axes
+    low, high = ax.get_ylim()
+    assert math.log10(high / low) <= gradplots.CUT_DECADES + 1  # not 10^0 .. 10^-270
+    assert "rnn_tanh (trained) at lag" in texts(fig)
+    assert f"{gradplots.CUT_DECADES} decades below its top" in texts(fig)
+
+
+def test_grad_vs_lag_draws_lstm_h_and_c_in_different_colours_and_line_styles(tmp_path):
+    fig = gradplots.grad_vs_lag(write_tables(tmp_path, {"quick": {**QUICK, "cells": ["lstm"]}}))
+    (ax,) = fig.axes
+    trained = [ln for ln in ax.lines if ln.get_linewidth() > 1.5]  # trained: the thick ones
+    assert len(trained) == 2
+    h, c = trained
+    assert h.get_color() != c.get_color() and h.get_linestyle() != c.get_linestyle()
+
+
+def test_decay_rates_of_one_hidden_size_are_dodged_apart(tmp_path):
+    fig = gradplots.grad_decay_rate_vs_hidden(write_tables(tmp_path, {"quick": QUICK}))
+    (ax,) = fig.axes
+    xs = [x for ln in ax.lines if ln.get_gid() != "reference" for x in ln.get_xdata()]
+    assert len(set(np.round(xs, 6))) == 10  # 5 curves x trained/init, each its own x
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32"]
+
+
+def test_spectra_panels_have_their_own_legend_with_distinct_colours(tmp_path):
+    fig = gradplots.grad_spectra(write_tables(tmp_path, {"quick": QUICK}))
+    assert len(fig.axes) == 3  # whole W_hh, LSTM gate blocks, GRU gate blocks
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        colors = [tuple(h.get_color()) if not isinstance(h.get_color(), str) else h.get_color()
+                  for h in legend.legend_handles]
+        assert len(set(colors)) == len(labels)
+        assert len(labels) == {"whole": 4, "LSTM": 4, "GRU": 3}[
+            next(k for k in ("whole", "LSTM", "GRU") if k in ax.get_title())]
+
+
+def test_spread_labels_say_how_many_seeds(tmp_path):
+    one = plots.perplexity_vs_hidden(write_tables(tmp_path / "a", {"quick": QUICK}))
+    three = plots.perplexity_vs_hidden(write_tables(tmp_path / "b", {"q": {**QUICK,
+                                                                         "seeds": [1, 2, 3]}}))
+    assert "one seed per point" in one.axes[0].get_ylabel()
+    assert "mean ± sd over 3 seeds" in three.axes[0].get_ylabel()
+
+
+def test_parameter_axis_over_a_narrow_range_has_tick_labels(tmp_path):
+    # the quick config's 652k-658k: a log axis there showed no tick label at all
+    fig = plots.perplexity_vs_params(write_tables(tmp_path, {"quick": QUICK}))
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    low, high = ax.get_xlim()
+    shown = [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+    assert len([s for s in shown if s]) >= 2 and all(s.endswith("k") for s in shown if s)
+    assert ax.get_xscale() == "linear"
+
+
+@pytest.mark.parametrize("name", ALL_FIGURES)
+def test_all_runs_diverged_gives_a_figure_naming_each_run_and_step(name, tmp_path):
+    experiments = {"quick": {**QUICK, "cells": ["rnn_tanh", "lstm"]}}
+    ids = {r["run_id"] for r in grid(experiments)}
+    fig = build(name, write_tables(tmp_path, experiments, diverged=ids))
+    words = texts(fig)
+    for run_id in ids:
+        assert f"quick/{run_id}" in words and "diverged at step 3" in words, words
+
+
+@pytest.mark.parametrize("name", ALL_FIGURES)
+def test_some_runs_diverged_are_named_and_the_rest_plotted(name, tmp_path):
+    fig = build(name, write_tables(tmp_path, {"quick": QUICK}, diverged={"rnn_relu-h32-l1-s1"}))
+    assert all(has_data(ax) for ax in fig.axes)
+    assert "quick/rnn_relu-h32-l1-s1" in texts(fig)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Free each test's figures."""
+    yield
+    plt.close("all")
