@@ -67,23 +67,6 @@ def test_atomic_writes_get_the_usual_file_mode_not_mkstemps_0600(tmp_path):
     assert mode == 0o666 & ~old
 
 
-def test_per_epoch_figures_get_one_panel_per_experiment_and_size_none_empty():
-    from rnnbench.plots import _model_panels
-
-    one = pd.DataFrame({"experiment": ["grid"] * 4, "hidden": [150, 150, 300, 300],
-                        "layers": [1, 2, 1, 2]})
-    assert _model_panels(one)[1] == {"col": "hidden", "row": "layers"}
-    several = pd.DataFrame({"experiment": ["seed_rnn", "seed_lstm", "seed_lstm", "zaremba"],
-                            "hidden": [150, 300, 300, 200], "layers": [1, 1, 1, 2]})
-    df, facets = _model_panels(several)
-    assert facets["col"] == "panel" and "row" not in facets
-    assert facets["col_order"] == ["seed_rnn: hidden 150, layers 1",
-                                   "seed_lstm: hidden 300, layers 1",
-                                   "zaremba: hidden 200, layers 2"]
-    assert facets["col_wrap"] == 3 and set(df["panel"]) == set(facets["col_order"])
-
-
-# -- real run folders: tiny runs trained and evaluated on the tiny corpus ----------------------
 def train_run(data: Path, run: Path, *, seed: int = 1, lr: float = 1.0,
               flags: tuple[str, ...] = ()) -> Path:
     """Train and evaluate one tiny run (one epoch, rnn_relu h8) into ``run``; return it."""

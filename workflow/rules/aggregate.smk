@@ -56,7 +56,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
             f"plot_{_name}"
         input:
             tables=rules.collect_metrics.output,
-            code=f"{SRC}/rnnbench/plots.py",
+            code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
         output:
             png=report(
                 f"results/figures/{_name}.png",
@@ -81,7 +81,7 @@ if PUBLISHED:
     rule plot_reproduction:
         input:
             runs=rules.collect_metrics.output.runs,
-            code=f"{SRC}/rnnbench/plots.py",
+            code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
         output:
             png=report(
                 "results/figures/reproduction.png",

@@ -55,12 +55,19 @@ rule collect_gradients:
         steps=run_files("grad_quantiles.csv" if FROM_REFERENCE else "steps.csv.gz"),
         train=run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
-        code=f"{SRC}/rnnbench/gradplots.py",
+        code=[f"{SRC}/rnnbench/gradplots.py", f"{SRC}/rnnbench/tables.py"],
     output:
         grads="results/tables/grad_through_time.csv",
         decay=report(
             "results/tables/grad_decay.csv",
             caption="../report/grad_decay_table.rst",
+            category="Gradients",
+            labels={"table": "gradient decay rates (CSV, every run)"},
+        ),
+        # the same, rounded and readable, inside the report
+        decay_html=report(
+            "results/tables/grad_decay.html",
+            caption="../report/grad_decay_summary.rst",
             category="Gradients",
             labels={"table": "gradient decay rates"},
         ),
@@ -74,7 +81,8 @@ rule collect_gradients:
         "../../environment.yml"
     shell:
         "python -m rnnbench.gradplots collect --out-dir results/tables {params.run_dirs:q}"
-        " > {log:q} 2>&1"
+        " > {log:q} 2>&1 && python -m rnnbench.tables grad_decay {output.decay:q}"
+        " --out {output.decay_html:q} >> {log:q} 2>&1"
 
 
 for _grad_figure in GRADIENT_FIGURES:
