@@ -23,6 +23,7 @@ import pandas as pd
 
 from rnnbench.config import RunConfig
 from rnnbench.io import write_atomic, write_text
+from rnnbench.params import param_counts
 from rnnbench.tables import summary_html, summary_markdown
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,19 @@ def eval_coverage(ev: dict, cfg: dict) -> dict:
     return out
 
 
+PARAM_COLUMNS = ["params", "embedding_decoder_params", "recurrent_params"]
+
+
+def param_split(meta: dict, cfg: dict) -> dict:
+    """Embedding + decoder and recurrent parameters: from train.json, or, for runs recorded
+    before it split them, from the exact formula of rnnbench.params (same counts)."""
+    if "recurrent_params" in meta:
+        return {k: meta[k] for k in ("embedding_decoder_params", "recurrent_params")}
+    counts = param_counts(cfg["cell"], cfg["hidden"], cfg["layers"], meta["vocab_size"],
+                          cfg.get("embedding_size"))
+    return {k: counts[k] for k in ("embedding_decoder_params", "recurrent_params")}
+
+
 def run_record(run_dir: Path) -> dict:
     """One row of runs.csv from a run folder (train.json, eval.json, history.csv)."""
     meta = json.loads((run_dir / "train.json").read_text())
@@ -84,6 +98,7 @@ def run_record(run_dir: Path) -> dict:
     cfg = config_fields(meta["config"])
     row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
            "run_id": meta["run_id"], **cfg}
+    row.update(param_split(meta, cfg))
     row.update(params=meta["params"], status=meta["status"], diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])
     last = hist.iloc[-1] if len(hist) else {}
@@ -145,7 +160,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         steps = sorted(int(s) for s in diverged["diverged_step"].dropna())
         row.update(n=len(ok), n_runs=len(block), n_diverged=len(diverged),
                    diverged_steps=", ".join(map(str, steps)),
-                   params=block["params"].max())  # the same for every seed: no ok run needed
+                   # the same for every seed: no ok run needed
+                   **{c: block[c].max() for c in PARAM_COLUMNS if c in block})
         row.update(_coverage(ok))
         for m in METRICS:
             values = ok.get(m, pd.Series(dtype=float))

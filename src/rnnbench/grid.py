@@ -21,6 +21,7 @@ from typing import Any
 from rnnbench.config import TRAINING_KEYS, RunConfig
 from rnnbench.params import format_budget, solve_hidden
 from rnnbench.schema import ConfigError
+from rnnbench.tuning import Tuning
 
 SAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
@@ -33,6 +34,12 @@ class Run:
     run_id: str
     config: RunConfig
     corpus: str = "ptb"
+    # tuned experiments (rnnbench.tuning): role "trial" (one point at one rung) or "final"
+    # (the selected point, per seed); "run" otherwise. group: the model's id without the seed.
+    role: str = "run"
+    group: str = ""
+    rung: int | None = None
+    point: tuple = ()
 
     @property
     def path(self) -> str:
@@ -60,10 +67,17 @@ def run_id(cell: str, hidden: int, layers: int, seed: int, axes: dict[str, Any],
            budget: int | None = None) -> str:
     """Readable, stable id: ``{cell}-h{hidden}-l{layers}[-{key}{value}...]-s{seed}``, or with
     a recurrent-parameter budget ``{cell}-p{budget}-l{layers}...`` (``lstm-p250k-l1-s1``)."""
+    return f"{group_id(cell, hidden, layers, axes, budget)}-s{seed}"
+
+
+def group_id(cell: str, hidden: int, layers: int, axes: dict[str, Any],
+             budget: int | None = None) -> str:
+    """A run id without its seed; an axis whose value is null (an option left off, such as
+    ``forget_bias: [null, 1]``) is not written, so the plain point keeps the plain id."""
     size = f"h{hidden}" if budget is None else f"p{format_budget(budget)}"
     parts = [cell, size, f"l{layers}"]
-    parts += [f"{key}{format_value(axes[key])}" for key in sorted(axes)]
-    parts.append(f"s{seed}")
+    parts += [f"{key}{format_value(axes[key])}" for key in sorted(axes)
+              if axes[key] is not None]
     return "-".join(parts)
 
 
@@ -136,32 +150,56 @@ def check_size_axis(name: str, spec: dict) -> None:
 
 def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto",
                       corpus: str = "ptb"):
-    """Yield Run or Skipped for every distinct point of one experiment."""
+    """Yield Run or Skipped for every distinct point of one experiment (for a tuned one, its
+    trial runs at every rung and its final runs; rnnbench.tuning)."""
     seen: dict[str, tuple[RunConfig, dict]] = {}
     # sizes: hidden sizes, or recurrent-parameter budgets whose hidden size is solved per cell
     check_size_axis(name, spec)
     by_budget = "budgets" in spec
-    for cell, size, layers, seed in itertools.product(
-        spec["cells"], spec["budgets"] if by_budget else spec["hidden"], spec["layers"],
-        spec["seeds"]
+    tuning = Tuning.from_spec(name, spec["tuning"], TRAINING_KEYS) if "tuning" in spec else None
+    for cell, size, layers in itertools.product(
+        spec["cells"], spec["budgets"] if by_budget else spec["hidden"], spec["layers"]
     ):
         merged = _recipe_for(name, spec, recipes, cell)
-        axis_keys = sorted(k for k, v in merged.items() if isinstance(v, list))
+        tuned = set(tuning.space) if tuning else set()
+        axis_keys = sorted(k for k, v in merged.items() if isinstance(v, list) and k not in tuned)
         for values in itertools.product(*(merged[k] for k in axis_keys)):
             axes = dict(zip(axis_keys, values, strict=True))
             keys = {**merged, **axes}
             hidden = (solve_hidden(cell, size, layers, keys.get("embedding_size"))[0]
                       if by_budget else size)
-            cfg = RunConfig(cell=cell, hidden=hidden, layers=layers, seed=seed, device=device,
-                            budget=size if by_budget else None, **keys)
-            rid = run_id(cell, hidden, layers, seed, axes, cfg.budget)
-            if rid in seen:
-                if seen[rid][0] != cfg:
-                    raise _collision(name, rid, seen[rid], (cfg, axes), corpus)
-                continue  # the same point listed twice (e.g. `seeds: [1, 1]`)
-            seen[rid] = (cfg, axes)
-            reason = skip_reason(cfg)
-            yield Skipped(name, rid, reason) if reason else Run(name, rid, cfg, corpus)
+            base = {"cell": cell, "hidden": hidden, "layers": layers, "device": device,
+                    "budget": size if by_budget else None, **keys}
+            group = group_id(cell, hidden, layers, axes, base["budget"])
+            runs = list(_points(name, corpus, group, base, axes, spec["seeds"], tuning))
+            for run in runs:
+                if run.run_id in seen:
+                    if seen[run.run_id][0] != run.config:
+                        raise _collision(name, run.run_id, seen[run.run_id],
+                                         (run.config, axes), corpus)
+                    continue  # the same point listed twice (e.g. `seeds: [1, 1]`)
+                seen[run.run_id] = (run.config, axes)
+                reason = skip_reason(run.config)
+                yield Skipped(name, run.run_id, reason) if reason else run
+
+
+def _points(name: str, corpus: str, group: str, base: dict, axes: dict, seeds: list,
+            tuning: Tuning | None):
+    """The runs of one model: a run per seed; tuned, a trial per point and rung (at the trial
+    seed) and a final run per seed, configured with the recipe's values until selection."""
+    cell, hidden, layers, budget = base["cell"], base["hidden"], base["layers"], base["budget"]
+    role = "final" if tuning else "run"
+    for seed in seeds:
+        yield Run(name, run_id(cell, hidden, layers, seed, axes, budget),
+                  RunConfig(seed=seed, **base), corpus, role, group)
+    if tuning is None:
+        return
+    for rung, overrides in enumerate(tuning.rungs):
+        for point in tuning.points():
+            trial_axes = {**axes, **point, "rung": rung}
+            cfg = RunConfig(seed=tuning.trial_seed, **{**base, **point, **overrides})
+            yield Run(name, run_id(cell, hidden, layers, tuning.trial_seed, trial_axes, budget),
+                      cfg, corpus, "trial", group, rung, tuple(sorted(point.items())))
 
 
 def _no_runs(empty: list[str], skipped: list[Skipped], everything: bool) -> ConfigError:

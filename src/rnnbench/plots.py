@@ -227,6 +227,37 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     return fig
 
 
+def tuning_curve(tables: Path) -> Figure:
+    """Expected best validation perplexity of n random first-rung trials, n = 1..N, one line
+    per model (Dodge et al. 2019); one panel per experiment."""
+    from rnnbench.stats import expected_best
+
+    trials = pd.read_csv(tables / "trials.csv")
+    first = trials[trials["rung"] == 0]
+    done = first[np.isfinite(pd.to_numeric(first["valid_ppl"], errors="coerce"))]
+    lost = [f"{r['experiment']}/{r['run_id']}: {r['status']}" for _, r in
+            first[~first.index.isin(done.index)].iterrows()]
+    if done.empty:
+        return _nothing("no first-rung trial finished", lost)
+    experiments = list(dict.fromkeys(done["experiment"]))
+    fig, axes = fs.panel_grid(len(experiments))
+    for ax, experiment in zip(axes, experiments, strict=False):
+        block = done[done["experiment"] == experiment]
+        for i, (model, rows) in enumerate(block.groupby("model", sort=False)):
+            n = np.arange(1, len(rows) + 1)
+            best = [expected_best(rows["valid_ppl"].tolist(), int(k)) for k in n]
+            color = SERIES_COLORS.get(rows["cell"].iloc[0], f"C{i}")
+            ax.plot(n, best, marker=MARKERS[i % len(MARKERS)], color=color, label=model)
+        ax.set_title(experiment)
+        ax.set_xlabel("trials (first rung)")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.set_ylabel("expected best validation perplexity")
+        fs.legend(ax, "model")
+    fs.footnote(fig, fs.not_shown(lost, "Diverged first-rung trials, left out of the "
+                                  "expectation:"))
+    return fig
+
+
 def save(figure: Figure | sns.FacetGrid | plt.Axes, png: Path) -> None:
     """Write the PNG and the SVG beside it, each atomically."""
     fig = figure.figure  # a Figure's .figure is itself
@@ -241,7 +272,7 @@ def save(figure: Figure | sns.FacetGrid | plt.Axes, png: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction"]))
+    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction", "tuning_curve"]))
     parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
     parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
     parser.add_argument("--published", default="{}",
@@ -251,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     sns.set_theme(style="whitegrid", context="paper")
     if args.figure == "reproduction":
         save(reproduction(args.tables, json.loads(args.published)), args.out)
+    elif args.figure == "tuning_curve":  # a tuned config's trials.csv, not runs.csv
+        save(tuning_curve(args.tables), args.out)
     else:
         save(FIGURES[args.figure](args.tables), args.out)
     log.info("wrote %s and .svg", args.out)

@@ -49,6 +49,27 @@ rule collect_metrics:
         "python -m rnnbench.aggregate --out-dir results/tables {params.run_dirs:q} > {log:q} 2>&1"
 
 
+rule compare_models:
+    input:
+        runs=rules.collect_metrics.output.runs,
+        code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py"],
+    output:
+        models="results/tables/models.csv",
+        pairs=report(
+            "results/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+            labels={"table": "model comparisons (differences with 95% CIs)"},
+        ),
+        md="results/tables/comparisons.md",
+    log:
+        "results/logs/compare_models.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.compare --runs {input.runs:q} --out-dir results/tables > {log:q} 2>&1"
+
+
 for _name, _category in FIGURE_CATEGORIES.items():
 
     rule:

@@ -1,6 +1,7 @@
 # Wiring only: config validation, the run list, input functions. Logic lives in src/rnnbench.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,6 +11,8 @@ sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 from rnnbench.grid import check_streams, corpus_tokens, expand as expand_grid, run_args
+from rnnbench.config import TRAINING_KEYS
+from rnnbench.tuning import Tuning, selected_config
 from rnnbench.schema import check_config
 
 check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml")
@@ -47,7 +50,12 @@ PUBLISHED = {
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
 RUNS, SKIPPED = expand_grid(config)
+# A tuned experiment's trial runs (rnnbench.tuning) train and are ranked on validation only:
+# no evaluation, no gradient measurements, not in the tables of runs.
+TRIALS = [r for r in RUNS if r.role == "trial"]
+RUNS = [r for r in RUNS if r.role != "trial"]
 if FROM_REFERENCE:
+    TRIALS = []
     # Only what is published: a reproduction still running elsewhere leaves runs out, said.
     _published = [
         r for r in RUNS if Path(f"results/reference/{r.experiment}/{r.run_id}/train.json").exists()
@@ -69,8 +77,12 @@ if FROM_REFERENCE:
     RUNS = _published
 # Every run's minibatches must fit the corpus's splits (a perplexity over no tokens is
 # undefined): checked here, before any job, from stats.json or a known corpus's counts.
-check_streams(RUNS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}/stats.json"), CORPUS)
-RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS}
+check_streams(
+    RUNS + TRIALS,
+    corpus_tokens(config["corpus"], f"results/data/{CORPUS}/stats.json"),
+    CORPUS,
+)
+RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS + TRIALS}
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
 
@@ -80,6 +92,8 @@ wildcard_constraints:
     split="train|valid|test",
     experiment=r"[A-Za-z0-9_]+",
     run=r"[A-Za-z0-9_.-]+",
+    group=r"[A-Za-z0-9_.-]+",
+    rung=r"\d+",
 
 
 def run_of(wildcards):
@@ -87,9 +101,23 @@ def run_of(wildcards):
     return RUN_BY_KEY[(wildcards.corpus, wildcards.experiment, wildcards.run)]
 
 
-def train_args(wildcards):
-    """Training flags of one run (its whole configuration)."""
-    return run_args(run_of(wildcards).config)
+def train_args(wildcards, input):
+    """Training flags of one run (its whole configuration); a tuned experiment's final run
+    takes the point its model's last rung selected (rnnbench.tuning)."""
+    run = run_of(wildcards)
+    if run.role != "final":
+        return run_args(run.config)
+    return run_args(selected_config(run, input.selection))
+
+
+def tuning_of(experiment):
+    """The experiment's tuning (search space, trials, rungs)."""
+    return Tuning.from_spec(experiment, config["experiments"][experiment]["tuning"], TRAINING_KEYS)
+
+
+def load_json(path):
+    """A JSON file's content."""
+    return json.loads(Path(path).read_text())
 
 
 def uses_gpu(wildcards):
@@ -153,10 +181,109 @@ def all_targets():
         "results/tables/runs.csv",
         "results/tables/summary.csv",
         "results/tables/summary.md",
+        "results/tables/comparisons.md",
         *FIGURES,
         *GRADIENT_TARGETS,
+        *TUNING_TARGETS,
         *reference_files(),
     ]
+
+
+# --- Tuning (tuning.smk): the trials of each model, per rung. ---
+# (corpus, experiment, group) -> {rung: [trial Run, ...]} in point order
+TRIAL_GROUPS = {}
+for _t in TRIALS:
+    TRIAL_GROUPS.setdefault((_t.corpus, _t.experiment, _t.group), {}).setdefault(
+        _t.rung, []
+    ).append(_t)
+TUNED = {key for key in TRIAL_GROUPS}
+TUNING_TARGETS = (
+    ["results/tables/trials.csv", "results/figures/tuning_curve.png"] if TUNED else []
+)
+
+
+def rungs_of(corpus, experiment, group):
+    """The trials of one model per rung."""
+    return TRIAL_GROUPS[(corpus, experiment, group)]
+
+
+def last_rung(wildcards):
+    """Index of the model's last rung."""
+    return max(rungs_of(wildcards.corpus, wildcards.experiment, wildcards.group))
+
+
+def entrants(wildcards):
+    """The trials that enter this rung: every point at rung 0, then those the previous rung
+    promoted (read from its selection, once that checkpoint has run)."""
+    rung = int(wildcards.rung)
+    trials = rungs_of(wildcards.corpus, wildcards.experiment, wildcards.group)[rung]
+    if rung == 0:
+        return trials
+    previous = checkpoints.select_trials.get(**{**wildcards, "rung": str(rung - 1)})
+    promoted = {json.dumps(p, sort_keys=True) for p in load_json(previous.output[0])["promoted"]}
+    return [t for t in trials if json.dumps(dict(t.point), sort_keys=True) in promoted]
+
+
+def entrant_files(wildcards):
+    """train.json and history.csv of every entrant: all that a selection reads."""
+    return [f"{t.path}/{name}" for t in entrants(wildcards) for name in ("train.json", "history.csv")]
+
+
+def selection_params(wildcards):
+    """Flags of `rnnbench.tuning select` for one rung of one model."""
+    trials = entrants(wildcards)
+    tuning = tuning_of(wildcards.experiment)
+    last = int(wildcards.rung) == last_rung(wildcards)
+    labels = {"corpus": wildcards.corpus, "experiment": wildcards.experiment,
+              "model": wildcards.group, **({} if not trials else {
+                  "cell": trials[0].config.cell, "hidden": trials[0].config.hidden,
+                  "layers": trials[0].config.layers, "budget": trials[0].config.budget})}
+    return {
+        "dirs": " ".join(shlex.quote(t.path) for t in trials),
+        "points": json.dumps([dict(t.point) for t in trials]),
+        "labels": json.dumps(labels),
+        "rungs": last_rung(wildcards) + 1,
+        "keep": 1 if last else tuning.promoted_count(len(trials)),
+    }
+
+
+def final_selection(wildcards):
+    """A final run's input: its model's last selection (none for other runs)."""
+    run = run_of(wildcards)
+    if run.role != "final":
+        return []
+    rungs = TRIAL_GROUPS[(run.corpus, run.experiment, run.group)]
+    return checkpoints.select_trials.get(
+        corpus=run.corpus, experiment=run.experiment, group=run.group, rung=str(max(rungs))
+    ).output
+
+
+def all_selections(wildcards):
+    """Every rung's selection of every model (each waits for the one before it)."""
+    files = []
+    for corpus, experiment, group in TRIAL_GROUPS:
+        for rung in sorted(TRIAL_GROUPS[(corpus, experiment, group)]):
+            files += checkpoints.select_trials.get(
+                corpus=corpus, experiment=experiment, group=group, rung=str(rung)
+            ).output
+    return files
+
+
+def planned_trials():
+    """The trials successive halving trains if none diverges: every point at rung 0, then
+    as many as each rung promotes (which ones is known only then; the count is the plan's)."""
+    planned = []
+    for (corpus, experiment, group), rungs in TRIAL_GROUPS.items():
+        counts = tuning_of(experiment).planned()
+        for rung, trials in sorted(rungs.items()):
+            before = Path(f"results/tuning/{corpus}/{experiment}/{group}/rung{rung - 1}.json")
+            if rung and before.exists():  # this rung's entrants are known already
+                promoted = {json.dumps(p, sort_keys=True) for p in load_json(before)["promoted"]}
+                planned += [t for t in trials
+                            if json.dumps(dict(t.point), sort_keys=True) in promoted]
+            else:
+                planned += trials[: counts[rung]]
+    return planned
 
 
 # --- The plan (rnnbench.plan): printed before a run and in `snakemake -n`. ---
@@ -166,7 +293,7 @@ if workflow.is_main_process and not FROM_REFERENCE:
     from rnnbench.plan import plan_text
 
     _plan = plan_text(
-        RUNS,
+        RUNS + planned_trials(),
         data_dir=Path(f"results/data/{CORPUS}"),
         # The committed measurements travel with the code, not with the working directory.
         reference_root=Path(workflow.basedir) / "results/reference",
@@ -176,5 +303,10 @@ if workflow.is_main_process and not FROM_REFERENCE:
         # --jobs of a cluster executor (for a local one, Snakemake made it --cores).
         jobs=workflow.resource_settings.nodes,
     )
+    for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if _plan else ():
+        _models = sum(1 for _, e, _ in TRIAL_GROUPS if e == _experiment)
+        _seeds = len(config["experiments"][_experiment]["seeds"])
+        _line = tuning_of(_experiment).describe(_experiment, _models, _seeds)
+        _plan = f"{_plan}\n  {_line}"
     if _plan:
         print(_plan, file=sys.stderr)

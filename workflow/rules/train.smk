@@ -4,6 +4,8 @@
 rule train_model:
     input:
         data=multiext("results/data/{corpus}/", "train.pt", "valid.pt", "vocab.txt"),
+        # a tuned experiment's final run: the point its model's tuning selected (tuning.smk)
+        selection=final_selection,
     output:
         history="results/runs/{corpus}/{experiment}/{run}/history.csv",
         steps="results/runs/{corpus}/{experiment}/{run}/steps.csv.gz",

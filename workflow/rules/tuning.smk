@@ -1,0 +1,63 @@
+# Tuning (rnnbench.tuning): every model of a tuned experiment trains the same trial points;
+# each rung's finished trials are ranked on validation perplexity and the best promoted
+# (a checkpoint rule: what the next rung trains depends on this one's results); the last
+# rung's best point configures the model's final runs (train_model's `selection` input).
+# Needs common.smk (TRIAL_GROUPS, entrant_files, selection_params, all_selections).
+
+checkpoint select_trials:
+    input:
+        entrant_files,
+        # the code that ranks: editing it reselects (and retrains what depends on it)
+        code=f"{SRC}/rnnbench/tuning.py",
+    output:
+        "results/tuning/{corpus}/{experiment}/{group}/rung{rung}.json",
+    params:
+        flags=selection_params,
+    log:
+        "results/logs/select_trials/{corpus}/{experiment}/{group}/rung{rung}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.tuning select {params.flags[dirs]} --points {params.flags[points]:q}"
+        " --labels {params.flags[labels]:q} --rung {wildcards.rung}"
+        " --rungs {params.flags[rungs]} --keep-count {params.flags[keep]}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule collect_trials:
+    input:
+        all_selections,
+    output:
+        report(
+            "results/tables/trials.csv",
+            caption="../report/trials.rst",
+            category="Tuning",
+            labels={"table": "every trial and rung"},
+        ),
+    log:
+        "results/logs/collect_trials.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.tuning collect {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_tuning_curve:
+    input:
+        trials=rules.collect_trials.output,
+        code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
+    output:
+        png=report(
+            "results/figures/tuning_curve.png",
+            caption="../report/tuning_curve.rst",
+            category="Tuning",
+            labels={"figure": "expected best validation perplexity vs trials"},
+        ),
+        svg="results/figures/tuning_curve.svg",
+    log:
+        "results/logs/plot_tuning_curve.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.plots tuning_curve --tables results/tables"
+        " --out {output.png:q} > {log:q} 2>&1"
