@@ -208,11 +208,13 @@ class Trainer:
         st.history.append(row)
         st.grad_stats += grad_rows
         st.spectra += [{"epoch": st.epoch, **r} for r in recurrent_spectra(self.model)]
-        if not (math.isfinite(row["train_ppl"]) and math.isfinite(row["valid_ppl"])):
-            # finite losses above ~709 nats overflow exp: an infinite perplexity is no result
+        if not math.isfinite(row["valid_ppl"]):
+            # a finite validation loss above ~709 nats overflows exp: weights whose perplexity
+            # is infinite are no result. (The epoch's train perplexity may overflow from a few
+            # exploding steps, as a relu RNN's do, while the weights recover: that is data.)
             st.diverged_step = (st.epoch + 1) * self.n_batches - 1
-            log.error("perplexity overflowed at the end of epoch %d (train loss %.3g, valid "
-                      "loss %.3g nats): run diverged", st.epoch, train_loss, valid_loss)
+            log.error("validation perplexity overflowed at the end of epoch %d (valid loss "
+                      "%.3g nats): run diverged", st.epoch, valid_loss)
         elif valid_loss < st.best_valid:
             st.best_valid = valid_loss
             st.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

@@ -6,9 +6,10 @@
 
 checkpoint select_trials:
     input:
+        # train.json and history.csv of the rung's trials; not the ranking code: a rewritten
+        # selection would retrain every final run after it (hours), so editing tuning.py
+        # reselects only with --forcerun select_trials
         entrant_files,
-        # the code that ranks: editing it reselects (and retrains what depends on it)
-        code=f"{SRC}/rnnbench/tuning.py",
     output:
         "results/tuning/{corpus}/{experiment}/{group}/rung{rung}.json",
     params:
