@@ -72,7 +72,8 @@ def test_schema_defaults_equal_the_dataclass_defaults():
     assert {k: props[k]["default"] for k in props} == {k: defaults[k] for k in props}
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml",
+                                  "fair.yaml"])
 def test_shipped_configs_are_valid(name):
     check_config(load(name), SCHEMA)
     runs, _ = expand(load(name))

@@ -40,7 +40,7 @@ from rnnbench.io import write_atomic  # noqa: E402
 from rnnbench.plots import save  # noqa: E402  (PNG + SVG, atomically)
 
 log = logging.getLogger(__name__)
-LABELS = ["experiment", "run_id", "cell", "hidden", "layers", "seed"]
+LABELS = ["corpus", "experiment", "run_id", "cell", "hidden", "layers", "seed"]
 STEP_QUANTILES = 200
 TABLES = {"gradients.csv": "grad_through_time.csv", "decay.csv": "grad_decay.csv",
           "spectra.csv": "spectra.csv"}
@@ -66,11 +66,12 @@ CUT_DECADES = 25
 
 # -- tables ------------------------------------------------------------------------------------
 def run_labels(run_dir: Path) -> dict:
-    """``experiment`` (the parent folder's name) and the run's id and grid coordinates."""
+    """The corpus (published reference runs predate train.json's: they are all PTB),
+    ``experiment`` (the parent folder's name) and the run's id and grid coordinates."""
     meta = json.loads((run_dir / "train.json").read_text())
     cfg = meta["config"]
-    return {"experiment": run_dir.parent.name, "run_id": meta["run_id"],
-            **{k: cfg[k] for k in LABELS[2:]}}
+    return {"corpus": meta.get("corpus", "ptb"), "experiment": run_dir.parent.name,
+            "run_id": meta["run_id"], **{k: cfg[k] for k in LABELS[3:]}}
 
 
 def labelled(frame: pd.DataFrame, labels: dict) -> pd.DataFrame:
