@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -145,3 +146,18 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
     assert (results / "figures/tuning_curve.png").stat().st_size > 1000
     again = snakemake(tmp_path, "-n", *args)  # a rerun repeats no finished trial
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # published (small files, trials.csv per experiment) and rebuilt from that alone
+    published = snakemake(tmp_path, *args, "publish=True")
+    assert published.returncode == 0, published.stderr[-3000:]
+    reference = tmp_path / "results/reference"
+    assert pd.read_csv(reference / "fairtiny/trials.csv").equals(trials)
+    clean = tmp_path / "clean"
+    shutil.copytree(reference, clean / "results/reference")
+    rebuilt = snakemake(clean, "--cores", "2", "--configfile", str(config), "--config",
+                        "source=reference")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert not (clean / "results/runs").exists()  # nothing trained
+    assert pd.read_csv(clean / "results/tables/trials.csv").equals(trials)
+    assert len(pd.read_csv(clean / "results/tables/runs.csv")) == 4
+    assert (clean / "results/figures/tuning_curve.png").exists()
+    assert (clean / "results/tables/comparisons.md").read_text() == text

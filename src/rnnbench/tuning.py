@@ -189,14 +189,27 @@ def main(argv: list[str] | None = None) -> int:
     sel.add_argument("--keep-count", required=True, type=int, help="trials to promote")
     sel.add_argument("--out", required=True, type=Path)
     col = sub.add_parser("collect", help="every selection's trials as one table")
-    col.add_argument("selections", nargs="+", type=Path)
+    col.add_argument("selections", nargs="+", type=Path,
+                     help="rung selections (.json), or published trials tables (.csv)")
     col.add_argument("--out", required=True, type=Path)
+    spl = sub.add_parser("split", help="publish trials.csv per experiment")
+    spl.add_argument("trials", type=Path)
+    spl.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "collect":
-        rows = trial_rows([json.loads(p.read_text()) for p in args.selections])
+        rows = []
+        for path in args.selections:  # published tables are read back as they were written
+            rows += (list(csv.DictReader(path.open(newline=""))) if path.suffix == ".csv"
+                     else trial_rows([json.loads(path.read_text())]))
         write_text(args.out, _csv(rows))
         log.info("%d trials -> %s", len(rows), args.out)
+        return 0
+    if args.command == "split":
+        rows = list(csv.DictReader(args.trials.open(newline="")))
+        for experiment in dict.fromkeys(r["experiment"] for r in rows):
+            mine = [r for r in rows if r["experiment"] == experiment]
+            write_text(args.out_dir / experiment / "trials.csv", _csv(mine))
         return 0
     result = select([score(r) for r in args.runs], json.loads(args.points), args.keep_count)
     write_json(args.out, {"rung": args.rung, "rungs": args.rungs,

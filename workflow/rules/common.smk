@@ -172,7 +172,9 @@ def reference_files():
     if FROM_REFERENCE or not PUBLISH:
         return []
     tables = ["results/reference/reference.md"] if PUBLISHED else []
-    return [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS] + tables
+    trials = [f"results/reference/{e}/trials.csv" for e in TUNED]
+    runs = [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS]
+    return runs + tables + trials
 
 
 def all_targets():
@@ -196,7 +198,11 @@ for _t in TRIALS:
     TRIAL_GROUPS.setdefault((_t.corpus, _t.experiment, _t.group), {}).setdefault(
         _t.rung, []
     ).append(_t)
-TUNED = {key for key in TRIAL_GROUPS}
+# Tuned experiments: with `source: reference`, their published trials.csv stands in for the
+# trials (which are not published run by run).
+TUNED = [name for name, spec in config["experiments"].items() if spec.get("tuning")]
+if FROM_REFERENCE:
+    TUNED = [e for e in TUNED if Path(f"results/reference/{e}/trials.csv").exists()]
 TUNING_TARGETS = (
     ["results/tables/trials.csv", "results/figures/tuning_curve.png"] if TUNED else []
 )
@@ -259,7 +265,10 @@ def final_selection(wildcards):
 
 
 def all_selections(wildcards):
-    """Every rung's selection of every model (each waits for the one before it)."""
+    """Every rung's selection of every model (each waits for the one before it), or with
+    `source: reference` the published trials.csv of each tuned experiment."""
+    if FROM_REFERENCE:
+        return [f"results/reference/{e}/trials.csv" for e in TUNED]
     files = []
     for corpus, experiment, group in TRIAL_GROUPS:
         for rung in sorted(TRIAL_GROUPS[(corpus, experiment, group)]):

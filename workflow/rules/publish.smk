@@ -49,3 +49,16 @@ if PUBLISH and not FROM_REFERENCE:
         shell:
             "python -m rnnbench.publish --out results/reference --published {params.published:q}"
             " {params.run_dirs:q} > {log:q} 2>&1"
+
+    rule publish_trials:
+        input:
+            trials="results/tables/trials.csv",
+        output:
+            [f"results/reference/{e}/trials.csv" for e in TUNED],
+        log:
+            "results/logs/publish_trials.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "python -m rnnbench.tuning split {input.trials:q} --out-dir results/reference"
+            " > {log:q} 2>&1"
