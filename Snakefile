@@ -36,6 +36,10 @@ if "experiments" not in config:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+# The report's landing page: what was compared, where the answer is, where numbers come from.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/tuning.smk"

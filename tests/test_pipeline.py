@@ -97,7 +97,11 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
                        "--report", str(results / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     html = (results / "report.html").read_text()
-    for item in ("perplexity_vs_hidden.png", "summary.csv", "summary.html", "grad_vs_lag.png",
+    # the landing text names what was compared and where the answer is, not the graph alone
+    assert "<strong>quick</strong> (cells rnn_tanh, rnn_relu, lstm, gru" in html
+    assert "<strong>The answer</strong> is in <em>Tables</em>" in html
+    for item in ("perplexity_vs_hidden.png", "summary.csv", "summary.html", "comparisons.csv",
+                 "grad_vs_lag.png",
                  "grad_norm_distribution.png", "grad_spectra.png",
                  "grad_decay_rate_vs_hidden.png"):
         assert item in html, item
