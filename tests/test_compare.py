@@ -73,3 +73,21 @@ def test_markdown_table_reads_against_the_lstm(tmp_path):
     assert main(["--runs", str(tmp_path / "runs.csv"), "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "comparisons.md").read_text().startswith("**fair** (ptb), p250k, 1 layer")
     assert len(pd.read_csv(tmp_path / "comparisons.csv")) == 6  # 4 models with a finished run
+
+
+def test_model_comparison_figure_draws_intervals_and_names_models_without_a_run(tmp_path):
+    from rnnbench.plots import model_comparison
+
+    runs = _runs()
+    models(runs).to_csv(tmp_path / "models.csv", index=False)
+    fig = model_comparison(tmp_path)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["rnn_tanh (n=3)", "irnn (n=2)", "lstm (n=3)", "lstm+fb1 (n=1)"]
+    notes = " ".join(t.get_text() for t in fig.texts)
+    assert "fair/gru (p250k, 1 layer): all 2 diverged" in notes and "Diamonds" in notes
+    none = runs.assign(status="diverged")
+    models(none).to_csv(tmp_path / "models.csv", index=False)
+    text = " ".join(t.get_text() for t in model_comparison(tmp_path).findobj(
+        lambda o: hasattr(o, "get_text")))
+    assert "No finished run to plot" in text

@@ -86,6 +86,7 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     decay = pd.read_csv(results / "tables/grad_decay.csv")
     assert set(decay["kind"]) == {"trained", "init"} and decay["decay_rate"].notna().all()
     for name in ("perplexity_vs_hidden", "learning_curves", "grad_norms", "perplexity_vs_params",
+                 "model_comparison",
                  "grad_vs_lag", "grad_norm_distribution", "grad_spectra",
                  "grad_decay_rate_vs_hidden"):
         for ext in ("png", "svg"):

@@ -227,6 +227,40 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     return fig
 
 
+def model_comparison(tables: Path) -> Figure:
+    """Each model's test perplexity, mean over seeds with its 95% CI (models.csv), one panel
+    per experiment, size and depth; a model with one seed is its value alone, one with none
+    is named below."""
+    models = pd.read_csv(tables / "models.csv")
+    done = models[models["n"] > 0] if len(models) else models
+    lost = [f"{r['experiment']}/{r['model']} ({r['size']}, {r['layers']} "
+            f"layer{'s' * (r['layers'] > 1)}): all {r['n_runs']} diverged"
+            for _, r in models[models["n"] == 0].iterrows()] if len(models) else []
+    if done.empty:
+        return _nothing("no model has a finished run", lost)
+    keys = ["corpus", "experiment", "size", "layers"]
+    blocks = list(done.groupby(keys, sort=False))
+    fig, axes = fs.panel_grid(len(blocks), ncols=2, width=4.6,
+                              height=0.9 + 0.45 * done.groupby(keys).size().max())
+    for ax, ((_, experiment, size, layers), block) in zip(axes, blocks, strict=True):
+        y = np.arange(len(block))[::-1]
+        for yi, (_, r) in zip(y, block.iterrows(), strict=True):
+            color = SERIES_COLORS.get(r["model"].split("+")[0], "0.3")
+            if r["n"] > 1:
+                ax.errorbar(r["test_ppl_mean"], yi, color=color, marker="o", capsize=3,
+                            xerr=[[r["test_ppl_mean"] - r["test_ppl_ci_low"]],
+                                  [r["test_ppl_ci_high"] - r["test_ppl_mean"]]])
+            else:
+                ax.plot(r["test_ppl_mean"], yi, color=color, marker="D")
+        ax.set_yticks(y, [f"{m} (n={n})" for m, n in zip(block["model"], block["n"],
+                                                          strict=True)])
+        ax.set_title(f"{experiment}: {size}, {layers} layer{'s' * (layers > 1)}")
+        ax.set_xlabel("test perplexity (mean, 95% CI over seeds)")
+    fs.footnote(fig, [*fs.not_shown(lost), "Diamonds: one seed, no interval."]
+                if (done["n"] == 1).any() else fs.not_shown(lost))
+    return fig
+
+
 def tuning_curve(tables: Path) -> Figure:
     """Expected best validation perplexity of n random first-rung trials, n = 1..N, one line
     per model (Dodge et al. 2019); one panel per experiment."""
@@ -272,7 +306,8 @@ def save(figure: Figure | sns.FacetGrid | plt.Axes, png: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction", "tuning_curve"]))
+    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction", "tuning_curve",
+                                                  "model_comparison"]))
     parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
     parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
     parser.add_argument("--published", default="{}",
@@ -284,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         save(reproduction(args.tables, json.loads(args.published)), args.out)
     elif args.figure == "tuning_curve":  # a tuned config's trials.csv, not runs.csv
         save(tuning_curve(args.tables), args.out)
+    elif args.figure == "model_comparison":  # compare_models's models.csv
+        save(model_comparison(args.tables), args.out)
     else:
         save(FIGURES[args.figure](args.tables), args.out)
     log.info("wrote %s and .svg", args.out)

@@ -70,6 +70,27 @@ rule compare_models:
         "python -m rnnbench.compare --runs {input.runs:q} --out-dir results/tables > {log:q} 2>&1"
 
 
+rule plot_model_comparison:
+    input:
+        models=rules.compare_models.output.models,
+        code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
+    output:
+        png=report(
+            "results/figures/model_comparison.png",
+            caption="../report/model_comparison.rst",
+            category="Perplexity",
+            labels={"figure": "model comparison"},
+        ),
+        svg="results/figures/model_comparison.svg",
+    log:
+        "results/logs/plot_model_comparison.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.plots model_comparison --tables results/tables"
+        " --out {output.png:q} > {log:q} 2>&1"
+
+
 for _name, _category in FIGURE_CATEGORIES.items():
 
     rule:

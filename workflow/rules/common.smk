@@ -184,6 +184,7 @@ def all_targets():
         "results/tables/summary.csv",
         "results/tables/summary.md",
         "results/tables/comparisons.md",
+        "results/figures/model_comparison.png",
         *FIGURES,
         *GRADIENT_TARGETS,
         *TUNING_TARGETS,
