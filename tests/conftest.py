@@ -1,9 +1,11 @@
-"""Shared fixtures: the PTB mirror, a tiny synthetic corpus, the repository root."""
+"""Shared fixtures: the PTB mirror, a tiny synthetic corpus, the repository root, a small real
+file system that fills up."""
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,19 @@ def tiny_data(tmp_path_factory) -> Path:
     assert tokenize_main(["--train", str(paths["train"]), "--valid", str(paths["valid"]),
                           "--test", str(paths["test"]), "--out-dir", str(out)]) == 0
     return out
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 256 KiB file system (tmpfs) at tmp_path/fs; skipped where mount is refused."""
+    where = tmp_path / "fs"
+    where.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_corpus
+from test_train import StopAfter
 
 from rnnbench.checkpoint import lock_path
 from rnnbench.config import RunConfig
@@ -50,20 +51,6 @@ def tokenized(folder: Path, seed: int = 0, max_vocab: int | None = None) -> Path
                           "--test", str(paths["test"]), "--out-dir", str(folder / "data"),
                           *extra]) == 0
     return folder / "data"
-
-
-class StopAfter(Trainer):
-    """A Trainer that receives SIGTERM (as a flag) after ``stop_after`` steps."""
-
-    def __init__(self, *args, stop_after: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls, self.stop_after = 0, stop_after
-
-    def _checkpoint_due(self) -> bool:
-        self.calls += 1
-        if self.calls >= self.stop_after:
-            self.stop_signal = signal.SIGTERM
-        return False
 
 
 def preempted_checkpoint(cfg: RunConfig, data: Path, ckpt: Path, steps: int = 7) -> None:
@@ -188,22 +175,6 @@ def test_lock_of_a_killed_trainer_is_free_and_the_run_resumes(tiny_data, tmp_pat
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming from" in done.stderr and not lock_path(ckpt).exists()
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 256 KiB file system (tmpfs) at tmp_path/fs; skipped where mount is refused."""
-    where = tmp_path / "fs"
-    where.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as err:
-        pytest.skip(f"cannot mount a tmpfs here: {err}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=False)
 
 
 def fill(folder: Path, leave: int) -> None:

@@ -87,22 +87,6 @@ def test_split_too_short_for_the_batch_is_refused_and_writes_no_eval_json(traine
     assert not out.exists()
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 256 KiB file system (tmpfs) at tmp_path/fs; skipped where mount is refused."""
-    where = tmp_path / "fs"
-    where.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as err:
-        pytest.skip(f"cannot mount a tmpfs here: {err}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=False)
-
-
 def test_full_disk_while_writing_eval_json_is_one_line(trained, tiny_data, small_fs):
     with open(small_fs / "filler", "wb") as f, contextlib.suppress(OSError):
         f.write(b"\0" * (1 << 20))  # more than fits: the file system is full
