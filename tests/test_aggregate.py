@@ -255,3 +255,19 @@ def test_grad_decay_table_is_rounded_with_spread_only_over_several_seeds(tmp_pat
     assert tables_main(["grad_decay", str(tmp_path / "grad_decay.csv"), "--out",
                         str(tmp_path / "d.html")]) == 0
     assert "<td>-0.400 ± 0.141</td>" in (tmp_path / "d.html").read_text()
+
+
+def test_summary_gives_the_95_ci_of_the_mean_over_seeds():
+    from rnnbench.aggregate import summarize
+
+    runs = pd.DataFrame({"corpus": "ptb", "experiment": "e", "cell": "lstm", "hidden": 8,
+                         "layers": 1, "seed": [1, 2, 3, 4], "params": 100,
+                         "status": ["ok", "ok", "ok", "diverged"],
+                         "diverged_step": [None, None, None, 17],
+                         "test_ppl": [100.0, 102.0, 104.0, float("nan")],
+                         "valid_ppl": [110.0, 110.0, 110.0, float("nan")]})
+    row = summarize(runs).iloc[0]
+    half = 4.302652729 * 2 / 3 ** 0.5  # t(0.975, 2) x sd 2 / sqrt(3): the diverged seed is out
+    assert row["n"] == 3 and row["test_ppl_ci_low"] == pytest.approx(102 - half, rel=1e-8)
+    assert row["test_ppl_ci_high"] == pytest.approx(102 + half, rel=1e-8)
+    assert row["valid_ppl_ci_low"] == row["valid_ppl_ci_high"] == 110.0

@@ -24,6 +24,7 @@ import pandas as pd
 from rnnbench.config import RunConfig
 from rnnbench.io import write_atomic, write_text
 from rnnbench.params import param_counts
+from rnnbench.stats import mean_ci
 from rnnbench.tables import summary_html, summary_markdown
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             values = ok.get(m, pd.Series(dtype=float))
             row[f"{m}_mean"] = values.mean()
             row[f"{m}_sd"] = values.std(ddof=1) if len(ok) > 1 else np.nan
+        for m in ("test_ppl", "valid_ppl"):  # t-based 95% CI of the mean (NaN for one seed)
+            finite = ok.get(m, pd.Series(dtype=float)).dropna()
+            ci = mean_ci(finite.tolist()) if len(finite) else {"ci_low": np.nan, "ci_high": np.nan}
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = ci["ci_low"], ci["ci_high"]
         groups.append(row)
     summary = pd.DataFrame(groups)
     cell_rank = summary["cell"].map({c: i for i, c in enumerate(CELL_ORDER)})
