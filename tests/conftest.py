@@ -74,3 +74,14 @@ def small_fs(tmp_path):
         yield where
     finally:
         subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tiny models: fast, immune to a busy second core)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,14 +18,8 @@ from rnnbench.losses import NoTokens, evaluate
 from rnnbench.model import RNNModel
 from rnnbench.train import main as train_main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on one thread: fast, and immune to a busy second core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models on one thread: fast, and immune to a busy second core (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.io import write_atomic, write_text
+from rnnbench.aggregate import write_csv
+from rnnbench.io import write_text
 from rnnbench.params import format_budget
 from rnnbench.stats import bootstrap_diff_ci, mean_ci, welch
 
@@ -152,11 +153,6 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
     out.append("CIs: t interval over seeds (per model); percentile bootstrap of the difference "
                "of means, seeds resampled per model (Δ). Finished runs only.")
     return "\n".join(out) + "\n"
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write a table atomically."""
-    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,11 +169,15 @@ def trial_rows(selections: list[dict]) -> list[dict]:
 
 
 def _csv(rows: list[dict]) -> str:
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    lines = [",".join(header)]
-    for r in rows:
-        lines.append(",".join("" if r.get(k) is None else str(r.get(k)) for k in header))
-    return "\n".join(lines) + "\n"
+    """Rows as CSV text (quoted where a value needs it), columns in order of first use."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)),
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
