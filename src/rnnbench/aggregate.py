@@ -99,6 +99,7 @@ def run_record(run_dir: Path) -> dict:
     cfg = config_fields(meta["config"])
     row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
            "run_id": meta["run_id"], **cfg}
+    row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
     row.update(param_split(meta, cfg))
     row.update(params=meta["params"], status=meta["status"], diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])

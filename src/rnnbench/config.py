@@ -18,6 +18,7 @@ REDUCTIONS = ("mean", "sum_time")
 INITS = ("seed", "uniform")
 DEVICES = ("auto", "cpu", "cuda")
 LOSS_IMPLS = ("auto", "fused", "naive")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class RunConfig:
     # numbers and an existing run's flags (and so its Snakemake params) do not change.
     forget_bias: float | None = None  # lstm: effective forget-gate bias (Jozefowicz+ 2015)
     irnn: float | None = None  # rnn_relu: W_hh = irnn * I, recurrent biases 0 (Le+ 2015)
+    # Arithmetic of the products: None is fp32 (``fp32`` is stored as None, so that spelling it
+    # out names the same run); ``bf16`` autocasts them (rnnbench.precision).
+    precision: str | None = None
     # --- grid, not recipe: the recurrent-parameter budget `hidden` was solved for (or None) ---
     budget: int | None = None
     # --- machine, not recipe ---
@@ -63,6 +67,10 @@ class RunConfig:
         check_choice("init", self.init, INITS)
         check_choice("device", self.device, DEVICES)
         check_choice("loss_impl", self.loss_impl, LOSS_IMPLS)
+        if self.precision is not None:
+            check_choice("precision", self.precision, PRECISIONS)
+            if self.precision == "fp32":  # the default, spelled out: the same run
+                object.__setattr__(self, "precision", None)
         for name in INT_FIELDS:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not _is_index(value)):
@@ -84,6 +92,11 @@ class RunConfig:
             raise ValueError(f"irnn is an initialisation of rnn_relu, but the cell is "
                              f"{self.cell}: set it under `cell_overrides: {{rnn_relu: "
                              "{irnn: 1.0}}`")
+
+    @property
+    def precision_name(self) -> str:
+        """``fp32`` or ``bf16``: the precision this run computes in (None is fp32)."""
+        return self.precision or "fp32"
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: lr for the first ``decay_start`` epochs, then

@@ -77,7 +77,8 @@ def too_short(cfg, streams: dict[str, torch.Tensor], data_dir: Path) -> str | No
 def score(model: RNNModel, data: torch.Tensor, cfg, key: str, path: Path) -> dict:
     """``{key}_loss``, ``_ppl``, ``_tokens`` (scored) and ``_tokens_total`` (a full pass)."""
     try:
-        loss, tokens = evaluate(model, data, cfg.bptt, cfg.loss_impl, cfg.max_eval_batches)
+        loss, tokens = evaluate(model, data, cfg.bptt, cfg.loss_impl, cfg.max_eval_batches,
+                                cfg.precision)
     except NoTokens as err:
         raise SystemExit(f"cannot evaluate {key} ({path}): {err}; no perplexity is reported "
                          "over zero tokens. Give a longer split or a smaller batch_size.") from err

@@ -10,6 +10,13 @@ to summation order), not an approximation.
 
 The chunk workspaces are cached per (device, dtype, thread, CUDA stream) and reused across calls,
 so no large buffer is allocated per step except the gradient of ``W`` itself, which autograd owns.
+
+Under bf16 autocast (``precision: bf16``, rnnbench.precision) the three products run in bf16:
+the logits ``h W^T + b`` are formed in bf16 (as autocast's ``F.linear``), the softmax reads
+them into an fp32 workspace in the same pass, and the log-sum-exp and ``softmax - onehot`` are
+fp32 (as autocast's ``F.cross_entropy``); that gradient is narrowed to bf16 for the two
+backward products, ``dh = G W`` (in h's dtype) and ``dW = G^T h`` (returned in fp32, the
+weight's dtype), and the bias gradient is summed in fp32.
 With the default ``chunk_size`` a PTB minibatch (35 x 20 tokens) is a single chunk, which measured
 fastest on the project's CPU (see ``DEFAULT_CHUNK_SIZE``); smaller chunks bound the memory.
 """
@@ -24,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from rnnbench.precision import autocast_dtype
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -67,10 +76,12 @@ def _workspace_key(device: torch.device, dtype: torch.dtype) -> tuple[Any, ...]:
     return (device, dtype, threading.get_ident(), stream)
 
 
-def _workspace(rows: int, vocab: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """A cached scratch tensor (2, rows, vocab), grown when too small, never freshly per call."""
+def _workspace(rows: int, vocab: int, device: torch.device, dtype: torch.dtype,
+               planes: int = 2) -> Tensor:
+    """A cached scratch tensor (planes, rows, vocab), grown when too small, never freshly per
+    call."""
     key = _workspace_key(device, dtype)
-    need = 2 * rows * vocab
+    need = planes * rows * vocab
     with _WORKSPACES_LOCK:
         flat = _WORKSPACES.get(key)
         if flat is None or flat.numel() < need:
@@ -80,7 +91,7 @@ def _workspace(rows: int, vocab: int, device: torch.device, dtype: torch.dtype) 
         _WORKSPACES.move_to_end(key)
         while len(_WORKSPACES) > _MAX_WORKSPACES:
             _WORKSPACES.popitem(last=False)
-    return flat[:need].view(2, rows, vocab)
+    return flat[:need].view(planes, rows, vocab)
 
 
 def _chunked_loss_and_grads(
@@ -90,10 +101,13 @@ def _chunked_loss_and_grads(
     target: Tensor,
     chunk_size: int,
     needs: tuple[bool, bool, bool],
+    low: torch.dtype | None = None,
 ) -> tuple[Tensor, Grads]:
     """Summed cross-entropy (0-dim) and, where ``needs`` asks, unscaled grads of h, W, b.
 
     ``h`` (N, H) contiguous, ``weight`` (V, H), ``bias`` (V,) or None, ``target`` (N,) int64.
+    ``low``: the dtype of the three products (bf16 under autocast), None for ``weight``'s own;
+    the loss, the softmax and the gradients of W and b are in ``weight``'s dtype either way.
     """
     n_tokens, hidden = h.shape
     vocab = weight.shape[0]
@@ -102,11 +116,19 @@ def _chunked_loss_and_grads(
     any_grad = need_h or need_w or need_b
     n_chunks = max(1, -(-n_tokens // chunk_size))
     rows = max(1, -(-n_tokens // n_chunks))
-    ws = _workspace(rows, vocab, h.device, h.dtype)
-    logits_ws, probs_ws = ws[0], ws[1]  # (rows, V) each
-    weight_t = weight.t()  # (H, V)
+    wide = weight.dtype  # the workspace's, the loss's and the gradients of W and b
+    low = None if low in (None, wide) else low
+    if low is None:  # fp32: logits and probabilities, (rows, V) each
+        logits_ws, probs_ws = _workspace(rows, vocab, h.device, wide)
+        h_mm, weight_mm, bias_mm = h, weight, bias
+    else:  # bf16: one bf16 plane for the logits, then the gradient; fp32 probabilities
+        logits_ws = _workspace(rows, vocab, h.device, low, planes=1)[0]  # (rows, V)
+        probs_ws = _workspace(rows, vocab, h.device, wide, planes=1)[0]  # (rows, V)
+        h_mm, weight_mm = h.to(low), weight.to(low)  # (N, H), (V, H)
+        bias_mm = None if bias is None else bias.to(low)  # (V,): as autocast's F.linear
+    weight_t = weight_mm.t()  # (H, V)
 
-    token_loss = h.new_empty(n_tokens)  # (N,) -log p(target) of each token
+    token_loss = torch.empty(n_tokens, dtype=wide, device=h.device)  # (N,) -log p(target)
     # Fresh per call: autograd takes ownership of the returned gradients.
     grad_h = h.new_empty(n_tokens, hidden) if need_h else None  # (N, H)
     grad_w = weight.new_zeros(vocab, hidden) if need_w and n_tokens == 0 else None  # (V, H)
@@ -115,18 +137,19 @@ def _chunked_loss_and_grads(
     for start in range(0, n_tokens, rows):
         stop = min(start + rows, n_tokens)
         n = stop - start
-        h_c = h[start:stop]  # (n, H)
+        h_c = h_mm[start:stop]  # (n, H)
         t_c = target[start:stop].unsqueeze(1)  # (n, 1)
         logits = logits_ws[:n]  # (n, V)
         probs = probs_ws[:n]  # (n, V)
         loss_c = token_loss[start:stop].unsqueeze(1)  # (n, 1), a view to write into
-        if bias is None:
+        if bias_mm is None:
             torch.mm(h_c, weight_t, out=logits)
         else:
-            torch.addmm(bias, h_c, weight_t, out=logits)
+            torch.addmm(bias_mm, h_c, weight_t, out=logits)
         if not any_grad:
-            # Evaluation: one fused pass, log_softmax into the second buffer, then -logp[t].
-            torch.log_softmax(logits, 1, out=probs)
+            # Evaluation: one fused pass, log_softmax into the second buffer (fp32 whatever
+            # the logits' dtype: the widening is part of the same pass), then -logp[t].
+            torch.log_softmax(logits, 1, dtype=wide, out=probs)
             torch.gather(probs, 1, t_c, out=loss_c).neg_()
             continue
         # Training: one fused softmax pass (a single exp per logit) gives the gradient, and
@@ -134,21 +157,29 @@ def _chunked_loss_and_grads(
         # probability is exactly exp(0) / sum_j exp(z_j - m), so
         #   -log p_t = logsumexp(z) - z_t = (m - z_t) - log(max_j p_j),
         # where max_j p_j >= 1 / V never underflows (unlike p_t itself).
-        z_t = logits.gather(1, t_c)  # (n, 1)
-        z_max = logits.amax(1, keepdim=True)  # (n, 1)
-        torch.softmax(logits, 1, out=probs)
+        z_t = logits.gather(1, t_c).to(wide)  # (n, 1)
+        z_max = logits.amax(1, keepdim=True).to(wide)  # (n, 1)
+        torch.softmax(logits, 1, dtype=wide, out=probs)
         p_max = probs.amax(1, keepdim=True)  # (n, 1)
         torch.sub(z_max, z_t, out=loss_c).sub_(p_max.log_())
         # d loss / d logits = softmax - onehot(target), in place in the workspace: (n, V).
         grad_logits = probs
         grad_logits.scatter_(1, t_c, grad_logits.gather(1, t_c).sub_(1))
+        # the products' operand: the fp32 gradient itself, or narrowed to bf16 over the
+        # logits, which are no longer needed
+        g_mm = grad_logits if low is None else logits.copy_(grad_logits)  # (n, V)
         if grad_h is not None:
-            torch.mm(grad_logits, weight, out=grad_h[start:stop])  # (n, H)
+            if grad_h.dtype == g_mm.dtype:
+                torch.mm(g_mm, weight_mm, out=grad_h[start:stop])  # (n, H)
+            else:  # fp32 features, bf16 products
+                grad_h[start:stop] = torch.mm(g_mm, weight_mm)
         if need_w:
             if grad_w is None:
-                grad_w = torch.mm(grad_logits.t(), h_c)  # (V, H)
+                grad_w = torch.mm(g_mm.t(), h_c).to(wide)  # (V, H)
+            elif low is None:
+                grad_w.addmm_(g_mm.t(), h_c)
             else:
-                grad_w.addmm_(grad_logits.t(), h_c)
+                grad_w.add_(torch.mm(g_mm.t(), h_c))
         if need_b:
             if grad_b is None:
                 grad_b = grad_logits.sum(0)  # (V,)
@@ -169,12 +200,13 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         bias: Tensor | None,
         target: Tensor,
         chunk_size: int,
+        low: torch.dtype | None = None,
     ) -> Tensor:
         """Loss (0-dim); the gradients are computed here too and kept for ``backward``."""
         needs = tuple(ctx.needs_input_grad[:3])
-        loss, grads = _chunked_loss_and_grads(h, weight, bias, target, chunk_size, needs)
+        loss, grads = _chunked_loss_and_grads(h, weight, bias, target, chunk_size, needs, low)
         ctx.grads = grads
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.low = chunk_size, low
         # Only read again if backward runs a second time (retain_graph=True): see backward.
         ctx.save_for_backward(h, weight, bias, target)
         return loss
@@ -190,10 +222,11 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
             # gradients in place and handed them to autograd, so recompute them.
             h, weight, bias, target = ctx.saved_tensors
             needs = tuple(ctx.needs_input_grad[:3])
-            _, grads = _chunked_loss_and_grads(h, weight, bias, target, ctx.chunk_size, needs)
+            _, grads = _chunked_loss_and_grads(h, weight, bias, target, ctx.chunk_size, needs,
+                                               ctx.low)
         # The stored gradients were allocated for this call only, so scaling in place is safe.
         grad_h, grad_w, grad_b = (None if g is None else g.mul_(grad_output) for g in grads)
-        return grad_h, grad_w, grad_b, None, None
+        return grad_h, grad_w, grad_b, None, None, None
 
 
 def fused_linear_cross_entropy(
@@ -209,6 +242,8 @@ def fused_linear_cross_entropy(
     (N, H) (or (..., H) with ``target`` (...)), ``weight`` (V, H), ``bias`` (V,) or None,
     ``target`` (N,) class ids. Without grad mode or without inputs requiring grad, only the loss
     is computed (the evaluation path). Divide the result by N (or the batch size) for a mean.
+    Under autocast (bf16) the products run in its dtype and the loss stays in weight's dtype
+    (module docstring); autocast itself is off inside, where every dtype is explicit.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -223,9 +258,21 @@ def fused_linear_cross_entropy(
     weight = weight.contiguous()  # (V, H)
     bias = None if bias is None else bias.contiguous()  # (V,)
     inputs = (h2, weight) if bias is None else (h2, weight, bias)
+    low = autocast_dtype(h2.device.type)
+    if low is None and h2.dtype != weight.dtype:  # e.g. bf16 features, fp32 weights
+        low = h2.dtype
+    if low is None:
+        return _fused(h2, weight, bias, target1, chunk_size, inputs, None)
+    with torch.autocast(h2.device.type, enabled=False):
+        return _fused(h2, weight, bias, target1, chunk_size, inputs, low)
+
+
+def _fused(h2: Tensor, weight: Tensor, bias: Tensor | None, target1: Tensor, chunk_size: int,
+           inputs: tuple[Tensor, ...], low: torch.dtype | None) -> Tensor:
+    """The Function when a gradient is wanted, else the loss alone."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
-        return FusedLinearCrossEntropy.apply(h2, weight, bias, target1, chunk_size)
-    loss, _ = _chunked_loss_and_grads(h2, weight, bias, target1, chunk_size, (False, False, False))
+        return FusedLinearCrossEntropy.apply(h2, weight, bias, target1, chunk_size, low)
+    loss, _ = _chunked_loss_and_grads(h2, weight, bias, target1, chunk_size, (False,) * 3, low)
     return loss
 
 

@@ -73,11 +73,16 @@ def run_id(cell: str, hidden: int, layers: int, seed: int, axes: dict[str, Any],
 def group_id(cell: str, hidden: int, layers: int, axes: dict[str, Any],
              budget: int | None = None) -> str:
     """A run id without its seed; an axis whose value is null (an option left off, such as
-    ``forget_bias: [null, 1]``) is not written, so the plain point keeps the plain id."""
+    ``forget_bias: [null, 1]``) is not written, so the plain point keeps the plain id. The
+    precision is written as its name alone (``lstm-h300-l1-bf16``), fp32 not at all."""
     size = f"h{hidden}" if budget is None else f"p{format_budget(budget)}"
     parts = [cell, size, f"l{layers}"]
-    parts += [f"{key}{format_value(axes[key])}" for key in sorted(axes)
-              if axes[key] is not None]
+    for key in sorted(axes):
+        value = axes[key]
+        if key == "precision":
+            parts += [] if value in (None, "fp32") else [format_value(value)]
+        elif value is not None:
+            parts.append(f"{key}{format_value(value)}")
     return "-".join(parts)
 
 

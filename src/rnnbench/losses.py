@@ -12,6 +12,7 @@ from torch import nn
 
 from rnnbench.data import get_batch, num_batches
 from rnnbench.model import RNNModel
+from rnnbench.precision import autocast
 
 
 class NoTokens(ValueError):
@@ -50,10 +51,12 @@ def evaluate(
     bptt: int,
     impl: str = "fused",
     max_batches: int | None = None,
+    precision: str | None = None,
 ) -> tuple[float, int]:
     """Mean cross-entropy (nats/token) over ``data`` (rows, batch) and the token count.
 
-    The hidden state carries across minibatches, so each column is read as one text. Raises
+    The hidden state carries across minibatches, so each column is read as one text; the
+    products run in ``precision`` (the run's: None is fp32), the losses sum in fp64. Raises
     NoTokens rather than return a mean over zero tokens (fewer than two rows)."""
     n = num_batches(data, bptt)
     n = n if max_batches is None else min(n, max_batches)
@@ -66,8 +69,9 @@ def evaluate(
     tokens = 0
     for b in range(n):
         x, y = get_batch(data, b * bptt, bptt)  # (seq, batch) each
-        out, hidden = model.features(x, hidden)
-        total += loss_sum(model.decoder, out, y, impl).double()
+        with autocast(data.device, precision):
+            out, hidden = model.features(x, hidden)
+            total += loss_sum(model.decoder, out, y, impl).double()
         tokens += y.numel()
     return total.item() / tokens, tokens
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from rnnbench.precision import autocast_dtype
+
 if TYPE_CHECKING:
     from rnnbench.config import RunConfig
 
@@ -85,7 +87,22 @@ class RNNModel(nn.Module):
     def features(self, tokens: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         """Top-layer outputs (seq_len, batch, hidden) for token ids (seq_len, batch)."""
         emb = self.encoder(tokens)  # (seq_len, batch, embedding)
+        if self.cell == "gru" and emb.device.type == "cpu":
+            low = autocast_dtype("cpu")
+            if low is not None:  # CPU autocast has no rule for the GRU: cast for it
+                return self._gru_in(low, emb, hidden)
         return self.rnn(emb, hidden)
+
+    def _gru_in(self, dtype: torch.dtype, emb: torch.Tensor,
+                hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GRU in ``dtype``, as autocast runs the other cells: differentiable casts of the
+        (fp32) weights, input and state, and ``nn.GRU.forward``'s own call on them."""
+        rnn = self.rnn
+        weights = [w.to(dtype) for w in rnn._flat_weights]
+        out, h = torch._VF.gru(emb.to(dtype), hidden.to(dtype), weights, rnn.bias,
+                               rnn.num_layers, rnn.dropout, rnn.training, rnn.bidirectional,
+                               rnn.batch_first)
+        return out, h
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         """Logits (seq_len, batch, vocab) and the final hidden state."""

@@ -69,6 +69,7 @@ def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
         # the training time alone (validation and start-up excluded), summed over epochs
         "wall_seconds": None if math.isnan(wall := trainer.wall_seconds()) else wall,
         "resumes": st.resumes, "vocab_size": trainer.vocab_size,
+        "precision": cfg.precision_name,  # of the products (rnnbench.precision)
         # the data it trained on (also the checkpoint's identity)
         "corpus": trainer.corpus, "data_sha256": trainer.data_sha256,
         "train_seconds": sum(r["seconds"] for r in st.history),

@@ -42,6 +42,7 @@ from rnnbench.io import DiskFullError, read_json
 from rnnbench.losses import evaluate, loss_sum, perplexity
 from rnnbench.metrics import GLOBAL_STATS, group_grad_stats
 from rnnbench.model import RNNModel, build_model, detach_hidden, parameter_groups
+from rnnbench.precision import autocast
 from rnnbench.runrecord import environment, write_outputs
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,9 @@ class Trainer:
         model, cfg = self.model, self.cfg
         hidden = detach_hidden(hidden)
         model.zero_grad(set_to_none=True)
-        out, hidden = model.features(x, hidden)  # (seq, batch, hidden)
-        total = loss_sum(model.decoder, out, y, cfg.loss_impl)
+        with autocast(self.device, cfg.precision):  # products in bf16 when asked
+            out, hidden = model.features(x, hidden)  # (seq, batch, hidden)
+            total = loss_sum(model.decoder, out, y, cfg.loss_impl)  # fp32 either way
         divisor = y.numel() if cfg.loss_reduction == "mean" else y.size(1)
         (total / divisor).backward()
         torch.div(total.detach(), y.numel(), out=record[0])  # mean token loss of this step
@@ -193,7 +195,7 @@ class Trainer:
         """Validate, keep the best weights, append the epoch's row, checkpoint."""
         cfg, st = self.cfg, self.state
         valid_loss, _ = evaluate(self.model, self.valid_data, cfg.bptt, cfg.loss_impl,
-                                 cfg.max_eval_batches)
+                                 cfg.max_eval_batches, cfg.precision)
         train_loss = st.loss_sum.item() / max(st.tokens, 1)
         grad_rows = group_grad_stats(st.steps[-1], self.treat.names, st.epoch, self.n_batches,
                                      cfg)
