@@ -21,14 +21,7 @@ from rnnbench.naive import NaiveLoop, naive_step
 from rnnbench.peak import MatmulPeak, ceiling, matmul_flops_per_token, timed
 from rnnbench.train import Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on one thread: fast, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("cell, hidden, expected", [("rnn_tanh", 150, 9.27e6),
@@ -119,6 +112,22 @@ def test_ours_is_the_real_trainer_step(tiny_data, tmp_path, monkeypatch):
     pair = Pair(BenchConfig("gru", 8, 1), tiny_data, torch.device("cpu"), 4, 10, tmp_path)
     pair.our_steps(3)
     assert len(calls) == 3 and all(c is pair.trainer for c in calls)
+    pair.bf16_steps(2)
+    assert len(calls) == 5 and all(c is pair.trainer16 for c in calls[3:])
+    assert pair.trainer16.cfg.precision == "bf16" and pair.trainer.cfg.precision is None
+
+
+def test_bf16_arm_starts_from_the_same_weights_and_differs_by_its_arithmetic(tiny_data,
+                                                                             tmp_path):
+    pair = Pair(BenchConfig("lstm", 16, 1), tiny_data, torch.device("cpu"), 4, 10, tmp_path)
+    for k, v in pair.trainer.model.state_dict().items():
+        assert torch.equal(v, pair.trainer16.model.state_dict()[k]), k
+    diff = pair.precision_difference(4)
+    # bf16 keeps ~3 significant digits: the loss moves, but by well under a percent
+    assert 0 < diff["bf16_loss_max_rel_diff"] < 1e-2
+    assert 0 < diff["bf16_loss_last_rel_diff"] < 1e-2
+    for k, v in pair.trainer.model.state_dict().items():  # reset afterwards
+        assert torch.equal(v, pair.trainer.init_state[k]), k
 
 
 def test_cli_writes_the_table_and_csv(tiny_data, tmp_path, capsys):
@@ -137,9 +146,12 @@ def test_cli_writes_the_table_and_csv(tiny_data, tmp_path, capsys):
     assert (row["cell"], row["hidden"], row["layers"], row["device"]) == ("rnn_tanh", "16", "1",
                                                                           "cpu")
     for key in ("naive_tokens_per_s", "ours_tokens_per_s", "ratio", "peak_gflops",
-                "naive_peak_rss_mb", "ours_peak_rss_mb"):
+                "naive_peak_rss_mb", "ours_peak_rss_mb", "bf16_tokens_per_s", "bf16_ratio",
+                "bf16_vs_fp32", "bf16_peak_gflops", "bf16_peak_rss_mb"):
         assert float(row[key]) > 0, key
     assert float(row["loss_max_rel_diff"]) < 1e-5
+    assert 0 < float(row["bf16_loss_max_rel_diff"]) < 1e-2
+    assert row["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert not list(Path(out.parent).glob("*.tmp"))
 
 
@@ -156,6 +168,7 @@ def test_profile_categories_follow_the_ops_and_their_shapes():
         torch.mm(h, small)  # no V: recurrence
         torch.nn.functional.embedding(torch.tensor([1, 2]), emb)  # embedding
         torch._foreach_norm([h, small])  # norm + SGD
+        h.to(torch.bfloat16)  # casts
     totals = stepprofile.categorize(prof.events(), vocab)
     assert set(totals) == set(stepprofile.CATEGORIES[:-1])
     assert all(v > 0 for v in totals.values()), totals
@@ -171,7 +184,9 @@ def test_profile_categories_follow_the_ops_and_their_shapes():
 def test_profile_pair_accounts_for_the_whole_step(cell, tiny_data, tmp_path):
     pair = Pair(BenchConfig(cell, 13, 1), tiny_data, torch.device("cpu"), 3, 7, tmp_path)
     rows = stepprofile.profile_pair(pair, 2)
-    assert [r["loop"] for r in rows] == ["naive", "ours"]
+    assert [r["loop"] for r in rows] == ["naive", "ours", "ours bf16"]
+    # fp32 casts a scalar or two; bf16 its weights and activations
+    assert rows[2]["casts_ms"] > max(rows[0]["casts_ms"], rows[1]["casts_ms"])
     for r in rows:
         parts = [r[stepprofile.COLUMN[c]] for c in stepprofile.CATEGORIES]
         assert sum(parts) == pytest.approx(r["wall_ms"], rel=1e-6)
@@ -192,7 +207,7 @@ def test_cli_profile_writes_the_profile_table(tiny_data, tmp_path, capsys):
     assert "Ceiling" in printed
     with (tmp_path / "b-profile.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["loop"] for r in rows] == ["naive", "ours"]
+    assert [r["loop"] for r in rows] == ["naive", "ours", "ours bf16"]
     assert float(rows[0]["decoder_gemm_ms"]) > 0
 
 
@@ -232,7 +247,10 @@ def _result(**changes):
            "update_max_rel_diff": 3.2e-7, "loss_drift_rel_diff": math.nan,
            "stats_overhead_pct": 1.26, "naive_peak_rss_mb": math.nan,
            "ours_peak_rss_mb": math.nan, "naive_cuda_peak_mb": math.nan,
-           "ours_cuda_peak_mb": math.nan, "ceiling_tokens_per_s": 8167.0}
+           "ours_cuda_peak_mb": math.nan, "ceiling_tokens_per_s": 8167.0,
+           "bf16_tokens_per_s": 9100.2, "bf16_ratio": 1.626, "bf16_vs_fp32": 1.505,
+           "bf16_loss_max_rel_diff": 2.04e-3, "bf16_loss_last_rel_diff": math.nan,
+           "bf16_ceiling_tokens_per_s": 20000.0}
     return {**row, **changes}
 
 
@@ -240,21 +258,22 @@ def test_table_rounds_each_column_and_shows_what_was_not_measured_as_a_dash():
     lines = table([_result(), _result(naive_peak_rss_mb=602.4, ours_peak_rss_mb=440.0,
                                       naive_cuda_peak_mb=120.4, ours_cuda_peak_mb=80.6)])
     lines = lines.splitlines()
-    assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == 12
-    assert lines[2] == ("| lstm:300:1 | 5,596 | 6,046 | 1.08x | 66.5 | 72.8 | - | 3.2e-07 | - "
-                        "| +1.3 | - / - |")
-    assert lines[3].endswith("| 602 / 440 (GPU 120 / 81) |")
-    assert ceiling_lines([_result()]) == "  lstm:300:1  8,167 tok/s = 1.46x the naive loop"
+    assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == 16
+    assert lines[2] == ("| lstm:300:1 | 5,596 | 6,046 | 1.08x | 9,100 | 1.63x | 1.50x | 66.5 | "
+                        "72.8 | - | 3.2e-07 | - | 2.0e-03 / - | +1.3 | - / - / - |")
+    assert lines[3].endswith("| 602 / 440 / - (GPU 120 / 81 / -) |")
+    assert ceiling_lines([_result()]) == ("  lstm:300:1  8,167 tok/s = 1.46x the naive loop; "
+                                          "bf16 20,000 tok/s = 3.57x")
 
 
 def test_profile_table_gives_each_category_its_share_of_the_step():
     row = {"config": "rnn_tanh:150:1", "loop": "naive", "wall_ms": 40.0,
            "decoder_gemm_gflops": 50.0, "peak_gflops": 200.0}
     row |= {stepprofile.COLUMN[c]: ms for c, ms in
-            zip(stepprofile.CATEGORIES, (20.0, 10.0, 4.0, 2.0, 2.0, 2.0), strict=True)}
+            zip(stepprofile.CATEGORIES, (20.0, 10.0, 4.0, 2.0, 2.0, 0.0, 2.0), strict=True)}
     last = profile_table([row]).splitlines()[-1]
     assert last == ("| rnn_tanh:150:1 | naive | 40.0 | 20.0 (50%) | 10.0 (25%) | 4.0 (10%) "
-                    "| 2.0 (5%) | 2.0 (5%) | 2.0 (5%) | 50 (25%) |")
+                    "| 2.0 (5%) | 2.0 (5%) | 0.0 (0%) | 2.0 (5%) | 50 (25%) |")
 
 
 def test_write_csv_writes_the_columns_in_order_atomically(tmp_path):

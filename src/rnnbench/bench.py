@@ -1,4 +1,5 @@
-"""Training throughput: our ``Trainer.step`` against the seed's naive loop, side by side.
+"""Training throughput: our ``Trainer.step`` (fp32 and bf16) against the seed's naive loop,
+side by side.
 
 For each configuration (cell, hidden, layers) the benchmark builds a real
 :class:`rnnbench.train.Trainer` ("ours") and a model with the same weights trained by the
@@ -10,8 +11,11 @@ with full logits, mean ``F.cross_entropy``, a Python loop over parameter norms w
    and records the largest relative difference of the step losses with the naive model
    re-synchronised to our weights before each step (same data and weights), of the updates,
    and of the losses of two free runs (see :meth:`rnnbench.harness.Pair.loss_difference`);
+   and, the same way, what ``precision: bf16`` changes in our step's loss
+   (:meth:`rnnbench.harness.Pair.precision_difference`);
 2. after ``--warmup`` steps, times blocks of ``--steps`` steps alternately (naive, ours, ours
-   with global-norm-only gradient treatment, one fp32 ``--peak-size``-square ``torch.mm``;
+   in bf16, ours with global-norm-only gradient treatment, one fp32 ``--peak-size``-square
+   ``torch.mm``;
    repeated ``--repeats`` times; device synchronised at block edges only) and reports median
    tokens/s, the median of the per-repeat ratios ours/naive, the share of the matmul peak
    measured in the same repeat (analytic matmul FLOPs per token x tokens/s / peak) and the
@@ -62,7 +66,7 @@ from rnnbench.config import LOSS_IMPLS
 from rnnbench.gpus import pick_device
 from rnnbench.harness import BenchConfig, Pair, grid_configs, measure, parse_configs, peak_memory
 from rnnbench.peak import MatmulPeak, ceiling, matmul_flops_per_token
-from rnnbench.provenance import cpu_model
+from rnnbench.provenance import cpu_flags, cpu_model
 from rnnbench.stepprofile import profile_pair
 
 DEFAULT_CONFIGS = "rnn_tanh:150:1,lstm:300:1"
@@ -75,6 +79,10 @@ def machine(device: torch.device) -> dict[str, Any]:
         "device": device.type,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
         "cpu_model": cpu_model(),
+        # the vector ISA torch's CPU kernels dispatch to (DEFAULT, AVX2, AVX512, AVX512_BF16 or
+        # AMX on newer builds): bf16 products are fast with AVX512_BF16 or AMX-BF16
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": cpu_flags(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cuda_tf32": torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else "",
@@ -136,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure peak memory of each loop in a fresh subprocess")
     p.add_argument("--memory-steps", type=int, default=30)
     p.add_argument("--out", type=Path, default=Path("results/bench/bench.csv"))
-    p.add_argument("--_memory-child", choices=("naive", "ours"), default=None,
+    p.add_argument("--_memory-child", choices=("naive", "ours", "bf16"), default=None,
                    help=argparse.SUPPRESS)
     return p
 
@@ -160,19 +168,23 @@ def bench_config(bc: BenchConfig, args: argparse.Namespace, counts: dict[str, in
                            "loss_impl": pair.cfg.loss_impl, "flops_per_token": flops,
                            "loss_steps": counts["loss_steps"], "warmup": counts["warmup"],
                            "loss_max_rel_diff": math.nan, "update_max_rel_diff": math.nan,
-                           "loss_drift_rel_diff": math.nan,
+                           "loss_drift_rel_diff": math.nan, "bf16_loss_max_rel_diff": math.nan,
+                           "bf16_loss_last_rel_diff": math.nan,
                            "steps": counts["steps"], "repeats": counts["repeats"]}
     if counts["loss_steps"] > 0:
         row.update(pair.loss_difference(counts["loss_steps"]))
+        row.update(pair.precision_difference(counts["loss_steps"]))
     row.update(measure(pair, counts["warmup"], counts["steps"], counts["repeats"], flops, peak))
     row["ceiling_tokens_per_s"] = ceiling(flops, row["peak_gflops"])
+    row["bf16_peak_gflops"] = env["bf16_peak_gflops"]
+    row["bf16_ceiling_tokens_per_s"] = ceiling(flops, env["bf16_peak_gflops"])
     profiles = []
     if args.profile:
         for prof in profile_pair(pair, args.profile_steps):
             profiles.append({"config": bc.name, **prof, "peak_gflops": row["peak_gflops"],
                              "naive_tokens_per_s": row["naive_tokens_per_s"],
                              "ceiling_tokens_per_s": row["ceiling_tokens_per_s"]})
-    for who in ("naive", "ours"):  # the pair is still alive here, but the child is fresh
+    for who in ("naive", "ours", "bf16"):  # the pair is still alive here; the child is fresh
         mem = memory_of(who, bc, args) if args.memory else {}
         row[f"{who}_peak_rss_mb"] = mem.get("peak_rss_mb", math.nan)
         row[f"{who}_cuda_peak_mb"] = mem.get("cuda_peak_mb", math.nan)
@@ -206,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     env = machine(device)
     peak = MatmulPeak(device, args.peak_size)
     start_peak = peak.measure(3 if args.grid else 5)
-    print(f"# {env['date']}  {env['device']} {env['gpu'] or env['cpu_model']}  torch "
-          f"{env['torch']}  {env['threads']} threads  fp32 matmul peak {start_peak:.1f} GFLOP/s"
+    peak16 = MatmulPeak(device, args.peak_size, torch.bfloat16)
+    env["bf16_peak_gflops"] = peak16.measure(3 if args.grid else 5)
+    del peak16
+    print(f"# {env['date']}  {env['device']} {env['gpu'] or env['cpu_model']}  "
+          f"CPU capability {env['cpu_capability']} ({env['cpu_flags'] or 'no AMX/BF16 flags'})"
+          f"  torch {env['torch']}  {env['threads']} threads  matmul peak fp32 "
+          f"{start_peak:.1f}, bf16 {env['bf16_peak_gflops']:.1f} GFLOP/s"
           + (f"  (tf32: matmul {env['cuda_tf32']}, cudnn {env['cudnn_tf32']})"
              if device.type == "cuda" else ""), flush=True)
     rows, profiles = [], []

@@ -17,14 +17,19 @@ from rnnbench.io import write_atomic
 from rnnbench.stepprofile import CATEGORIES, COLUMN
 
 COLUMNS = [
-    "date", "device", "gpu", "cpu_model", "torch", "threads", "cuda_tf32", "cudnn_tf32",
+    "date", "device", "gpu", "cpu_model", "cpu_capability", "cpu_flags", "torch", "threads",
+    "cuda_tf32", "cudnn_tf32",
     "cell", "hidden", "layers", "vocab", "batch_size", "bptt", "loss_impl",
     "flops_per_token", "peak_gflops", "ceiling_tokens_per_s",
+    "bf16_peak_gflops", "bf16_ceiling_tokens_per_s",
     "naive_tokens_per_s", "ours_tokens_per_s", "ratio",
+    "bf16_tokens_per_s", "bf16_ratio", "bf16_vs_fp32",
     "naive_peak_share", "ours_peak_share",
     "loss_steps", "loss_max_rel_diff", "update_max_rel_diff", "loss_drift_rel_diff",
+    "bf16_loss_max_rel_diff", "bf16_loss_last_rel_diff",
     "stats_overhead_pct",
-    "naive_peak_rss_mb", "ours_peak_rss_mb", "naive_cuda_peak_mb", "ours_cuda_peak_mb",
+    "naive_peak_rss_mb", "ours_peak_rss_mb", "bf16_peak_rss_mb",
+    "naive_cuda_peak_mb", "ours_cuda_peak_mb", "bf16_cuda_peak_mb",
     "warmup", "steps", "repeats",
 ]
 PROFILE_COLUMNS = ["config", "loop", "wall_ms", *[COLUMN[c] for c in CATEGORIES],
@@ -40,22 +45,29 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    """The markdown table of the results."""
-    head = ["config", "naive tok/s", "ours tok/s", "ratio", "naive % peak", "ours % peak",
+    """The markdown table of the results: naive fp32 | ours fp32 | ours bf16, side by side."""
+    head = ["config", "naive fp32 tok/s", "ours fp32 tok/s", "ratio", "ours bf16 tok/s",
+            "bf16 / naive", "bf16 / fp32", "naive % peak", "ours % peak",
             "loss rel diff (same w)", "update rel diff", "loss drift (free run)",
-            "stats overhead %", "RSS naive/ours MB"]
+            "bf16 loss rel diff (same w / free run)", "stats overhead %",
+            "RSS naive/ours/bf16 MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        rss = f"{_fmt(r['naive_peak_rss_mb'], '.0f')} / {_fmt(r['ours_peak_rss_mb'], '.0f')}"
+        whos = ("naive", "ours", "bf16")
+        rss = " / ".join(_fmt(r.get(f"{w}_peak_rss_mb", math.nan), ".0f") for w in whos)
         if not math.isnan(r["naive_cuda_peak_mb"]):
-            rss += (f" (GPU {_fmt(r['naive_cuda_peak_mb'], '.0f')} / "
-                    f"{_fmt(r['ours_cuda_peak_mb'], '.0f')})")
+            rss += " (GPU " + " / ".join(
+                _fmt(r.get(f"{w}_cuda_peak_mb", math.nan), ".0f") for w in whos) + ")"
+        bf16_diff = (f"{_fmt(r['bf16_loss_max_rel_diff'], '.1e')} / "
+                     f"{_fmt(r['bf16_loss_last_rel_diff'], '.1e')}")
         cells = [f"{r['cell']}:{r['hidden']}:{r['layers']}",
                  _fmt(r["naive_tokens_per_s"], ",.0f"), _fmt(r["ours_tokens_per_s"], ",.0f"),
-                 _fmt(r["ratio"], ".2f") + "x", _fmt(100 * r["naive_peak_share"], ".1f"),
+                 _fmt(r["ratio"], ".2f") + "x", _fmt(r["bf16_tokens_per_s"], ",.0f"),
+                 _fmt(r["bf16_ratio"], ".2f") + "x", _fmt(r["bf16_vs_fp32"], ".2f") + "x",
+                 _fmt(100 * r["naive_peak_share"], ".1f"),
                  _fmt(100 * r["ours_peak_share"], ".1f"), _fmt(r["loss_max_rel_diff"], ".1e"),
                  _fmt(r["update_max_rel_diff"], ".1e"), _fmt(r["loss_drift_rel_diff"], ".1e"),
-                 _fmt(r["stats_overhead_pct"], "+.1f"), rss]
+                 bf16_diff, _fmt(r["stats_overhead_pct"], "+.1f"), rss]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -75,11 +87,18 @@ def profile_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def ceiling_lines(rows: Sequence[dict[str, Any]]) -> str:
-    """One line per configuration: its ceiling in tokens/s and as a multiple of the naive loop."""
-    return "\n".join(
-        f"  {r['cell']}:{r['hidden']}:{r['layers']}  {r['ceiling_tokens_per_s']:,.0f} tok/s = "
-        f"{r['ceiling_tokens_per_s'] / r['naive_tokens_per_s']:.2f}x the naive loop"
-        for r in rows)
+    """One line per configuration: its fp32 (and bf16) ceiling in tokens/s and as a multiple of
+    the naive loop."""
+    lines = []
+    for r in rows:
+        line = (f"  {r['cell']}:{r['hidden']}:{r['layers']}  {r['ceiling_tokens_per_s']:,.0f} "
+                f"tok/s = {r['ceiling_tokens_per_s'] / r['naive_tokens_per_s']:.2f}x the naive "
+                "loop")
+        bf16 = r.get("bf16_ceiling_tokens_per_s", math.nan)
+        if not math.isnan(bf16):
+            line += (f"; bf16 {bf16:,.0f} tok/s = {bf16 / r['naive_tokens_per_s']:.2f}x")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:

@@ -1,20 +1,23 @@
 """The measurement harness: our ``Trainer.step`` and the naive loop, same weights, same data.
 
-A :class:`Pair` holds a real :class:`rnnbench.train.Trainer` ("ours") and the course lab's
-loop (:class:`rnnbench.naive.NaiveLoop`) on a model with the same initial weights; both walk
-the same training stream. On a pair the harness measures
+A :class:`Pair` holds a real :class:`rnnbench.train.Trainer` ("ours", fp32), a second one
+with ``precision: bf16`` ("bf16") and the course lab's loop (:class:`rnnbench.naive.NaiveLoop`)
+on models with the same initial weights; all walk the same training stream. On a pair the
+harness measures
 
-- exactness (:meth:`Pair.loss_difference`): the step losses and updates of both from the same
-  weights on the same minibatches, and the losses of two free runs;
-- throughput (:func:`measure`): timed blocks of steps alternately (naive, ours, ours with
-  global-norm-only gradient treatment, one peak matmul), device synchronised at block edges
-  only, as medians over the repeats;
+- exactness (:meth:`Pair.loss_difference`): the step losses and updates of ours and naive from
+  the same weights on the same minibatches, and the losses of two free runs; what bf16 changes
+  (:meth:`Pair.precision_difference`), the same way;
+- throughput (:func:`measure`): timed blocks of steps alternately (naive, ours, ours in bf16,
+  ours with global-norm-only gradient treatment, one peak matmul), device synchronised at
+  block edges only, as medians over the repeats;
 - memory (:func:`peak_memory`): the peak resident (and CUDA) memory of one loop's steps, run
   by :mod:`rnnbench.bench` in a fresh process so that the two loops do not share a peak.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable
@@ -132,18 +135,23 @@ class Pair:
         self.naive = NaiveLoop(naive, self.trainer.train_data, bptt, self.trainer.n_batches,
                                self.cfg.lr, self.cfg.normalize_eps)
         self.ours = OurLoop(self.trainer)
-        self.loops: dict[str, NaiveLoop | OurLoop] = {"naive": self.naive, "ours": self.ours}
+        # the same Trainer in bf16 (same seed, so the same initial weights; reset() copies them)
+        self.trainer16 = Trainer(dataclasses.replace(self.cfg, precision="bf16"), data_dir,
+                                 workdir / f"{bc.cell}-{bc.hidden}-bf16.pt", device)
+        self.ours16 = OurLoop(self.trainer16)
+        self.loops: dict[str, NaiveLoop | OurLoop] = {"naive": self.naive, "ours": self.ours,
+                                                      "bf16": self.ours16}
         self.full_treat = self.trainer.treat
         self.global_treat = GlobalNormOnly(self.trainer.treat)
         self.reset()
 
     def reset(self) -> None:
-        """Both models back to the Trainer's initial weights, both loops to the first batch."""
-        for model in (self.trainer.model, self.naive.model):
+        """Every model back to the Trainer's initial weights, every loop to the first batch."""
+        for model in (self.trainer.model, self.naive.model, self.trainer16.model):
             model.load_state_dict(self.trainer.init_state)
             model.train()
-        self.naive.restart()
-        self.ours.restart()
+        for loop in self.loops.values():
+            loop.restart()
 
     def naive_steps(self, n: int) -> list[float]:
         """``n`` naive steps; their mean losses."""
@@ -152,6 +160,34 @@ class Pair:
     def our_steps(self, n: int) -> list[int]:
         """``n`` steps of ``Trainer.step``; their rows of ``ours.records``."""
         return self.ours.steps(n)
+
+    def bf16_steps(self, n: int) -> list[int]:
+        """``n`` steps of the bf16 Trainer's ``step``; their rows of ``ours16.records``."""
+        return self.ours16.steps(n)
+
+    def precision_difference(self, n: int) -> dict[str, float]:
+        """What bf16 changes over ``n`` steps from the same initial weights and minibatches.
+
+        ``bf16_loss_max_rel_diff``: max |bf16 - fp32| / fp32 of the step loss with the bf16
+        model given our fp32 weights and hidden state before each step (the arithmetic alone);
+        ``bf16_loss_last_rel_diff``: the same for the n-th step's loss when both train freely
+        for ``n`` steps (the arithmetic and what training makes of it).
+        """
+        self.reset()
+        same = 0.0
+        for _ in range(n):
+            self.trainer16.model.load_state_dict(self.trainer.model.state_dict())
+            self.ours16.hidden = repackage(self.ours.hidden)
+            self.ours16.pos = self.ours.pos
+            (r16,) = self.bf16_steps(1)
+            (r32,) = self.our_steps(1)
+            fp32 = float(self.ours.records[r32, 0])
+            same = max(same, abs(float(self.ours16.records[r16, 0]) - fp32) / abs(fp32))
+        self.reset()
+        r32, r16 = self.our_steps(n)[-1], self.bf16_steps(n)[-1]
+        fp32, bf16 = float(self.ours.records[r32, 0]), float(self.ours16.records[r16, 0])
+        self.reset()
+        return {"bf16_loss_max_rel_diff": same, "bf16_loss_last_rel_diff": abs(bf16 - fp32) / fp32}
 
     def loss_difference(self, n: int) -> dict[str, float]:
         """Exactness over ``n`` steps from the same initial weights on the same minibatches.
@@ -193,8 +229,8 @@ class Pair:
 
 def measure(pair: Pair, warmup: int, steps: int, repeats: int, flops: float,
             peak: MatmulPeak) -> dict[str, float]:
-    """Alternate timed blocks (naive, ours, ours without group stats, the peak matmul);
-    medians of tokens/s, of per-repeat ratios and of per-repeat shares of the peak."""
+    """Alternate timed blocks (naive, ours, ours in bf16, ours without group stats, the peak
+    matmul); medians of tokens/s, of per-repeat ratios and of per-repeat shares of the peak."""
     trainer = pair.trainer
 
     def ours_global(n: int) -> None:
@@ -205,23 +241,29 @@ def measure(pair: Pair, warmup: int, steps: int, repeats: int, flops: float,
             trainer.treat = pair.full_treat
 
     arms: dict[str, Callable[[int], Any]] = {
-        "naive": pair.naive_steps, "ours": pair.our_steps, "global": ours_global}
+        "naive": pair.naive_steps, "ours": pair.our_steps, "bf16": pair.bf16_steps,
+        "global": ours_global}
     for fn in arms.values():
         fn(warmup)
     rates: dict[str, list[float]] = {k: [] for k in arms}  # tokens/s of each block
     peaks = []  # GFLOP/s, measured between the blocks: the load of a shared machine drifts
     for _ in range(repeats):
         for name, fn in arms.items():
-            loop = pair.loops["naive" if name == "naive" else "ours"]
+            loop = pair.loops["ours" if name == "global" else name]
             before = loop.tokens
             seconds = timed(lambda fn=fn: fn(steps), pair.device)
             rates[name].append((loop.tokens - before) / seconds)
         peaks.append(peak.measure(1))
     ratios = [o / n for n, o in zip(rates["naive"], rates["ours"], strict=True)]
+    ratios16 = [b / n for n, b in zip(rates["naive"], rates["bf16"], strict=True)]
+    vs_fp32 = [b / o for o, b in zip(rates["ours"], rates["bf16"], strict=True)]
     overhead = [g / f - 1 for f, g in zip(rates["ours"], rates["global"], strict=True)]
     out = {"naive_tokens_per_s": statistics.median(rates["naive"]),
            "ours_tokens_per_s": statistics.median(rates["ours"]),
            "ratio": statistics.median(ratios),
+           "bf16_tokens_per_s": statistics.median(rates["bf16"]),
+           "bf16_ratio": statistics.median(ratios16),
+           "bf16_vs_fp32": statistics.median(vs_fp32),
            "stats_overhead_pct": 100 * statistics.median(overhead),
            "peak_gflops": statistics.median(peaks)}
     for who in ("naive", "ours"):

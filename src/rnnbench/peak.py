@@ -1,4 +1,5 @@
-"""What the hardware could do: a step's matmul FLOPs, the fp32 matmul peak, the ceiling.
+"""What the hardware could do: a step's matmul FLOPs, the fp32 (and bf16) matmul peak, the
+ceiling.
 
 The benchmark reports each loop's tokens/s as a share of the peak (analytic matmul FLOPs per
 token x tokens/s / peak) and the *ceiling*: the tokens/s of a step whose every matmul FLOP ran
@@ -38,14 +39,16 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 class MatmulPeak:
-    """The fp32 matmul peak of a device: ``torch.mm`` of two (size, size) matrices."""
+    """The matmul peak of a device in ``dtype`` (fp32 unless told): ``torch.mm`` of two
+    (size, size) matrices."""
 
-    def __init__(self, device: torch.device, size: int = 4096) -> None:
+    def __init__(self, device: torch.device, size: int = 4096,
+                 dtype: torch.dtype = torch.float32) -> None:
         gen = torch.Generator().manual_seed(0)
         self.device, self.size = device, size
-        self.a = torch.randn(size, size, generator=gen).to(device)  # (size, size)
-        self.b = torch.randn(size, size, generator=gen).to(device)  # (size, size)
-        self.out = torch.empty(size, size, device=device)  # (size, size)
+        self.a = torch.randn(size, size, generator=gen).to(device, dtype)  # (size, size)
+        self.b = torch.randn(size, size, generator=gen).to(device, dtype)  # (size, size)
+        self.out = torch.empty(size, size, device=device, dtype=dtype)  # (size, size)
         self.inner = 1 if device.type == "cpu" else 10  # products per timing
         self.measure(1)  # warm-up
 

@@ -1,4 +1,4 @@
-"""Where and with which code a result was made: the CPU's model and the git commit."""
+"""Where and with which code a result was made: the CPU's model and flags, the git commit."""
 
 from __future__ import annotations
 
@@ -18,6 +18,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The CPU flags that decide how fast bf16 products run (and fp32 ones, for comparison).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2")
+
+
+def cpu_flags() -> str:
+    """Which of :data:`BF16_FLAGS` /proc/cpuinfo lists, space-separated ('' if unknown)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in BF16_FLAGS if f in have)
+    except OSError:
+        pass
+    return ""
 
 
 def _git(*args: str) -> str | None:

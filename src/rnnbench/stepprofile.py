@@ -1,4 +1,5 @@
-"""Where a training step's time goes: the naive loop and ours, op by op, in five categories.
+"""Where a training step's time goes: the naive loop, ours and ours in bf16, op by op, in six
+categories.
 
 ``python -m rnnbench.bench --profile`` runs :func:`profile_pair` after the timing: a few steps
 of each loop under ``torch.profiler`` (CPU activities, input shapes recorded). Every profiled
@@ -15,7 +16,10 @@ op's *self* time is given to one category:
 ``embedding``
     the embedding lookup and its backward;
 ``norm + SGD``
-    the global gradient norm, the scaling of the gradients and the SGD update.
+    the global gradient norm, the scaling of the gradients and the SGD update;
+``casts``
+    dtype conversions (``aten::_to_copy`` and what it calls) wherever they happen: with
+    ``precision: bf16`` the casts of weights and activations to bf16 and back, none in fp32.
 
 What the ops do not account for (Python, autograd bookkeeping, the profiler itself) is the
 ``other`` row: profiled wall time minus the ops' summed self time. On CUDA the times are the
@@ -31,7 +35,9 @@ from typing import Any
 
 from torch.profiler import ProfilerActivity, profile
 
-CATEGORIES = ("decoder GEMM", "softmax + CE", "recurrence", "embedding", "norm + SGD", "other")
+CATEGORIES = ("decoder GEMM", "softmax + CE", "recurrence", "embedding", "norm + SGD", "casts",
+              "other")
+CAST_OPS = frozenset({"aten::_to_copy"})
 # CSV column of each category: ``decoder_gemm_ms``, ``softmax_ce_ms``, ...
 COLUMN = {c: "_".join(c.replace("+", " ").lower().split()) + "_ms" for c in CATEGORIES}
 GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv",
@@ -73,7 +79,9 @@ def categorize(events: Iterable[Any], vocab: int) -> dict[str, float]:
     totals = dict.fromkeys(CATEGORIES[:-1], 0.0)
 
     def walk(event: Any, category: str) -> None:
-        if event.name in GEMM_OPS and category != "decoder GEMM" and _has_vocab(event, vocab):
+        if event.name in CAST_OPS:
+            category = "casts"
+        elif event.name in GEMM_OPS and category != "decoder GEMM" and _has_vocab(event, vocab):
             category = "decoder GEMM"
         totals[category] += event.self_cpu_time_total
         for child in event.cpu_children:
@@ -102,8 +110,9 @@ def profile_steps(run_steps: Callable[[int], Any], steps: int, vocab: int) -> di
 
 
 def profile_pair(pair: Any, steps: int) -> list[dict[str, Any]]:
-    """Profile ``steps`` naive steps and ``steps`` of ours (after one of each as warm-up);
-    one row per loop: milliseconds per step per category, and the decoder GEMMs' GFLOP/s."""
+    """Profile ``steps`` naive steps, ``steps`` of ours and of ours in bf16 (after one of each
+    as warm-up); one row per loop: milliseconds per step per category, and the decoder GEMMs'
+    GFLOP/s."""
     if pair.device.type != "cpu":
         raise ValueError(f"--profile measures host time and needs --device cpu, not "
                          f"{pair.device.type}: on a GPU the ops' host times are launch times")
@@ -111,7 +120,8 @@ def profile_pair(pair: Any, steps: int) -> list[dict[str, Any]]:
     tokens = pair.cfg.batch_size * pair.cfg.bptt
     decoder_flops = 3 * 2 * tokens * hidden * pair.vocab  # forward logits, grad h, grad W
     rows = []
-    for who, fn in (("naive", pair.naive_steps), ("ours", pair.our_steps)):
+    for who, fn in (("naive", pair.naive_steps), ("ours", pair.our_steps),
+                    ("ours bf16", pair.bf16_steps)):
         fn(1)
         ms = profile_steps(fn, steps, pair.vocab)
         gemm_s = ms["decoder GEMM"] / 1e3
