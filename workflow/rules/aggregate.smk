@@ -70,6 +70,31 @@ rule compare_models:
         "python -m rnnbench.compare --runs {input.runs:q} --out-dir results/tables > {log:q} 2>&1"
 
 
+rule compare_baseline:
+    input:
+        runs=rules.collect_metrics.output.runs,
+        baseline=[f"{d}/{name}" for d in BASELINE_DIRS for name in ("train.json", "eval.json")],
+        code=f"{SRC}/rnnbench/baseline.py",
+    output:
+        csv=report(
+            "results/tables/precision.csv",
+            caption="../report/precision.rst",
+            category="Tables",
+            labels={"table": "against the published baseline (e.g. bf16 vs fp32)"},
+        ),
+        md="results/tables/precision.md",
+    params:
+        baselines=json.dumps(BASELINES),
+        dirs=BASELINE_DIRS,
+    log:
+        "results/logs/compare_baseline.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.baseline --runs {input.runs:q} --baselines {params.baselines:q}"
+        " --out-dir results/tables {params.dirs:q} > {log:q} 2>&1"
+
+
 rule plot_model_comparison:
     input:
         models=rules.compare_models.output.models,

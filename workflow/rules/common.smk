@@ -46,6 +46,26 @@ PUBLISHED = {
     for name, spec in config["experiments"].items()
     if spec.get("published")
 }
+# Experiments compared with a published one (`baseline:`, rnnbench.baseline), and the
+# published runs they are compared with.
+BASELINES = {
+    name: spec["baseline"]
+    for name, spec in config["experiments"].items()
+    if spec.get("baseline")
+}
+BASELINE_DIRS = sorted(
+    str(p.parent)
+    for base in set(BASELINES.values())
+    for p in Path(f"results/reference/{base}").glob("*/train.json")
+)
+for _name, _base in BASELINES.items():
+    if not any(d.startswith(f"results/reference/{_base}/") for d in BASELINE_DIRS):
+        raise ValueError(
+            f"experiment {_name!r}: baseline {_base!r} has no published run under "
+            f"results/reference/{_base}/ (looked for */train.json). Publish it first (e.g. "
+            "config/reproduce.yaml publishes seed_rnn, seed_lstm and zaremba_small), or "
+            "check out the committed reference files."
+        )
 # Publish the runs' small files to results/reference/ (by default when an experiment has a
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
@@ -185,6 +205,7 @@ def all_targets():
         "results/tables/summary.md",
         "results/tables/comparisons.md",
         "results/figures/model_comparison.png",
+        *(["results/tables/precision.md"] if BASELINES else []),
         *FIGURES,
         *GRADIENT_TARGETS,
         *TUNING_TARGETS,
