@@ -18,7 +18,8 @@ def _runs() -> pd.DataFrame:
             rows.append({"corpus": "ptb", "experiment": "fair", "cell": cell, "hidden": 176,
                          "layers": 1, "budget": 250_000, "lr": 2.0, "recurrent_params": 249_216,
                          "seed": i + 1, "status": status, "test_ppl": ppl,
-                         "irnn": extra.get("irnn"), "forget_bias": extra.get("forget_bias")})
+                         "irnn": extra.get("irnn"), "forget_bias": extra.get("forget_bias"),
+                         "grad": "clip" if cell == "gru" else "normalize"})
 
     add("lstm", [100.0, 102.0, 104.0])
     add("rnn_tanh", [150.0, 152.0, 154.0])
@@ -62,12 +63,12 @@ def test_pairs_give_the_difference_its_bootstrap_ci_and_welch():
 def test_markdown_table_reads_against_the_lstm(tmp_path):
     runs = _runs()
     text = markdown(models(runs), comparisons(runs, resamples=500))
-    assert "| model | recurrent params | hidden | lr | test ppl mean ± sd [95% CI] (n) | " \
+    assert "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] (n) | " \
         "Δ vs lstm [95% CI] |" in text
     tanh = next(line for line in text.splitlines() if line.startswith("| rnn_tanh "))
-    assert "| 249,216 | 176 | 2 | 152.0 ± 2.0 [" in tanh and "| +50.0 [" in tanh
-    assert "| gru | 249,216 | 176 | 2 | all 2 diverged | – |" in text
-    assert "| lstm+fb1 | 249,216 | 176 | 2 | 99.0 (n = 1) | -3.0 |" in text
+    assert "| 249,216 | 176 | 2 (normalize) | 152.0 ± 2.0 [" in tanh and "| +50.0 [" in tanh
+    assert "| gru | 249,216 | 176 | 2 (clip) | all 2 diverged | – |" in text
+    assert "| lstm+fb1 | 249,216 | 176 | 2 (normalize) | 99.0 (n = 1) | -3.0 |" in text
     assert "| irnn " in text and ", 1 diverged |" in text
     runs.to_csv(tmp_path / "runs.csv", index=False)
     assert main(["--runs", str(tmp_path / "runs.csv"), "--out-dir", str(tmp_path)]) == 0

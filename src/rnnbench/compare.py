@@ -38,12 +38,13 @@ KEYS = ["corpus", "experiment", "size", "layers"]
 
 
 def model_label(row: pd.Series) -> str:
-    """``rnn_tanh``, ``irnn`` (rnn_relu with the IRNN init), ``lstm+fb1``, ..."""
+    """``rnn_tanh``, ``irnn`` (rnn_relu with the IRNN init), ``lstm+fb1``, ``lstm+bf16``..."""
+    suffix = "+bf16" if row.get("precision") == "bf16" else ""
     if row["cell"] == "rnn_relu" and pd.notna(row.get("irnn")):
-        return "irnn" if row["irnn"] == 1 else f"irnn{row['irnn']:g}"
+        return ("irnn" if row["irnn"] == 1 else f"irnn{row['irnn']:g}") + suffix
     if row["cell"] == "lstm" and pd.notna(row.get("forget_bias")):
-        return f"lstm+fb{row['forget_bias']:g}"
-    return row["cell"]
+        return f"lstm+fb{row['forget_bias']:g}" + suffix
+    return row["cell"] + suffix
 
 
 def size_label(row: pd.Series) -> str:
@@ -76,6 +77,7 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
         first = block.iloc[0]
         rows.append({**dict(zip([*KEYS, "model"], key, strict=True)),
                      "hidden": int(first["hidden"]), "lr": first.get("lr"),
+                     "grad": first.get("grad"),
                      "recurrent_params": first.get("recurrent_params"),
                      "n_runs": len(block), "n_diverged": int((block["status"] == "diverged").sum()),
                      **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()}})
@@ -133,8 +135,8 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
         sub = pairs[mask] if not pairs.empty else pairs
         corpus, experiment, size, layers = key
         out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
-                f"| model | recurrent params | hidden | lr | test ppl mean ± sd [95% CI] (n) | "
-                f"Δ vs {ref} [95% CI] |", "|---|---|---|---|---|---|"]
+                "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] "
+                f"(n) | Δ vs {ref} [95% CI] |", "|---|---|---|---|---|---|"]
         for _, r in block.iterrows():
             if r["n"] == 0:
                 ppl = f"all {r['n_runs']} diverged"
@@ -147,6 +149,8 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
                 ppl += f", {r['n_diverged']} diverged"
             params = "–" if pd.isna(r["recurrent_params"]) else f"{int(r['recurrent_params']):,}"
             lr = "–" if pd.isna(r["lr"]) else f"{r['lr']:g}"
+            if isinstance(r.get("grad"), str):  # the gradient treatment: normalize, clip, none
+                lr += f" ({r['grad']})"
             delta = _delta(sub, r["model"], ref) if r["n"] else "–"
             out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |")
         out.append("")
