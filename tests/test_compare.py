@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -92,3 +93,26 @@ def test_model_comparison_figure_draws_intervals_and_names_models_without_a_run(
     text = " ".join(t.get_text() for t in model_comparison(tmp_path).findobj(
         lambda o: hasattr(o, "get_text")))
     assert "No finished run to plot" in text
+
+
+ROOT = Path(__file__).resolve().parents[1]
+FAIR = ROOT / "results" / "reference" / "fair"
+
+
+def test_readme_answer_is_the_published_fair_experiment():
+    """The README's table is what the committed results/reference/fair/ files give."""
+    import re
+
+    from rnnbench.aggregate import run_record
+
+    dirs = sorted(p.parent for p in FAIR.glob("*/train.json"))
+    if not dirs:
+        pytest.skip("the fair experiment is not published yet")
+    runs = pd.DataFrame([run_record(d) for d in dirs])
+    regenerated = markdown(models(runs), comparisons(runs))
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- fair-table -->\n(.*?)<!-- /fair-table -->", text, re.S)
+    assert match, "README.md lacks the fair-table markers"
+    assert match.group(1) == regenerated
+    assert (FAIR / "trials.csv").exists()
+    assert not [p for p in FAIR.rglob("*") if p.suffix in (".pt", ".gz")]
