@@ -29,10 +29,11 @@ import torch
 
 from rnnbench.config import CELLS, RunConfig
 from rnnbench.data import get_batch
+from rnnbench.gradtreat import GradTreatment
 from rnnbench.model import RNNModel
 from rnnbench.naive import NaiveLoop, repackage
 from rnnbench.peak import MatmulPeak, synchronize, timed
-from rnnbench.train import GradTreatment, Trainer
+from rnnbench.train import Trainer
 
 GRID_HIDDEN = (150, 300, 650)
 GRID_LAYERS = (1, 2)
