@@ -80,9 +80,15 @@ def _median_tokens_per_s(history: Path) -> float | None:
 
 
 def read_reference(root: Path) -> list[Measured]:
-    """Measured configurations of the full-length, finished runs under ``root``."""
+    """Measured configurations of the full-length, finished runs under ``root``.
+
+    A tuned experiment's runs (a ``trials.csv`` beside them, e.g. the fair comparison) are
+    left out: they trained beside its trial search and other work, so their tokens/s measure
+    a shared machine, not the calibration the reproduction runs give."""
     groups: dict[tuple, list[float]] = {}
     for meta_path in sorted(root.rglob("train.json")):
+        if (meta_path.parent.parent / "trials.csv").exists():
+            continue
         try:
             meta = json.loads(meta_path.read_text())
             cfg = RunConfig.from_dict(meta["config"])
