@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run folders of the baselines (results/reference/<baseline>/<run>)")
     args = p.parse_args(argv)
     runs = pd.read_csv(args.runs)
-    base = pd.DataFrame([run_record(d) for d in args.baseline_dirs])
-    base["precision"] = base["precision"].fillna("fp32")
+    base = pd.DataFrame([run_record(d) for d in args.baseline_dirs])  # precision: fp32 if absent
     table = compare(runs, json.loads(args.baselines), base)
     write_csv(table, args.out_dir / "precision.csv")
     write_text(args.out_dir / "precision.md", markdown(table))
