@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbench.config import RunConfig
-from rnnbench.io import write_atomic, write_text
+from rnnbench.io import write_csv, write_text
 from rnnbench.params import param_counts
 from rnnbench.stats import mean_ci
 from rnnbench.tables import summary_html, summary_markdown
@@ -187,11 +187,6 @@ def _coverage(ok: pd.DataFrame) -> dict:
         for key in (f"{split}_tokens", f"{split}_tokens_total"):
             out[key] = ok[key].max() if key in ok else np.nan  # one corpus, one config: equal
     return out
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write a table atomically."""
-    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def aggregate(run_dirs: list[Path], out_dir: Path) -> pd.DataFrame:

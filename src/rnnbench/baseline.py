@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.aggregate import run_record, write_csv
-from rnnbench.io import write_text
+from rnnbench.aggregate import run_record
+from rnnbench.io import write_csv, write_text
 from rnnbench.stats import bootstrap_diff_ci
 
 MODEL = ["cell", "hidden", "layers"]

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.aggregate import write_csv
-from rnnbench.io import write_text
+from rnnbench.io import write_csv, write_text
 from rnnbench.params import format_budget
 from rnnbench.stats import bootstrap_diff_ci, mean_ci, welch
 

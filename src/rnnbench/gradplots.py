@@ -36,7 +36,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from rnnbench import figstyle as fs  # noqa: E402
 from rnnbench.figstyle import CELL_ORDER, SERIES_COLORS, SERIES_ORDER, wrap  # noqa: E402
-from rnnbench.io import write_atomic  # noqa: E402
+from rnnbench.io import write_csv  # noqa: E402
 from rnnbench.plots import save  # noqa: E402  (PNG + SVG, atomically)
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,6 @@ def step_quantiles(run_dir: Path, quantiles: int = STEP_QUANTILES) -> pd.DataFra
     values = np.quantile(finite, levels) if len(finite) else np.full(len(levels), np.nan)
     return pd.DataFrame({"quantile": levels, "grad_norm": values, "n_steps": len(norms),
                          "n_nonfinite": len(norms) - len(finite)})
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write a table atomically."""
-    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:

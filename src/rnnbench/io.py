@@ -107,6 +107,11 @@ def write_all_atomic(writers: dict[Path, Callable[[Path], Any]]) -> None:
         os.replace(tmp, target)
 
 
+def write_csv(table: Any, path: str | os.PathLike) -> None:
+    """Write a pandas table atomically, without its index."""
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     write_atomic(path, lambda tmp: tmp.write_text(text))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.aggregate import grad_bins, run_record, write_csv
+from rnnbench.aggregate import grad_bins, run_record
 from rnnbench.gradplots import step_quantiles
-from rnnbench.io import atomic_path, write_text
+from rnnbench.io import atomic_path, write_csv, write_text
 from rnnbench.tables import capped_note, footnote_mark
 
 log = logging.getLogger(__name__)
