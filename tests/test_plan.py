@@ -55,11 +55,12 @@ def test_tokens_per_epoch_equals_the_tokens_a_reference_epoch_trained():
 
 
 def _reference_run(root: Path, name: str, rates: list[float], status: str = "ok",
-                   max_batches: int | None = None, cpu: str = "Test CPU") -> None:
+                   max_batches: int | None = None, cpu: str = "Test CPU",
+                   precision: str | None = None) -> None:
     folder = root / "exp" / name
     folder.mkdir(parents=True)
     cfg = RunConfig(cell="rnn_tanh", hidden=150, seed=len(list(root.rglob("train.json"))) + 1,
-                    max_batches=max_batches)
+                    max_batches=max_batches, precision=precision)
     (folder / "train.json").write_text(json.dumps(
         {"status": status, "config": cfg.to_dict(), "vocab_size": 10_000, "cpu": cpu}))
     lines = ["epoch,tokens_per_s"] + [f"{i},{r}" for i, r in enumerate(rates)]
@@ -71,6 +72,7 @@ def test_reference_rate_is_the_median_over_seeds_of_each_runs_median_epoch(tmp_p
     _reference_run(tmp_path, "a-s2", [400.0])  # median 400
     _reference_run(tmp_path, "a-s3", [9e9], status="diverged")  # stopped early: left out
     _reference_run(tmp_path, "a-s4", [9e9], max_batches=30)  # capped epochs: left out
+    _reference_run(tmp_path, "a-s5", [9e9], precision="bf16")  # not what the FLOP model prices
     (measured,) = read_reference(tmp_path)
     assert (measured.name, measured.cpu, measured.runs) == ("rnn_tanh-h150-l1", "Test CPU", 2)
     assert measured.tokens_per_s == 300.0

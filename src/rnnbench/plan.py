@@ -80,9 +80,11 @@ def _median_tokens_per_s(history: Path) -> float | None:
 
 
 def read_reference(root: Path) -> list[Measured]:
-    """Measured configurations of the full-length, finished runs under ``root``.
+    """Measured configurations of the full-length, finished fp32 runs under ``root``.
 
-    A tuned experiment's runs (a ``trials.csv`` beside them, e.g. the fair comparison) are
+    bf16 runs (config/precision.yaml) are left out: the FLOP model prices fp32 work, and a
+    bf16 rate would make every fp32 estimate of the same model look faster. A tuned
+    experiment's runs (a ``trials.csv`` beside them, e.g. the fair comparison) are
     left out: they trained beside its trial search and other work, so their tokens/s measure
     a shared machine, not the calibration the reproduction runs give."""
     groups: dict[tuple, list[float]] = {}
@@ -96,7 +98,7 @@ def read_reference(root: Path) -> list[Measured]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         # A capped epoch measures start-up more than training; a diverged run stopped early.
-        if meta.get("status") != "ok" or cfg.max_batches is not None:
+        if meta.get("status") != "ok" or cfg.max_batches is not None or cfg.precision:
             continue
         rate = _median_tokens_per_s(meta_path.with_name("history.csv"))
         if rate is None:
