@@ -209,6 +209,11 @@ def test_cli_profile_writes_the_profile_table(tiny_data, tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["loop"] for r in rows] == ["naive", "ours", "ours bf16"]
     assert float(rows[0]["decoder_gemm_ms"]) > 0
+    with out.open() as f:
+        (main,) = list(csv.DictReader(f))
+    # each loop's GEMM rate is against the peak of the precision it computes in
+    assert [float(r["peak_gflops"]) for r in rows] == [float(main["peak_gflops"])] * 2 + [
+        float(main["bf16_peak_gflops"])]
 
 
 @pytest.mark.parametrize("grad", ["normalize", "clip"])

@@ -191,7 +191,9 @@ def test_dry_run_prints_the_plan_once_in_the_main_process_only(tmp_path):
     assert "rnnbench plan: 72 training runs (0 done, 72 to train) on the CPU" in text
     # On 2 cores (or fewer, where the machine has fewer: one job per core).
     assert re.search(r"Training time: about \d+\.\d (hours|days) on [12] cores?", text), text
-    assert "lstm-h300-l1 x3" in text
+    # Calibrated on the published runs of this CPU model where there are any (an AMD EPYC has
+    # three LSTM-300 runs, an Intel Xeon one: config/precision.yaml's fp32 control).
+    assert re.search(r"lstm-h300-l1 x[13][,;]", text), text
     assert "A few minutes instead: snakemake --cores 2 --configfile config/quick.yaml" in text
     # A cluster job re-parses the Snakefile with --mode remote: it must stay quiet.
     remote = _dry_run(tmp_path, "--cores", "2", "--mode", "remote")

@@ -74,7 +74,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 def profile_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown: config | loop | ms/step per category (share of the step) | decoder GEMM rate."""
-    head = ["config", "loop", "step ms", *CATEGORIES, "decoder GEMM GFLOP/s (% peak)"]
+    head = ["config", "loop", "step ms", *CATEGORIES,
+            "decoder GEMM GFLOP/s (% of its precision's peak)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         wall = r["wall_ms"]
