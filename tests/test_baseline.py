@@ -87,8 +87,9 @@ def test_readme_precision_table_is_the_published_bf16_runs():
                      for p in (REFERENCE / b).glob("*/train.json")})
     runs = pd.DataFrame([run_record(d) for d in ours])
     assert set(runs["experiment"]) == set(pairs)  # every experiment published
-    assert {e for e in pairs if e.endswith("_bf16")} == set(
-        runs.loc[runs["precision"] == "bf16", "experiment"])
+    bf16 = {name for name, e in config["experiments"].items()
+            if (e.get("overrides") or {}).get("precision") == "bf16"}
+    assert bf16 and bf16 == set(runs.loc[runs["precision"] == "bf16", "experiment"])
     table = baseline.compare(runs, pairs, pd.DataFrame([run_record(d) for d in theirs]))
     text = (REFERENCE.parents[1] / "README.md").read_text()
     match = re.search(r"<!-- precision-table -->\n(.*?)<!-- /precision-table -->", text, re.S)

@@ -181,7 +181,7 @@ def bench_config(bc: BenchConfig, args: argparse.Namespace, counts: dict[str, in
     profiles = []
     if args.profile:
         for prof in profile_pair(pair, args.profile_steps):
-            peak = row["bf16_peak_gflops" if "bf16" in prof["loop"] else "peak_gflops"]
+            peak = row["bf16_peak_gflops" if prof["precision"] == "bf16" else "peak_gflops"]
             profiles.append({"config": bc.name, **prof, "peak_gflops": peak,  # its precision's
                              "naive_tokens_per_s": row["naive_tokens_per_s"],
                              "ceiling_tokens_per_s": row["ceiling_tokens_per_s"]})

@@ -32,7 +32,7 @@ COLUMNS = [
     "naive_cuda_peak_mb", "ours_cuda_peak_mb", "bf16_cuda_peak_mb",
     "warmup", "steps", "repeats",
 ]
-PROFILE_COLUMNS = ["config", "loop", "wall_ms", *[COLUMN[c] for c in CATEGORIES],
+PROFILE_COLUMNS = ["config", "loop", "precision", "wall_ms", *[COLUMN[c] for c in CATEGORIES],
                    "decoder_gemm_gflops", "peak_gflops", "naive_tokens_per_s",
                    "ceiling_tokens_per_s"]
 

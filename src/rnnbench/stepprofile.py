@@ -120,12 +120,14 @@ def profile_pair(pair: Any, steps: int) -> list[dict[str, Any]]:
     tokens = pair.cfg.batch_size * pair.cfg.bptt
     decoder_flops = 3 * 2 * tokens * hidden * pair.vocab  # forward logits, grad h, grad W
     rows = []
-    for who, fn in (("naive", pair.naive_steps), ("ours", pair.our_steps),
-                    ("ours bf16", pair.bf16_steps)):
+    for who, precision, fn in (("naive", "fp32", pair.naive_steps),
+                               ("ours", "fp32", pair.our_steps),
+                               ("ours bf16", "bf16", pair.bf16_steps)):
         fn(1)
         ms = profile_steps(fn, steps, pair.vocab)
         gemm_s = ms["decoder GEMM"] / 1e3
-        rows.append({"loop": who, **{COLUMN[c]: ms[c] for c in CATEGORIES},
+        rows.append({"loop": who, "precision": precision,
+                     **{COLUMN[c]: ms[c] for c in CATEGORIES},
                      "wall_ms": ms["wall"],
                      "decoder_gemm_gflops": decoder_flops / gemm_s / 1e9 if gemm_s else
                      float("nan")})
