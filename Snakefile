@@ -17,14 +17,16 @@
 #       eval.json (evaluate_model)  gradients.csv  decay.csv  gradients.json (measure_gradients)
 #   checkpoints/{corpus}/{experiment}/{run}.pt   resumable state while a run trains (not an output)
 #   tuning/{corpus}/{experiment}/{model}/rung{r}.json   a tuned model's ranking per rung
-#   tables/  runs.csv  summary.csv  summary.md  summary.html  epochs.csv  grad_norms.csv
+#   studies/{study}/                     one folder per config (key `study`, default: the
+#                                        config file's name), so configs never share a table:
+#   studies/{study}/tables/  runs.csv  summary.csv  summary.md  summary.html  epochs.csv  grad_norms.csv
 #              (collect_metrics)   models.csv  comparisons.csv  comparisons.md  (compare_models)
 #            trials.csv (collect_trials, tuned configs)
 #            grad_through_time.csv  grad_decay.csv  grad_decay.html  spectra.csv  grad_steps.csv
 #              (collect_gradients)
 #   reference/{experiment}/{run}/          published small files (configs with `publish`)
-#   figures/*.png, *.svg                   built from the tables only (plot_*)
-#   logs/{rule}/...  benchmarks/{rule}/...
+#   studies/{study}/figures/*.png, *.svg   built from the tables only (plot_*)
+#   logs/{rule}/...  (per run)   studies/{study}/logs/ (tables and figures)
 #
 # Run ids: {cell}-h{hidden}-l{layers}[-{axis}{value}...]-s{seed}, e.g. lstm-h300-l1-s1;
 # with recurrent-parameter budgets {cell}-p{budget}-l{layers}-..., e.g. lstm-p250k-l1-s1.

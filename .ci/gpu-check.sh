@@ -47,8 +47,8 @@ timeout 250 "${SNAKEMAKE[@]}" --cores 16 --resources gpu=12 --configfile config/
     -q --config mirror="$PTB" device=cuda --show-failed-logs --keep-going > "$WORK/reproduce.log" 2>&1
 tail -5 "$WORK/reproduce.log"
 echo "reproduce exit $? in $(seconds "$start" "$(date +%s.%N)") s"
-cat results/reference/reference.md results/tables/summary.md
-tar czf "$OUT/reference.tar.gz" results/reference results/tables results/figures \
+cat results/reference/reference.md results/studies/*/tables/summary.md
+tar czf "$OUT/reference.tar.gz" results/reference results/studies \
     results/logs results/benchmarks "$WORK/reproduce.log" 2>/dev/null
 
 section "2. seed RNN recipe alone on the GPU (10 epochs + evaluation)"
@@ -72,7 +72,7 @@ start=$(date +%s.%N)
 timeout 50 "${SNAKEMAKE[@]}" --cores 8 --resources gpu=4 --configfile config/quick.yaml -q \
     --config mirror="$PTB" device=cuda --show-failed-logs > "$WORK/quick.log" 2>&1
 echo "quick config exit $? in $(seconds "$start" "$(date +%s.%N)") s"
-cat results/tables/summary.md
+cat results/studies/*/tables/summary.md
 
 section "5. GPU sharing: 8 runs (4 cells x 2 seeds, hidden 150, 1 epoch of 400 minibatches)"
 python3 - <<'PY'
@@ -94,5 +94,5 @@ for jobs in 1 8; do
     rc=$?
     echo "jobs=$jobs exit=$rc wall=$(seconds "$start" "$(date +%s.%N)") s"
 done
-tar czf "$OUT/extras.tar.gz" "$WORK" results/tables/summary.md 2>/dev/null
+tar czf "$OUT/extras.tar.gz" "$WORK" results/studies/*/tables/summary.md 2>/dev/null
 section "done"

@@ -19,7 +19,7 @@
 #      gpu=K runs sharing the GPU (K: the best concurrency of a, or $GRID_GPU); every ~10 s the
 #      small files of each evaluated run are copied to $OUT/grid/<run id>/ and
 #      $OUT/grid_table.md is rebuilt from those copies (python -m rnnbench.gridtable)
-#   c. the last copies and grid_table.md; results/tables/*.md; results/reference/grid/ and the
+#   c. the last copies and grid_table.md; results/studies/*/tables/*.md; results/reference/grid/ and the
 #      logs as tarballs
 # Knobs: DRY=1, TOTAL_S (whole-script budget: 540, DRY 175), GRID_GPU (K), WD (Snakemake's
 # working directory: the repository, DRY a temporary one), WHEELS, PTB.
@@ -247,7 +247,7 @@ wait "$COPY_PID" 2>/dev/null
 COPY_PID=
 timeout 20 bash -c "$(declare -p RUNS_DIR OUT SMALL TABLE_NAME); $(declare -f sync_grid)
     sync_grid final"
-for t in "$WD"/results/tables/*.md; do [ -f "$t" ] && cp "$t" "$OUT/"; done
+for t in "$WD"/results/studies/*/tables/*.md; do [ -f "$t" ] && cp "$t" "$OUT/"; done
 [ -d "$WD/results/reference/grid" ] &&
     timeout 20 tar czf "$OUT/reference_grid.tar.gz" -C "$WD" results/reference/grid
 timeout 20 tar czf "$OUT/logs/results-logs.tar.gz" -C "$WD" results/logs results/benchmarks \

@@ -42,14 +42,14 @@ def diverging_config(path: Path, finished: bool) -> Path:
     return path
 
 
-def check_outputs(results: Path) -> pd.DataFrame:
-    """Every table and figure exists; returns runs.csv."""
+def check_outputs(study: Path) -> pd.DataFrame:
+    """Every table and figure of the study folder exists; returns runs.csv."""
     for name in TABLES:
-        assert (results / "tables" / name).exists(), name
+        assert (study / "tables" / name).exists(), name
     for name in FIGURES:
         for ext in ("png", "svg"):
-            assert (results / f"figures/{name}.{ext}").stat().st_size > 1000, (name, ext)
-    return pd.read_csv(results / "tables/runs.csv")
+            assert (study / f"figures/{name}.{ext}").stat().st_size > 1000, (name, ext)
+    return pd.read_csv(study / "tables/runs.csv")
 
 
 @pytest.mark.slow
@@ -59,14 +59,14 @@ def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirr
     result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results"
-    runs = check_outputs(results)
+    runs = check_outputs(results / "studies/boom")
     assert (runs["status"] == "diverged").all() and runs["diverged_step"].notna().all()
     # really a non-finite loss, caught by training, not a huge finite one marked ok
     for meta in results.rglob("boom/*/train.json"):
         assert '"status": "diverged"' in meta.read_text()
-    summary = pd.read_csv(results / "tables/summary.csv")
+    summary = pd.read_csv(results / "studies/boom/tables/summary.csv")
     assert (summary["n"] == 0).all() and (summary["n_diverged"] == 1).all()
-    figures = {n: (results / f"figures/{n}.svg").read_text() for n in FIGURES}
+    figures = {n: (results / f"studies/boom/figures/{n}.svg").read_text() for n in FIGURES}
     for name, svg in figures.items():  # each figure names every run with its step
         for _, run in runs.iterrows():
             assert f"{run['run_id']}" in svg, (name, run["run_id"])
@@ -80,9 +80,9 @@ def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirr
     config = diverging_config(tmp_path / "mixed.yaml", finished=True)
     result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = check_outputs(results)
+    runs = check_outputs(results / "studies/mixed")
     assert sorted(runs["status"]) == ["diverged"] * 3 + ["ok"]
-    hidden = (results / "figures/perplexity_vs_hidden.svg").read_text()
+    hidden = (results / "studies/mixed/figures/perplexity_vs_hidden.svg").read_text()
     assert "No finished run" not in hidden and "fine: layers 1" in hidden
     assert "boom/lstm-h32-l1-s1: diverged at step" in hidden
     report = snakemake(tmp_path, config, "--report", str(results / "report.html"))

@@ -69,28 +69,29 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
                        "--config", f"mirror={ptb_mirror}", "--show-failed-logs")
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results"
-    runs = pd.read_csv(results / "tables/runs.csv")
+    quick = results / "studies/quick"
+    runs = pd.read_csv(quick / "tables/runs.csv")
     assert sorted(runs["cell"]) == ["gru", "lstm", "rnn_relu", "rnn_tanh"]
     assert (runs["status"] == "ok").all()
     assert runs["test_ppl"].between(50, 10_000).all()
     for col in ("params", "train_ppl", "valid_ppl", "seconds_per_epoch", "tokens_per_s",
                 "grad_norm_p50", "grad_norm_p99", "torch", "device"):
         assert runs[col].notna().all(), col
-    summary = pd.read_csv(results / "tables/summary.csv")
+    summary = pd.read_csv(quick / "tables/summary.csv")
     assert len(summary) == 4 and (summary["n"] == 1).all()
-    epochs = pd.read_csv(results / "tables/epochs.csv")
+    epochs = pd.read_csv(quick / "tables/epochs.csv")
     assert len(epochs) == 4 * 2
     for run in runs["run_id"]:  # every run has its gradient files
         for name in ("gradients.csv", "decay.csv", "grad_stats.csv", "spectra.csv"):
             assert (results / "runs/ptb/quick" / run / name).stat().st_size > 100, (run, name)
-    decay = pd.read_csv(results / "tables/grad_decay.csv")
+    decay = pd.read_csv(quick / "tables/grad_decay.csv")
     assert set(decay["kind"]) == {"trained", "init"} and decay["decay_rate"].notna().all()
     for name in ("perplexity_vs_hidden", "learning_curves", "grad_norms", "perplexity_vs_params",
                  "model_comparison",
                  "grad_vs_lag", "grad_norm_distribution", "grad_spectra",
                  "grad_decay_rate_vs_hidden"):
         for ext in ("png", "svg"):
-            assert (results / f"figures/{name}.{ext}").stat().st_size > 1000
+            assert (quick / f"figures/{name}.{ext}").stat().st_size > 1000
     meta = json.loads((results / "runs/ptb/quick/lstm-h32-l1-s1/train.json").read_text())
     assert meta["status"] == "ok" and meta["config"]["max_batches"] == 30
     assert not list((results / "checkpoints").rglob("*.pt"))
@@ -107,7 +108,7 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
                  "grad_decay_rate_vs_hidden.png"):
         assert item in html, item
     # the figures regenerate from the tables alone
-    for png in (results / "figures").glob("*.png"):
+    for png in (quick / "figures").glob("*.png"):
         png.unlink()
     again = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
                       "--summary")

@@ -74,7 +74,7 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     assert all(json.loads(p.read_text())["weights"] == "final" for p in evals)
     # the tables and figures rebuild from the published files alone, with no training;
     # a run not (yet) published is left out, and said so
-    for d in ("runs", "tables", "figures"):
+    for d in ("runs", "studies"):
         shutil.rmtree(tmp_path / "results" / d)
     shutil.rmtree(tmp_path / "results/reference/zaremba_small/lstm-h200-l2-s2")
     again = snakemake(tmp_path, "--cores", "1", "--configfile", str(path), "--config",
@@ -84,8 +84,8 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     assert "1 of 6 runs of this config are not published" in again.stderr
     assert "zaremba_small/lstm-h200-l2-s2" in again.stderr
     for figure in ("learning_curves", "reproduction"):
-        assert (tmp_path / f"results/figures/{figure}.png").exists()
-    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+        assert (tmp_path / f"results/studies/reproduce-capped/figures/{figure}.png").exists()
+    runs = pd.read_csv(tmp_path / "results/studies/reproduce-capped/tables/runs.csv")
     assert len(runs) == 5 and runs["test_ppl"].notna().all()
     # zaremba_small asks for the test set as one stream too
     zaremba = runs[runs["experiment"] == "zaremba_small"]

@@ -29,7 +29,7 @@ from rnnbench.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
-TARGET = "results/tables/runs.csv"
+TARGET = "results/studies/config/tables/runs.csv"
 # SLURM runs cannot finish in 60 s (default Snakemake runs wait for SLURM much longer)
 SNAKEMAKE_TIMEOUT_S = 540
 # the long run: 2 epochs of 700 minibatches, 40-50 s of training on one idle core, longer

@@ -120,7 +120,7 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
     result = snakemake(tmp_path, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results"
-    trials = pd.read_csv(results / "tables/trials.csv")
+    trials = pd.read_csv(results / "studies/tiny/tables/trials.csv")
     assert len(trials) == 2 * (3 + 2)  # every point at rung 0, the better half at rung 1
     for model, block in trials.groupby("model"):
         first = block[block["rung"] == 0].sort_values("valid_ppl")
@@ -137,13 +137,13 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
     trial_dirs = [results / "runs/ptb/fairtiny" / r for r in trials["run_id"]]
     assert all((d / "train.json").exists() and not (d / "eval.json").exists()
                for d in trial_dirs)
-    text = (results / "tables/comparisons.md").read_text()
+    text = (results / "studies/tiny/tables/comparisons.md").read_text()
     assert "| rnn_tanh |" in text and "Δ vs lstm" in text and "(n = 2)" in text
-    runs = pd.read_csv(results / "tables/runs.csv")
+    runs = pd.read_csv(results / "studies/tiny/tables/runs.csv")
     assert sorted(runs["run_id"]) == ["lstm-p3k-l1-s1", "lstm-p3k-l1-s2", "rnn_tanh-p3k-l1-s1",
                                       "rnn_tanh-p3k-l1-s2"]
     assert (runs["recurrent_params"] == runs["params"] - runs["embedding_decoder_params"]).all()
-    assert (results / "figures/tuning_curve.png").stat().st_size > 1000
+    assert (results / "studies/tiny/figures/tuning_curve.png").stat().st_size > 1000
     again = snakemake(tmp_path, "-n", *args)  # a rerun repeats no finished trial
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     # published (small files, trials.csv per experiment) and rebuilt from that alone
@@ -157,7 +157,7 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
                         "source=reference")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert not (clean / "results/runs").exists()  # nothing trained
-    assert pd.read_csv(clean / "results/tables/trials.csv").equals(trials)
-    assert len(pd.read_csv(clean / "results/tables/runs.csv")) == 4
-    assert (clean / "results/figures/tuning_curve.png").exists()
-    assert (clean / "results/tables/comparisons.md").read_text() == text
+    assert pd.read_csv(clean / "results/studies/tiny/tables/trials.csv").equals(trials)
+    assert len(pd.read_csv(clean / "results/studies/tiny/tables/runs.csv")) == 4
+    assert (clean / "results/studies/tiny/figures/tuning_curve.png").exists()
+    assert (clean / "results/studies/tiny/tables/comparisons.md").read_text() == text

@@ -1,6 +1,6 @@
 """Collect every run's files into tidy tables (no torch import). Usage::
 
-    python -m rnnbench.aggregate --out-dir results/tables results/runs/grid/*/
+    python -m rnnbench.aggregate --out-dir results/studies/grid/tables results/runs/grid/*/
 
 Writes ``runs.csv`` (one row per run), ``summary.csv`` (per configuration across seeds: mean,
 sd and n over the runs that finished), its readable, rounded forms ``summary.md`` and

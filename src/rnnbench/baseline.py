@@ -8,8 +8,8 @@ CI, and the median training tokens/s of each (measured in separate runs, possibl
 machine or under another load: the table names both). Writes ``precision.csv`` and
 ``precision.md``. Usage::
 
-    python -m rnnbench.baseline --runs results/tables/runs.csv \\
-        --baselines '{"seed_rnn_bf16": "seed_rnn"}' --out-dir results/tables \\
+    python -m rnnbench.baseline --runs results/studies/grid/tables/runs.csv \\
+        --baselines '{"seed_rnn_bf16": "seed_rnn"}' --out-dir results/studies/grid/tables \\
         results/reference/seed_rnn/rnn_tanh-h150-l1-s1 ...
 """
 

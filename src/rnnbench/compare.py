@@ -2,7 +2,8 @@
 
 From ``runs.csv`` (finished runs only; a diverged seed is counted, never averaged)::
 
-    python -m rnnbench.compare --runs results/tables/runs.csv --out-dir results/tables
+    python -m rnnbench.compare --runs results/studies/grid/tables/runs.csv \
+        --out-dir results/studies/grid/tables
 
 writes ``models.csv`` (per model, size and depth: n, test perplexity mean, sd and the t-based
 95% CI over seeds) and ``comparisons.csv`` (per pair of models at the same corpus, experiment,

@@ -2,9 +2,9 @@
 
 No torch import. Usage::
 
-    python -m rnnbench.gradplots collect --out-dir results/tables results/runs/grid/*/
-    python -m rnnbench.gradplots grad_vs_lag --tables results/tables \\
-        --out results/figures/grad_vs_lag.png          # also writes the .svg beside it
+    python -m rnnbench.gradplots collect --out-dir results/studies/grid/tables results/runs/grid/*/
+    python -m rnnbench.gradplots grad_vs_lag --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/grad_vs_lag.png          # also writes the .svg beside it
 
 ``collect`` writes, each with the run labels ``experiment, run_id, cell, hidden, layers,
 seed`` first: ``grad_through_time.csv`` (every run's gradients.csv), ``grad_decay.csv``

@@ -1,7 +1,7 @@
 """Figures built from the tables alone, so they regenerate without retraining. Usage::
 
-    python -m rnnbench.plots perplexity_vs_hidden --tables results/tables \\
-        --out results/figures/perplexity_vs_hidden.png     # also writes the .svg beside it
+    python -m rnnbench.plots perplexity_vs_hidden --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/perplexity_vs_hidden.png  # and the .svg
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 No torch import. Usage::
 
-    python -m rnnbench.tables summary results/tables/summary.csv --out results/tables/summary.html
-    python -m rnnbench.tables grad_decay results/tables/grad_decay.csv \\
-        --out results/tables/grad_decay.html          # a .md --out writes Markdown
+    python -m rnnbench.tables summary results/studies/grid/tables/summary.csv \\
+        --out results/studies/grid/tables/summary.html
+    python -m rnnbench.tables grad_decay results/studies/grid/tables/grad_decay.csv \\
+        --out results/studies/grid/tables/grad_decay.html          # a .md --out writes Markdown
 
 Numbers are rounded for reading (the CSVs keep every digit). "mean ± sd" is shown only where
 more than one seed finished: one seed shows its value alone. A configuration with no finished

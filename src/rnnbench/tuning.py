@@ -20,7 +20,7 @@ evaluated on test (Li et al. 2018, Hyperband; Melis, Dyer and Blunsom 2018 on eq
 A diverged trial is a row with its status, ranked after every finished one, never promoted.
 
     python -m rnnbench.tuning select --rung 0 --keep 0.5 --out rung0.json RUN_DIR ...
-    python -m rnnbench.tuning collect --out results/tables/trials.csv SELECTION.json ...
+    python -m rnnbench.tuning collect --out results/studies/grid/tables/trials.csv SELECTION.json
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ FIGURE_CATEGORIES = {
     "learning_curves": "Training",
     "grad_norms": "Gradients",
 }
-FIGURES = [f"results/figures/{name}.png" for name in FIGURE_CATEGORIES]
+FIGURES = [f"{FIGS}/{name}.png" for name in FIGURE_CATEGORIES]
 if PUBLISHED:  # a config that reproduces published numbers (config/reproduce.yaml)
-    FIGURES.append("results/figures/reproduction.png")
+    FIGURES.append(f"{FIGS}/reproduction.png")
 
 
 rule collect_metrics:
@@ -22,31 +22,32 @@ rule collect_metrics:
         # the code that builds the tables: editing it rebuilds them (not the runs)
         code=[f"{SRC}/rnnbench/aggregate.py", f"{SRC}/rnnbench/tables.py"],
     output:
-        runs="results/tables/runs.csv",
+        runs=f"{TABLES}/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
         summary_html=report(
-            "results/tables/summary.html",
+            f"{TABLES}/summary.html",
             caption="../report/summary_table.rst",
             category="Tables",
             labels={"table": "summary across seeds"},
         ),
         summary=report(
-            "results/tables/summary.csv",
+            f"{TABLES}/summary.csv",
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary across seeds (CSV, every column)"},
         ),
-        summary_md="results/tables/summary.md",
-        epochs="results/tables/epochs.csv",
-        grad_norms="results/tables/grad_norms.csv",
+        summary_md=f"{TABLES}/summary.md",
+        epochs=f"{TABLES}/epochs.csv",
+        grad_norms=f"{TABLES}/grad_norms.csv",
     params:
+        tables=output_dir,
         run_dirs=run_dirs(),
     log:
-        "results/logs/collect_metrics.log",
+        f"{STUDY_DIR}/logs/collect_metrics.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.aggregate --out-dir results/tables {params.run_dirs:q} > {log:q} 2>&1"
+        "python -m rnnbench.aggregate --out-dir {params.tables} {params.run_dirs:q} > {log:q} 2>&1"
 
 
 rule compare_models:
@@ -54,20 +55,22 @@ rule compare_models:
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py"],
     output:
-        models="results/tables/models.csv",
+        models=f"{TABLES}/models.csv",
         pairs=report(
-            "results/tables/comparisons.csv",
+            f"{TABLES}/comparisons.csv",
             caption="../report/comparisons.rst",
             category="Tables",
             labels={"table": "model comparisons (differences with 95% CIs)"},
         ),
-        md="results/tables/comparisons.md",
+        md=f"{TABLES}/comparisons.md",
+    params:
+        tables=output_dir,
     log:
-        "results/logs/compare_models.log",
+        f"{STUDY_DIR}/logs/compare_models.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.compare --runs {input.runs:q} --out-dir results/tables > {log:q} 2>&1"
+        "python -m rnnbench.compare --runs {input.runs:q} --out-dir {params.tables} > {log:q} 2>&1"
 
 
 rule compare_baseline:
@@ -77,22 +80,23 @@ rule compare_baseline:
         code=f"{SRC}/rnnbench/baseline.py",
     output:
         csv=report(
-            "results/tables/precision.csv",
+            f"{TABLES}/precision.csv",
             caption="../report/precision.rst",
             category="Tables",
             labels={"table": "against the published baseline (e.g. bf16 vs fp32)"},
         ),
-        md="results/tables/precision.md",
+        md=f"{TABLES}/precision.md",
     params:
+        tables=output_dir,
         baselines=json.dumps(BASELINES),
         dirs=BASELINE_DIRS,
     log:
-        "results/logs/compare_baseline.log",
+        f"{STUDY_DIR}/logs/compare_baseline.log",
     conda:
         "../../environment.yml"
     shell:
         "python -m rnnbench.baseline --runs {input.runs:q} --baselines {params.baselines:q}"
-        " --out-dir results/tables {params.dirs:q} > {log:q} 2>&1"
+        " --out-dir {params.tables} {params.dirs:q} > {log:q} 2>&1"
 
 
 rule plot_model_comparison:
@@ -101,18 +105,20 @@ rule plot_model_comparison:
         code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
     output:
         png=report(
-            "results/figures/model_comparison.png",
+            f"{FIGS}/model_comparison.png",
             caption="../report/model_comparison.rst",
             category="Perplexity",
             labels={"figure": "model comparison"},
         ),
-        svg="results/figures/model_comparison.svg",
+        svg=f"{FIGS}/model_comparison.svg",
+    params:
+        tables=input_dir,
     log:
-        "results/logs/plot_model_comparison.log",
+        f"{STUDY_DIR}/logs/plot_model_comparison.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.plots model_comparison --tables results/tables"
+        "python -m rnnbench.plots model_comparison --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"
 
 
@@ -126,20 +132,21 @@ for _name, _category in FIGURE_CATEGORIES.items():
             code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
         output:
             png=report(
-                f"results/figures/{_name}.png",
+                f"{FIGS}/{_name}.png",
                 caption=f"../report/{_name}.rst",
                 category=_category,
                 labels={"figure": _name.replace("_", " ")},
             ),
-            svg=f"results/figures/{_name}.svg",
+            svg=f"{FIGS}/{_name}.svg",
         params:
+            tables=input_dir,
             figure=_name,
         log:
-            f"results/logs/plot_{_name}.log",
+            f"{STUDY_DIR}/logs/plot_{_name}.log",
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.plots {params.figure} --tables results/tables"
+            "python -m rnnbench.plots {params.figure} --tables {params.tables}"
             " --out {output.png:q} > {log:q} 2>&1"
 
 
@@ -151,18 +158,19 @@ if PUBLISHED:
             code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
         output:
             png=report(
-                "results/figures/reproduction.png",
+                f"{FIGS}/reproduction.png",
                 caption="../report/reproduction.rst",
                 category="Perplexity",
                 labels={"figure": "reproduction"},
             ),
-            svg="results/figures/reproduction.svg",
+            svg=f"{FIGS}/reproduction.svg",
         params:
+            tables=input_dir,
             published=json.dumps(PUBLISHED),
         log:
-            "results/logs/plot_reproduction.log",
+            f"{STUDY_DIR}/logs/plot_reproduction.log",
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.plots reproduction --tables results/tables"
+            "python -m rnnbench.plots reproduction --tables {params.tables}"
             " --published {params.published:q} --out {output.png:q} > {log:q} 2>&1"

@@ -39,6 +39,14 @@ envvars:
 
 
 CORPUS = config["corpus"]["name"]
+# The study: its tables, figures and aggregate logs live in results/studies/{study}/, so a
+# report or table of one config never shows another config's results.
+from rnnbench.study import study_dir, study_name
+
+STUDY = study_name(config, workflow.configfiles)
+STUDY_DIR = study_dir(STUDY)
+TABLES = f"{STUDY_DIR}/tables"
+FIGS = f"{STUDY_DIR}/figures"
 # `source: reference` builds the tables from the committed results/reference/ (no training).
 FROM_REFERENCE = config.get("source", "runs") == "reference"
 PUBLISHED = {
@@ -165,6 +173,16 @@ def eval_args(wildcards):
     return " ".join(flags + (["--stream-test"] if spec.get("stream_test") else []))
 
 
+def input_dir(wildcards, input):
+    """Folder of a rule's first input (the study's tables folder, for the plots)."""
+    return os.path.dirname(input[0])
+
+
+def output_dir(wildcards, output):
+    """Folder of a rule's first output (the study's tables folder, for the collectors)."""
+    return os.path.dirname(output[0])
+
+
 def data_dir(wildcards, input):
     """Folder of the tokenized corpus, from the rule's `data` input files."""
     return os.path.dirname(input.data[0])
@@ -200,12 +218,12 @@ def reference_files():
 def all_targets():
     """Tables and figures of the whole config."""
     return [
-        "results/tables/runs.csv",
-        "results/tables/summary.csv",
-        "results/tables/summary.md",
-        "results/tables/comparisons.md",
-        "results/figures/model_comparison.png",
-        *(["results/tables/precision.md"] if BASELINES else []),
+        f"{TABLES}/runs.csv",
+        f"{TABLES}/summary.csv",
+        f"{TABLES}/summary.md",
+        f"{TABLES}/comparisons.md",
+        f"{FIGS}/model_comparison.png",
+        *([f"{TABLES}/precision.md"] if BASELINES else []),
         *FIGURES,
         *GRADIENT_TARGETS,
         *TUNING_TARGETS,
@@ -226,7 +244,7 @@ TUNED = [name for name, spec in config["experiments"].items() if spec.get("tunin
 if FROM_REFERENCE:
     TUNED = [e for e in TUNED if Path(f"results/reference/{e}/trials.csv").exists()]
 TUNING_TARGETS = (
-    ["results/tables/trials.csv", "results/figures/tuning_curve.png"] if TUNED else []
+    [f"{TABLES}/trials.csv", f"{FIGS}/tuning_curve.png"] if TUNED else []
 )
 
 

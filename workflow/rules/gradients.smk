@@ -8,7 +8,7 @@ GRADIENT_FIGURES = [
     "grad_spectra",
     "grad_decay_rate_vs_hidden",
 ]
-GRADIENT_TARGETS = [f"results/figures/{name}.png" for name in GRADIENT_FIGURES]
+GRADIENT_TARGETS = [f"{FIGS}/{name}.png" for name in GRADIENT_FIGURES]
 
 
 rule measure_gradients:
@@ -57,30 +57,31 @@ rule collect_gradients:
         # the code that builds the tables: editing it rebuilds them (not the measurements)
         code=[f"{SRC}/rnnbench/gradplots.py", f"{SRC}/rnnbench/tables.py"],
     output:
-        grads="results/tables/grad_through_time.csv",
+        grads=f"{TABLES}/grad_through_time.csv",
         decay=report(
-            "results/tables/grad_decay.csv",
+            f"{TABLES}/grad_decay.csv",
             caption="../report/grad_decay_table.rst",
             category="Gradients",
             labels={"table": "gradient decay rates (CSV, every run)"},
         ),
         # the same, rounded and readable, inside the report
         decay_html=report(
-            "results/tables/grad_decay.html",
+            f"{TABLES}/grad_decay.html",
             caption="../report/grad_decay_summary.rst",
             category="Gradients",
             labels={"table": "gradient decay rates"},
         ),
-        spectra="results/tables/spectra.csv",
-        steps="results/tables/grad_steps.csv",
+        spectra=f"{TABLES}/spectra.csv",
+        steps=f"{TABLES}/grad_steps.csv",
     params:
+        tables=output_dir,
         run_dirs=run_dirs(),
     log:
-        "results/logs/collect_gradients.log",
+        f"{STUDY_DIR}/logs/collect_gradients.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.gradplots collect --out-dir results/tables {params.run_dirs:q}"
+        "python -m rnnbench.gradplots collect --out-dir {params.tables} {params.run_dirs:q}"
         " > {log:q} 2>&1 && python -m rnnbench.tables grad_decay {output.decay:q}"
         " --out {output.decay_html:q} >> {log:q} 2>&1"
 
@@ -97,18 +98,19 @@ for _grad_figure in GRADIENT_FIGURES:
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradplots", "figstyle", "plots")],
         output:
             png=report(
-                f"results/figures/{_grad_figure}.png",
+                f"{FIGS}/{_grad_figure}.png",
                 caption=f"../report/{_grad_figure}.rst",
                 category="Gradients",
                 labels={"figure": _grad_figure.replace("_", " ")},
             ),
-            svg=f"results/figures/{_grad_figure}.svg",
+            svg=f"{FIGS}/{_grad_figure}.svg",
         params:
+            tables=input_dir,
             figure=_grad_figure,
         log:
-            f"results/logs/plot_{_grad_figure}.log",
+            f"{STUDY_DIR}/logs/plot_{_grad_figure}.log",
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.gradplots {params.figure} --tables results/tables"
+            "python -m rnnbench.gradplots {params.figure} --tables {params.tables}"
             " --out {output.png:q} > {log:q} 2>&1"

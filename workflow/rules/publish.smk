@@ -43,7 +43,7 @@ if PUBLISH and not FROM_REFERENCE:
             run_dirs=run_dirs(),
             published=json.dumps(PUBLISHED),
         log:
-            "results/logs/publish_reference.log",
+            f"{STUDY_DIR}/logs/publish_reference.log",
         conda:
             "../../environment.yml"
         shell:
@@ -52,11 +52,11 @@ if PUBLISH and not FROM_REFERENCE:
 
     rule publish_trials:
         input:
-            trials="results/tables/trials.csv",
+            trials=f"{TABLES}/trials.csv",
         output:
             [f"results/reference/{e}/trials.csv" for e in TUNED],
         log:
-            "results/logs/publish_trials.log",
+            f"{STUDY_DIR}/logs/publish_trials.log",
         conda:
             "../../environment.yml"
         shell:

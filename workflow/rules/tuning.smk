@@ -30,13 +30,13 @@ rule collect_trials:
         all_selections,
     output:
         report(
-            "results/tables/trials.csv",
+            f"{TABLES}/trials.csv",
             caption="../report/trials.rst",
             category="Tuning",
             labels={"table": "every trial and rung"},
         ),
     log:
-        "results/logs/collect_trials.log",
+        f"{STUDY_DIR}/logs/collect_trials.log",
     conda:
         "../../environment.yml"
     shell:
@@ -49,16 +49,18 @@ rule plot_tuning_curve:
         code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
     output:
         png=report(
-            "results/figures/tuning_curve.png",
+            f"{FIGS}/tuning_curve.png",
             caption="../report/tuning_curve.rst",
             category="Tuning",
             labels={"figure": "expected best validation perplexity vs trials"},
         ),
-        svg="results/figures/tuning_curve.svg",
+        svg=f"{FIGS}/tuning_curve.svg",
+    params:
+        tables=input_dir,
     log:
-        "results/logs/plot_tuning_curve.log",
+        f"{STUDY_DIR}/logs/plot_tuning_curve.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.plots tuning_curve --tables results/tables"
+        "python -m rnnbench.plots tuning_curve --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"
