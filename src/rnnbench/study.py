@@ -28,7 +28,3 @@ def study_name(config: dict, configfiles) -> str:
             )
     return name
 
-
-def study_dir(name: str) -> str:
-    """results/studies/{name}: tables/, figures/ and logs/ of one study."""
-    return f"results/studies/{name}"

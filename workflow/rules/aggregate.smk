@@ -7,9 +7,9 @@ FIGURE_CATEGORIES = {
     "learning_curves": "Training",
     "grad_norms": "Gradients",
 }
-FIGURES = [f"{FIGS}/{name}.png" for name in FIGURE_CATEGORIES]
+FIGURES = [f"results/studies/{STUDY}/figures/{name}.png" for name in FIGURE_CATEGORIES]
 if PUBLISHED:  # a config that reproduces published numbers (config/reproduce.yaml)
-    FIGURES.append(f"{FIGS}/reproduction.png")
+    FIGURES.append(f"results/studies/{STUDY}/figures/reproduction.png")
 
 
 rule collect_metrics:
@@ -22,28 +22,28 @@ rule collect_metrics:
         # the code that builds the tables: editing it rebuilds them (not the runs)
         code=[f"{SRC}/rnnbench/aggregate.py", f"{SRC}/rnnbench/tables.py"],
     output:
-        runs=f"{TABLES}/runs.csv",
+        runs="results/studies/{study}/tables/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
         summary_html=report(
-            f"{TABLES}/summary.html",
+            "results/studies/{study}/tables/summary.html",
             caption="../report/summary_table.rst",
             category="Tables",
             labels={"table": "summary across seeds"},
         ),
         summary=report(
-            f"{TABLES}/summary.csv",
+            "results/studies/{study}/tables/summary.csv",
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary across seeds (CSV, every column)"},
         ),
-        summary_md=f"{TABLES}/summary.md",
-        epochs=f"{TABLES}/epochs.csv",
-        grad_norms=f"{TABLES}/grad_norms.csv",
+        summary_md="results/studies/{study}/tables/summary.md",
+        epochs="results/studies/{study}/tables/epochs.csv",
+        grad_norms="results/studies/{study}/tables/grad_norms.csv",
     params:
         tables=output_dir,
         run_dirs=run_dirs(),
     log:
-        f"{STUDY_DIR}/logs/collect_metrics.log",
+        "results/studies/{study}/logs/collect_metrics.log",
     conda:
         "../../environment.yml"
     shell:
@@ -55,18 +55,18 @@ rule compare_models:
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py"],
     output:
-        models=f"{TABLES}/models.csv",
+        models="results/studies/{study}/tables/models.csv",
         pairs=report(
-            f"{TABLES}/comparisons.csv",
+            "results/studies/{study}/tables/comparisons.csv",
             caption="../report/comparisons.rst",
             category="Tables",
             labels={"table": "model comparisons (differences with 95% CIs)"},
         ),
-        md=f"{TABLES}/comparisons.md",
+        md="results/studies/{study}/tables/comparisons.md",
     params:
         tables=output_dir,
     log:
-        f"{STUDY_DIR}/logs/compare_models.log",
+        "results/studies/{study}/logs/compare_models.log",
     conda:
         "../../environment.yml"
     shell:
@@ -80,18 +80,18 @@ rule compare_baseline:
         code=f"{SRC}/rnnbench/baseline.py",
     output:
         csv=report(
-            f"{TABLES}/precision.csv",
+            "results/studies/{study}/tables/precision.csv",
             caption="../report/precision.rst",
             category="Tables",
             labels={"table": "against the published baseline (e.g. bf16 vs fp32)"},
         ),
-        md=f"{TABLES}/precision.md",
+        md="results/studies/{study}/tables/precision.md",
     params:
         tables=output_dir,
         baselines=json.dumps(BASELINES),
         dirs=BASELINE_DIRS,
     log:
-        f"{STUDY_DIR}/logs/compare_baseline.log",
+        "results/studies/{study}/logs/compare_baseline.log",
     conda:
         "../../environment.yml"
     shell:
@@ -105,16 +105,16 @@ rule plot_model_comparison:
         code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
     output:
         png=report(
-            f"{FIGS}/model_comparison.png",
+            "results/studies/{study}/figures/model_comparison.png",
             caption="../report/model_comparison.rst",
             category="Perplexity",
             labels={"figure": "model comparison"},
         ),
-        svg=f"{FIGS}/model_comparison.svg",
+        svg="results/studies/{study}/figures/model_comparison.svg",
     params:
         tables=input_dir,
     log:
-        f"{STUDY_DIR}/logs/plot_model_comparison.log",
+        "results/studies/{study}/logs/plot_model_comparison.log",
     conda:
         "../../environment.yml"
     shell:
@@ -132,17 +132,17 @@ for _name, _category in FIGURE_CATEGORIES.items():
             code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
         output:
             png=report(
-                f"{FIGS}/{_name}.png",
+                f"results/studies/{{study}}/figures/{_name}.png",
                 caption=f"../report/{_name}.rst",
                 category=_category,
                 labels={"figure": _name.replace("_", " ")},
             ),
-            svg=f"{FIGS}/{_name}.svg",
+            svg=f"results/studies/{{study}}/figures/{_name}.svg",
         params:
             tables=input_dir,
             figure=_name,
         log:
-            f"{STUDY_DIR}/logs/plot_{_name}.log",
+            f"results/studies/{{study}}/logs/plot_{_name}.log",
         conda:
             "../../environment.yml"
         shell:
@@ -158,17 +158,17 @@ if PUBLISHED:
             code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
         output:
             png=report(
-                f"{FIGS}/reproduction.png",
+                "results/studies/{study}/figures/reproduction.png",
                 caption="../report/reproduction.rst",
                 category="Perplexity",
                 labels={"figure": "reproduction"},
             ),
-            svg=f"{FIGS}/reproduction.svg",
+            svg="results/studies/{study}/figures/reproduction.svg",
         params:
             tables=input_dir,
             published=json.dumps(PUBLISHED),
         log:
-            f"{STUDY_DIR}/logs/plot_reproduction.log",
+            "results/studies/{study}/logs/plot_reproduction.log",
         conda:
             "../../environment.yml"
         shell:

@@ -1,5 +1,6 @@
 # Wiring only: config validation, the run list, input functions. Logic lives in src/rnnbench.
 import json
+import re
 import os
 import shlex
 import sys
@@ -41,12 +42,9 @@ envvars:
 CORPUS = config["corpus"]["name"]
 # The study: its tables, figures and aggregate logs live in results/studies/{study}/, so a
 # report or table of one config never shows another config's results.
-from rnnbench.study import study_dir, study_name
+from rnnbench.study import study_name
 
 STUDY = study_name(config, workflow.configfiles)
-STUDY_DIR = study_dir(STUDY)
-TABLES = f"{STUDY_DIR}/tables"
-FIGS = f"{STUDY_DIR}/figures"
 # `source: reference` builds the tables from the committed results/reference/ (no training).
 FROM_REFERENCE = config.get("source", "runs") == "reference"
 PUBLISHED = {
@@ -116,6 +114,7 @@ for s in SKIPPED:
 
 
 wildcard_constraints:
+    study=re.escape(STUDY),
     corpus=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
     split="train|valid|test",
     experiment=r"[A-Za-z0-9_]+",
@@ -218,12 +217,12 @@ def reference_files():
 def all_targets():
     """Tables and figures of the whole config."""
     return [
-        f"{TABLES}/runs.csv",
-        f"{TABLES}/summary.csv",
-        f"{TABLES}/summary.md",
-        f"{TABLES}/comparisons.md",
-        f"{FIGS}/model_comparison.png",
-        *([f"{TABLES}/precision.md"] if BASELINES else []),
+        f"results/studies/{STUDY}/tables/runs.csv",
+        f"results/studies/{STUDY}/tables/summary.csv",
+        f"results/studies/{STUDY}/tables/summary.md",
+        f"results/studies/{STUDY}/tables/comparisons.md",
+        f"results/studies/{STUDY}/figures/model_comparison.png",
+        *([f"results/studies/{STUDY}/tables/precision.md"] if BASELINES else []),
         *FIGURES,
         *GRADIENT_TARGETS,
         *TUNING_TARGETS,
@@ -244,7 +243,9 @@ TUNED = [name for name, spec in config["experiments"].items() if spec.get("tunin
 if FROM_REFERENCE:
     TUNED = [e for e in TUNED if Path(f"results/reference/{e}/trials.csv").exists()]
 TUNING_TARGETS = (
-    [f"{TABLES}/trials.csv", f"{FIGS}/tuning_curve.png"] if TUNED else []
+    [f"results/studies/{STUDY}/tables/trials.csv", f"results/studies/{STUDY}/figures/tuning_curve.png"]
+    if TUNED
+    else []
 )
 
 

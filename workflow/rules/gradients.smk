@@ -8,7 +8,7 @@ GRADIENT_FIGURES = [
     "grad_spectra",
     "grad_decay_rate_vs_hidden",
 ]
-GRADIENT_TARGETS = [f"{FIGS}/{name}.png" for name in GRADIENT_FIGURES]
+GRADIENT_TARGETS = [f"results/studies/{STUDY}/figures/{name}.png" for name in GRADIENT_FIGURES]
 
 
 rule measure_gradients:
@@ -57,27 +57,27 @@ rule collect_gradients:
         # the code that builds the tables: editing it rebuilds them (not the measurements)
         code=[f"{SRC}/rnnbench/gradplots.py", f"{SRC}/rnnbench/tables.py"],
     output:
-        grads=f"{TABLES}/grad_through_time.csv",
+        grads="results/studies/{study}/tables/grad_through_time.csv",
         decay=report(
-            f"{TABLES}/grad_decay.csv",
+            "results/studies/{study}/tables/grad_decay.csv",
             caption="../report/grad_decay_table.rst",
             category="Gradients",
             labels={"table": "gradient decay rates (CSV, every run)"},
         ),
         # the same, rounded and readable, inside the report
         decay_html=report(
-            f"{TABLES}/grad_decay.html",
+            "results/studies/{study}/tables/grad_decay.html",
             caption="../report/grad_decay_summary.rst",
             category="Gradients",
             labels={"table": "gradient decay rates"},
         ),
-        spectra=f"{TABLES}/spectra.csv",
-        steps=f"{TABLES}/grad_steps.csv",
+        spectra="results/studies/{study}/tables/spectra.csv",
+        steps="results/studies/{study}/tables/grad_steps.csv",
     params:
         tables=output_dir,
         run_dirs=run_dirs(),
     log:
-        f"{STUDY_DIR}/logs/collect_gradients.log",
+        "results/studies/{study}/logs/collect_gradients.log",
     conda:
         "../../environment.yml"
     shell:
@@ -98,17 +98,17 @@ for _grad_figure in GRADIENT_FIGURES:
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradplots", "figstyle", "plots")],
         output:
             png=report(
-                f"{FIGS}/{_grad_figure}.png",
+                f"results/studies/{{study}}/figures/{_grad_figure}.png",
                 caption=f"../report/{_grad_figure}.rst",
                 category="Gradients",
                 labels={"figure": _grad_figure.replace("_", " ")},
             ),
-            svg=f"{FIGS}/{_grad_figure}.svg",
+            svg=f"results/studies/{{study}}/figures/{_grad_figure}.svg",
         params:
             tables=input_dir,
             figure=_grad_figure,
         log:
-            f"{STUDY_DIR}/logs/plot_{_grad_figure}.log",
+            f"results/studies/{{study}}/logs/plot_{_grad_figure}.log",
         conda:
             "../../environment.yml"
         shell:

@@ -43,7 +43,7 @@ if PUBLISH and not FROM_REFERENCE:
             run_dirs=run_dirs(),
             published=json.dumps(PUBLISHED),
         log:
-            f"{STUDY_DIR}/logs/publish_reference.log",
+            f"results/studies/{STUDY}/logs/publish_reference.log",
         conda:
             "../../environment.yml"
         shell:
@@ -52,11 +52,11 @@ if PUBLISH and not FROM_REFERENCE:
 
     rule publish_trials:
         input:
-            trials=f"{TABLES}/trials.csv",
+            trials=f"results/studies/{STUDY}/tables/trials.csv",
         output:
             [f"results/reference/{e}/trials.csv" for e in TUNED],
         log:
-            f"{STUDY_DIR}/logs/publish_trials.log",
+            f"results/studies/{STUDY}/logs/publish_trials.log",
         conda:
             "../../environment.yml"
         shell:

@@ -30,13 +30,13 @@ rule collect_trials:
         all_selections,
     output:
         report(
-            f"{TABLES}/trials.csv",
+            "results/studies/{study}/tables/trials.csv",
             caption="../report/trials.rst",
             category="Tuning",
             labels={"table": "every trial and rung"},
         ),
     log:
-        f"{STUDY_DIR}/logs/collect_trials.log",
+        "results/studies/{study}/logs/collect_trials.log",
     conda:
         "../../environment.yml"
     shell:
@@ -49,16 +49,16 @@ rule plot_tuning_curve:
         code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
     output:
         png=report(
-            f"{FIGS}/tuning_curve.png",
+            "results/studies/{study}/figures/tuning_curve.png",
             caption="../report/tuning_curve.rst",
             category="Tuning",
             labels={"figure": "expected best validation perplexity vs trials"},
         ),
-        svg=f"{FIGS}/tuning_curve.svg",
+        svg="results/studies/{study}/figures/tuning_curve.svg",
     params:
         tables=input_dir,
     log:
-        f"{STUDY_DIR}/logs/plot_tuning_curve.log",
+        "results/studies/{study}/logs/plot_tuning_curve.log",
     conda:
         "../../environment.yml"
     shell:
