@@ -77,11 +77,14 @@ def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirr
     assert "perplexity_vs_hidden.png" in (results / "report.html").read_text()
 
     # some diverge, one finishes: the finished run is plotted, the others named
+    boom_runs = (results / "studies/boom/tables/runs.csv").read_text()
     config = diverging_config(tmp_path / "mixed.yaml", finished=True)
     result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = check_outputs(results / "studies/mixed")
     assert sorted(runs["status"]) == ["diverged"] * 3 + ["ok"]
+    # each config has its own tables: the first config's are untouched by the second
+    assert (results / "studies/boom/tables/runs.csv").read_text() == boom_runs
     hidden = (results / "studies/mixed/figures/perplexity_vs_hidden.svg").read_text()
     assert "No finished run" not in hidden and "fine: layers 1" in hidden
     assert "boom/lstm-h32-l1-s1: diverged at step" in hidden

@@ -28,3 +28,16 @@ def study_name(config: dict, configfiles) -> str:
             )
     return name
 
+
+
+def check_report_ready(name: str, tables: list[str]) -> None:
+    """Refuse to build a report of a study whose tables are not built yet (it would be a
+    report of nothing, or of files another config left behind)."""
+    missing = [t for t in tables if not Path(t).exists()]
+    if missing:
+        raise ValueError(
+            f"no report yet for study {name!r}: {len(missing)} of its tables are not built "
+            f"(first: {missing[0]}). Run the same command without --report first (with the "
+            "same --configfile), or rebuild the tables from the published files with "
+            "--config source=reference; then ask for the report again."
+        )

@@ -42,9 +42,12 @@ envvars:
 CORPUS = config["corpus"]["name"]
 # The study: its tables, figures and aggregate logs live in results/studies/{study}/, so a
 # report or table of one config never shows another config's results.
-from rnnbench.study import study_name
+from rnnbench.study import check_report_ready, study_name
 
 STUDY = study_name(config, workflow.configfiles)
+# `--report` of a study whose tables are not built stops here with one paragraph.
+if workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv):
+    check_report_ready(STUDY, [f"results/studies/{STUDY}/tables/runs.csv"])
 # `source: reference` builds the tables from the committed results/reference/ (no training).
 FROM_REFERENCE = config.get("source", "runs") == "reference"
 PUBLISHED = {
