@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-NAN_WELCH = {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
+_NAN_WELCH = {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
              "df": math.nan, "t": math.nan, "p": math.nan}
 
 
@@ -73,7 +73,7 @@ def welch_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dic
     from scipy import special  # stdtrit/stdtr: the t quantile and CDF as plain ufuncs (fast)
 
     x, y = _two_sides(a, b)
-    out = {**NAN_WELCH, "diff": float(x.mean() - y.mean())}
+    out = {**_NAN_WELCH, "diff": float(x.mean() - y.mean())}
     if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
         return out
     se, df = (float(v) for v in _welch_se_df(x.var(ddof=1), len(x), y.var(ddof=1), len(y)))
