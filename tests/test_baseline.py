@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from rnnbench import baseline
 from rnnbench.aggregate import run_record
@@ -29,10 +30,16 @@ def test_difference_and_speedup_of_the_means_over_finished_runs():
     assert row["test_ppl_mean"] == pytest.approx(102.0)
     assert row["test_ppl_sd"] == pytest.approx(math.sqrt(2.0))
     assert row["delta_pct"] == pytest.approx(2.0)
-    assert row["delta_pct_ci_low"] <= 2.0 <= row["delta_pct_ci_high"]
+    # the CI is Welch's interval of the difference over the baseline mean (here 100)
+    welch = sps.ttest_ind([101.0, 103.0], [99.0, 100.0, 101.0], equal_var=False)
+    low, high = welch.confidence_interval(0.95)
+    assert (row["delta_pct_ci_low"], row["delta_pct_ci_high"]) == pytest.approx((low, high))
+    assert row["welch_df"] == pytest.approx(welch.df) and row["p_value"] == pytest.approx(
+        welch.pvalue)
     assert row["speedup"] == pytest.approx(1.5)
     assert (row["precision"], row["baseline_precision"]) == ("bf16", "fp32")
     md = baseline.markdown(pd.DataFrame([row]))
+    assert "| Δ% [Welch 95% CI] |" in md
     assert "| rnn → rnn_bf16 | rnn_tanh-h150-l1 | 100.0 ± 1.0 (n=3) (fp32) | " \
            "102.0 ± 1.4 (n=2) (bf16) | +2.00 [" in md
     assert "| 1,000 | 1,500 | 1.50x | CPU (AMD EPYC), torch 2.13.0+cpu |" in md
@@ -43,6 +50,7 @@ def test_a_model_with_no_finished_run_has_no_difference():
     base = _runs("rnn", "fp32", [100.0])
     (row,) = baseline.compare(ours, {"rnn_bf16": "rnn"}, base).to_dict("records")
     assert row["n"] == 0 and math.isnan(row["delta_pct"]) and math.isnan(row["speedup"])
+    assert math.isnan(row["p_value"]) and math.isnan(row["delta_pct_ci_low"])
     assert "| – (bf16) | – |" in baseline.markdown(pd.DataFrame([row]))
 
 

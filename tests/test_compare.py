@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from rnnbench.compare import comparisons, main, markdown, model_label, models
+from rnnbench.stats import welch_ci
 
 
 def _runs() -> pd.DataFrame:
@@ -49,25 +52,70 @@ def test_models_count_finished_seeds_and_give_the_t_interval():
     assert table.loc["lstm+fb1", "n"] == 1 and math.isnan(table.loc["lstm+fb1", "test_ppl_sd"])
 
 
-def test_pairs_give_the_difference_its_bootstrap_ci_and_welch():
+def test_pairs_give_the_difference_welchs_interval_and_a_bootstrap_t_one():
     pairs = comparisons(_runs(), resamples=2000)
     row = pairs[(pairs["model_a"] == "rnn_tanh") & (pairs["model_b"] == "lstm")].iloc[0]
     assert row["diff"] == 50.0 and row["n_a"] == 3 and row["n_b"] == 3
-    # resampled means lie in [150, 154] and [100, 104], so the difference in [46, 54]
-    assert 46 <= row["diff_ci_low"] < 50 < row["diff_ci_high"] <= 54
+    # se = sqrt(4/3 + 4/3), df = (8/3)^2 / (2 (4/3)^2 / 2) = 4, t(0.975, 4) = 2.776445105 (tables)
+    half = 2.776445105 * math.sqrt(8 / 3)
+    assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((50 - half, 50 + half))
+    assert row["welch_df"] == pytest.approx(4.0)
     assert row["welch_t"] == pytest.approx(50 / math.sqrt(4 / 3 + 4 / 3))
+    assert row["boot_t_ci_low"] < 50 < row["boot_t_ci_high"]
     one_seed = pairs[(pairs["model_a"] == "lstm") & (pairs["model_b"] == "lstm+fb1")].iloc[0]
     assert one_seed["diff"] == 3.0 and math.isnan(one_seed["diff_ci_low"])
+    assert math.isnan(one_seed["p_value"]) and math.isnan(one_seed["p_holm_vs_reference"])
     assert "gru" not in set(pairs["model_a"]) | set(pairs["model_b"])  # no finished run
+
+
+def test_holm_p_is_adjusted_within_each_named_family():
+    pairs = comparisons(_runs(), resamples=200).set_index(["model_a", "model_b"])
+    p = {k: sps.ttest_ind(a, b, equal_var=False).pvalue for k, a, b in [
+        ("tanh-lstm", [150.0, 152.0, 154.0], [100.0, 102.0, 104.0]),
+        ("irnn-lstm", [140.0, 141.0], [100.0, 102.0, 104.0]),
+        ("tanh-irnn", [150.0, 152.0, 154.0], [140.0, 141.0])]}
+    assert set(pairs["reference"]) == {"lstm"}
+    # "every model against lstm": two defined tests (lstm+fb1 has one seed), by hand
+    small, large = sorted([p["tanh-lstm"], p["irnn-lstm"]])
+    vs = pairs["p_holm_vs_reference"]
+    assert sorted([vs["rnn_tanh", "lstm"], vs["irnn", "lstm"]]) == pytest.approx(
+        [2 * small, max(2 * small, large)])
+    assert math.isnan(vs["rnn_tanh", "irnn"])  # not in that family
+    # "every pair": three defined tests
+    s1, s2, s3 = sorted(p.values())
+    expected = dict(zip(sorted(p, key=p.get), np.maximum.accumulate([3 * s1, 2 * s2, s3]),
+                        strict=True))
+    assert pairs.loc[("rnn_tanh", "irnn"), "p_holm_all_pairs"] == pytest.approx(
+        expected["tanh-irnn"])
+    assert pairs.loc[("rnn_tanh", "lstm"), "p_holm_all_pairs"] == pytest.approx(
+        expected["tanh-lstm"])
+
+
+def test_reference_model_without_a_finished_run_has_an_empty_family():
+    pairs = comparisons(_runs(), resamples=200, reference="gru")
+    assert set(pairs["reference"]) == {"gru"} and pairs["p_holm_vs_reference"].isna().all()
+    text = markdown(models(_runs()), pairs, reference="irnn")
+    assert "Δ vs irnn [95% CI], Holm p |" in text and 'family "every model against irnn"' in text
+    # against irnn: rnn_tanh (p 0.0046) and lstm (p 0.0002), Holm: max(2 x 0.0002, 0.0046)
+    p_tanh = sps.ttest_ind([150.0, 152.0, 154.0], [140.0, 141.0], equal_var=False).pvalue
+    tanh = next(line for line in text.splitlines() if line.startswith("| rnn_tanh "))
+    assert tanh.endswith(f"| +11.5 [{welch_ci([150.0, 152.0, 154.0], [140.0, 141.0])['ci_low']:.1f}"
+                         f", {welch_ci([150.0, 152.0, 154.0], [140.0, 141.0])['ci_high']:.1f}]"
+                         f", p = {p_tanh:.3f} |")
+    assert "| lstm | 249,216 | 176 | 2 (normalize) | 102.0 ± 2.0 [97.0, 107.0] (n = 3) | -38.5 [" \
+        in text
 
 
 def test_markdown_table_reads_against_the_lstm(tmp_path):
     runs = _runs()
     text = markdown(models(runs), comparisons(runs, resamples=500))
     assert "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] (n) | " \
-        "Δ vs lstm [95% CI] |" in text
+        "Δ vs lstm [95% CI], Holm p |" in text
     tanh = next(line for line in text.splitlines() if line.startswith("| rnn_tanh "))
-    assert "| 249,216 | 176 | 2 (normalize) | 152.0 ± 2.0 [" in tanh and "| +50.0 [" in tanh
+    half = 2.776445105 * math.sqrt(8 / 3)  # Welch, df 4
+    assert "| 249,216 | 176 | 2 (normalize) | 152.0 ± 2.0 [" in tanh
+    assert f"| +50.0 [{50 - half:.1f}, {50 + half:.1f}], p < 0.001 |" in tanh
+    assert 'Holm-adjusted within the family "every model against lstm"' in text
     assert "| gru | 249,216 | 176 | 2 (clip) | all 2 diverged | – |" in text
     assert "| lstm+fb1 | 249,216 | 176 | 2 (normalize) | 99.0 (n = 1) | -3.0 |" in text
     assert "| irnn " in text and ", 1 diverged |" in text

@@ -3,10 +3,17 @@
 An experiment with ``baseline: <name>`` (config/precision.yaml: the course lab's recipes in
 bf16, against config/reproduce.yaml's published fp32 runs in ``results/reference/<name>/``)
 is compared per model (cell, hidden, layers) with the baseline's runs: mean test perplexity
-± sd over the seeds that finished on each side, the relative difference with a bootstrap 95%
-CI, and the median training tokens/s of each (measured in separate runs, possibly on another
-machine or under another load: the table names both). Writes ``precision.csv`` and
-``precision.md``. Usage::
+± sd over the seeds that finished on each side, the relative difference with a 95% CI, and the
+median training tokens/s of each (measured in separate runs, possibly on another machine or
+under another load: the table names both). Writes ``precision.csv`` and ``precision.md``.
+
+The relative difference is Δ% = 100 (mean - baseline mean) / baseline mean, and its CI is
+Welch's t interval of the difference of means (Welch-Satterthwaite df, ``rnnbench.stats``)
+divided by the baseline mean, as is the difference itself; Welch's df and p are in the CSV.
+Dividing by the baseline mean as if it were exact ignores its own uncertainty, a second-order
+effect: its relative standard error (sd / sqrt(n) / mean, under 0.3% for the published
+recipes) rescales each bound by that fraction of itself, under 0.01 percentage point here.
+Usage::
 
     python -m rnnbench.baseline --runs results/studies/grid/tables/runs.csv \\
         --baselines '{"seed_rnn_bf16": "seed_rnn"}' --out-dir results/studies/grid/tables \\
@@ -25,12 +32,13 @@ import pandas as pd
 
 from rnnbench.aggregate import run_record
 from rnnbench.io import write_csv, write_text
-from rnnbench.stats import bootstrap_diff_ci
+from rnnbench.stats import welch_ci
 
 MODEL = ["cell", "hidden", "layers"]
 COLUMNS = ["experiment", "baseline", *MODEL, "precision", "baseline_precision",
            "n", "test_ppl_mean", "test_ppl_sd", "baseline_n", "baseline_test_ppl_mean",
            "baseline_test_ppl_sd", "delta_pct", "delta_pct_ci_low", "delta_pct_ci_high",
+           "welch_df", "p_value",
            "tokens_per_s", "baseline_tokens_per_s", "speedup", "where", "baseline_where"]
 
 
@@ -70,13 +78,15 @@ def compare(runs: pd.DataFrame, baselines: dict[str, str], base_runs: pd.DataFra
                 row[f"{prefix}tokens_per_s"] = (side["tokens_per_s"].median() if len(side)
                                                 else math.nan)
                 row[f"{prefix}where"] = _where(side) if len(side) else ""
-            row.update(delta_pct=math.nan, delta_pct_ci_low=math.nan,
-                       delta_pct_ci_high=math.nan, speedup=math.nan)
+            row.update(delta_pct=math.nan, delta_pct_ci_low=math.nan, delta_pct_ci_high=math.nan,
+                       welch_df=math.nan, p_value=math.nan, speedup=math.nan)
             if len(a) and len(b):  # undefined, not 0, when a side has no finished run
                 ref = row["baseline_test_ppl_mean"]
-                diff, low, high = bootstrap_diff_ci(a["test_ppl"], b["test_ppl"])
-                row.update(delta_pct=100 * diff / ref, delta_pct_ci_low=100 * low / ref,
-                           delta_pct_ci_high=100 * high / ref,
+                w = welch_ci(a["test_ppl"], b["test_ppl"])  # NaN bounds with one seed a side
+                row.update(delta_pct=100 * w["diff"] / ref,
+                           delta_pct_ci_low=100 * w["ci_low"] / ref,
+                           delta_pct_ci_high=100 * w["ci_high"] / ref, welch_df=w["df"],
+                           p_value=w["p"],
                            speedup=row["tokens_per_s"] / row["baseline_tokens_per_s"])
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -92,9 +102,9 @@ def _ppl(mean: float, sd: float, n: int) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """recipe | model | baseline test ppl | ours | Δ% [95% CI] | tokens/s each | speed-up."""
+    """recipe | model | baseline test ppl | ours | Δ% [Welch 95% CI] | tokens/s each | speed-up."""
     head = ["recipe", "model", "test ppl: baseline (precision)", "test ppl: this (precision)",
-            "Δ% [95% CI]", "tokens/s: baseline", "tokens/s: this", "speed-up", "where"]
+            "Δ% [Welch 95% CI]", "tokens/s: baseline", "tokens/s: this", "speed-up", "where"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
         ci = (f" [{_num(r.delta_pct_ci_low, '+.2f')}, {_num(r.delta_pct_ci_high, '+.2f')}]"

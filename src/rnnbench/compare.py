@@ -6,10 +6,13 @@ From ``runs.csv`` (finished runs only; a diverged seed is counted, never average
         --out-dir results/studies/grid/tables
 
 writes ``models.csv`` (per model, size and depth: n, test perplexity mean, sd and the t-based
-95% CI over seeds) and ``comparisons.csv`` (per pair of models at the same corpus, experiment,
-size and depth: the difference in mean test perplexity with a percentile-bootstrap 95% CI and
-Welch's t-test), and ``comparisons.md``, one table per size and depth: model | recurrent
-params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference model [95% CI].
+95% CI over seeds), ``comparisons.csv`` (per pair of models at the same corpus, experiment,
+size and depth: the difference in mean test perplexity with Welch's 95% t interval, its
+Welch-Satterthwaite df, t and p; the p-value Holm-adjusted within two families, every pair of
+the block and every model against the reference model; a studentized bootstrap 95% CI as a
+secondary check), and ``comparisons.md``, one table per size and depth: model | recurrent
+params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference model [Welch 95% CI]
+and its Holm-adjusted p within the family "every model against the reference".
 
 A *model* is a cell with its initialisation options (``irnn`` for rnn_relu with the IRNN
 initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
@@ -24,17 +27,21 @@ import itertools
 import logging
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from rnnbench.io import write_csv, write_text
 from rnnbench.params import format_budget
-from rnnbench.stats import bootstrap_diff_ci, mean_ci, welch
+from rnnbench.stats import bootstrap_t_diff_ci, holm, mean_ci, welch_ci
 
 log = logging.getLogger(__name__)
 MODEL_ORDER = ["rnn_tanh", "rnn_relu", "irnn", "gru", "lstm"]
 KEYS = ["corpus", "experiment", "size", "layers"]
+PAIR_COLUMNS = [*KEYS, "model_a", "model_b", "n_a", "n_b", "diff", "diff_ci_low", "diff_ci_high",
+                "welch_df", "welch_t", "p_value", "boot_t_ci_low", "boot_t_ci_high", "reference",
+                "p_holm_all_pairs", "p_holm_vs_reference"]
 
 
 def model_label(row: pd.Series) -> str:
@@ -88,31 +95,67 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values([*KEYS, "_rank"], kind="stable").drop(columns="_rank")
 
 
-def comparisons(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
+def reference_model(models: Iterable[str], reference: str) -> str:
+    """``reference`` when the block has it, else the block's last model in MODEL_ORDER."""
+    models = list(models)
+    return reference if reference in models else max(models, key=_order)
+
+
+def _vs_reference(pairs: pd.DataFrame, ref: str) -> pd.Series:
+    """Holm-adjusted p of the family "every model against ``ref``" of one block, indexed like
+    the pairs that involve ``ref``."""
+    family = pairs[(pairs["model_a"] == ref) | (pairs["model_b"] == ref)]
+    return pd.Series(holm(family["p_value"]), index=family.index, dtype=float)
+
+
+def _pair(a: str, b: str, xa: list[float], xb: list[float], resamples: int) -> dict:
+    """One pair's row: Welch's interval and test, the studentized-bootstrap interval."""
+    w = welch_ci(xa, xb)
+    boot_low, boot_high = bootstrap_t_diff_ci(xa, xb, resamples=resamples)
+    return {"model_a": a, "model_b": b, "n_a": len(xa), "n_b": len(xb), "diff": w["diff"],
+            "diff_ci_low": w["ci_low"], "diff_ci_high": w["ci_high"], "welch_df": w["df"],
+            "welch_t": w["t"], "p_value": w["p"], "boot_t_ci_low": boot_low,
+            "boot_t_ci_high": boot_high}
+
+
+def comparisons(runs: pd.DataFrame, resamples: int = 10_000,
+                reference: str = "lstm") -> pd.DataFrame:
     """Every pair of models at the same corpus, experiment, size and depth (a before b in
-    MODEL_ORDER): mean(a) - mean(b) of test perplexity, its bootstrap CI, Welch's t and p."""
-    rows = []
-    labelled = label_runs(runs)
-    ok = labelled[labelled["status"] == "ok"]
-    for key, block in ok.groupby(KEYS, sort=False):
-        by_model = {m: b["test_ppl"].tolist() for m, b in block.groupby("model")}
-        for a, b in itertools.combinations(sorted(by_model, key=_order), 2):
-            diff, low, high = bootstrap_diff_ci(by_model[a], by_model[b], resamples=resamples)
-            t, p = welch(by_model[a], by_model[b])
-            rows.append({**dict(zip(KEYS, key, strict=True)), "model_a": a, "model_b": b,
-                         "n_a": len(by_model[a]), "n_b": len(by_model[b]), "diff": diff,
-                         "diff_ci_low": low, "diff_ci_high": high, "welch_t": t, "p_value": p})
-    return pd.DataFrame(rows)
+    MODEL_ORDER): mean(a) - mean(b) of test perplexity with Welch's 95% CI, df, t and p; p
+    Holm-adjusted over every pair of the block (``p_holm_all_pairs``) and over every model
+    against ``reference`` (``p_holm_vs_reference``, NaN for the other pairs); a studentized
+    bootstrap 95% CI (``boot_t_ci_*``)."""
+    blocks = []
+    for key, block in label_runs(runs).groupby(KEYS, sort=False):
+        ok = block[block["status"] == "ok"]
+        by_model = {m: b["test_ppl"].tolist() for m, b in ok.groupby("model")}
+        pairs = pd.DataFrame([_pair(a, b, by_model[a], by_model[b], resamples)
+                              for a, b in itertools.combinations(sorted(by_model, key=_order), 2)])
+        if pairs.empty:
+            continue
+        pairs[KEYS] = list(key)
+        ref = reference_model(block["model"], reference)
+        pairs["reference"] = ref
+        pairs["p_holm_all_pairs"] = holm(pairs["p_value"])
+        pairs["p_holm_vs_reference"] = _vs_reference(pairs, ref)
+        blocks.append(pairs[PAIR_COLUMNS])
+    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=PAIR_COLUMNS)
 
 
 def _interval(low: float, high: float) -> str:
     return "" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
 
 
+def _p(p: float) -> str:
+    return "" if math.isnan(p) else ", p < 0.001" if p < 0.001 else f", p = {p:.3f}"
+
+
 def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
-    """Δ of ``model`` against ``reference`` with its CI, from whichever way the pair is kept."""
+    """Δ of ``model`` against ``reference`` with Welch's CI and the Holm p of the family
+    "every model against ``reference``", from whichever way the pair is kept."""
     if model == reference:
         return "—"
+    holm_p = _vs_reference(pairs, reference)
     row = pairs[(pairs["model_a"] == model) & (pairs["model_b"] == reference)]
     sign = 1
     if row.empty:
@@ -121,22 +164,33 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
         return "–"
     r = row.iloc[0]
     low, high = sorted((sign * r["diff_ci_low"], sign * r["diff_ci_high"]))
-    return f"{sign * r['diff']:+.1f}" + _interval(low, high)
+    return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
+
+
+def _footnote(references: set[str]) -> str:
+    family = (f"every model against {next(iter(references))}" if len(references) == 1
+              else "every model against the model of its Δ column")
+    return ("CIs: t interval over seeds (per model); Welch's t interval of the difference of "
+            "means, Welch-Satterthwaite df (Δ). p: Welch's test of Δ, Holm-adjusted within the "
+            f'family "{family}" of each table; comparisons.csv also has Holm over every pair '
+            "and a studentized-bootstrap CI. Finished runs only.")
 
 
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") -> str:
     """One table per corpus, experiment, size and depth; Δ against ``reference`` (or the
     block's last model when it has none)."""
     out = []
+    references = set()
     for key, block in table.groupby(KEYS, sort=False):
-        ref = reference if reference in set(block["model"]) else block["model"].iloc[-1]
+        ref = reference_model(block["model"], reference)
+        references.add(ref)
         mask = pd.Series(True, index=pairs.index) if pairs.empty else (
             (pairs[KEYS] == pd.Series(dict(zip(KEYS, key, strict=True)))).all(axis=1))
         sub = pairs[mask] if not pairs.empty else pairs
         corpus, experiment, size, layers = key
         out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
                 "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] "
-                f"(n) | Δ vs {ref} [95% CI] |", "|---|---|---|---|---|---|"]
+                f"(n) | Δ vs {ref} [95% CI], Holm p |", "|---|---|---|---|---|---|"]
         for _, r in block.iterrows():
             if r["n"] == 0:
                 ppl = f"all {r['n_runs']} diverged"
@@ -154,8 +208,7 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
             delta = _delta(sub, r["model"], ref) if r["n"] else "–"
             out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |")
         out.append("")
-    out.append("CIs: t interval over seeds (per model); percentile bootstrap of the difference "
-               "of means, seeds resampled per model (Δ). Finished runs only.")
+    out.append(_footnote(references))
     return "\n".join(out) + "\n"
 
 
@@ -168,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runs = pd.read_csv(args.runs)
-    table, pairs = models(runs), comparisons(runs)
+    table, pairs = models(runs), comparisons(runs, reference=args.reference)
     write_csv(table, args.out_dir / "models.csv")
     write_csv(pairs, args.out_dir / "comparisons.csv")
     write_text(args.out_dir / "comparisons.md", markdown(table, pairs, args.reference))

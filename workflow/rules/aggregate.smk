@@ -77,7 +77,7 @@ rule compare_baseline:
     input:
         runs=rules.collect_metrics.output.runs,
         baseline=[f"{d}/{name}" for d in BASELINE_DIRS for name in ("train.json", "eval.json")],
-        code=f"{SRC}/rnnbench/baseline.py",
+        code=[f"{SRC}/rnnbench/baseline.py", f"{SRC}/rnnbench/stats.py"],
     output:
         csv=report(
             "results/studies/{study}/tables/precision.csv",
