@@ -17,7 +17,7 @@ from conftest import write_corpus
 from test_corpus_inputs import ROOT, SPLITS, corpus, run_logged, snakemake, tokenizer_args
 
 from rnnbench.download import download
-from rnnbench.sources import corpus_tokens, plan_size
+from rnnbench.sources import KNOWN_TOKENS, corpus_tokens, plan_size
 from rnnbench.tokenizer import main as tokenize_main
 from rnnbench.tokenizer import tokenize
 
@@ -189,3 +189,14 @@ def test_the_plan_of_a_custom_corpus_counts_its_own_train_tokens(tmp_path, monke
     plan = " ".join(planned.stderr.split())  # the plan's lines are wrapped
     assert f"{tokens:,} train tokens counted in mine/train.txt" in plan
     assert "PTB's" not in plan
+
+
+def test_the_plan_says_when_it_assumes_ptbs_size(tmp_path):
+    remote = {s: {"url": f"https://example.org/{s}.txt"} for s in SPLITS}
+    ptb = {s: {**remote[s], "sha256": h} for s, h in
+           zip(SPLITS, [next(iter(KNOWN_TOKENS)), "a" * 64, "b" * 64], strict=True)}
+    assert plan_size({"name": "ptb", "files": ptb, "max_vocab": 5000}, tmp_path) == (
+        929_589, 5000, " (PTB's 929,589 train tokens: not tokenized yet)")
+    assert plan_size({"name": "web", "files": remote}, tmp_path) == (
+        929_589, 10_000, " (PTB's 929,589 train tokens: assumed, web's train file is not here "
+        "yet)")

@@ -16,14 +16,14 @@ from pathlib import Path
 from rnnbench.download import local_path, sha256_of, to_url
 from rnnbench.tokenizer import UNK, CorpusError, build_vocab, read_words
 
-# Token counts of Mikolov's PTB (train, valid, test with <eos>) and its vocabulary, by the
-# train file's SHA-256: a stream check and a plan before the corpus is tokenized.
+# Token counts of Mikolov's PTB (train, valid, test with <eos>), by the train file's SHA-256,
+# and its vocabulary: a stream check and a plan before the corpus is tokenized.
 KNOWN_TOKENS = {
     "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf":
         {"train": 929_589, "valid": 73_760, "test": 82_430},
 }
-KNOWN_VOCAB = {"fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf": 10_000}
 PTB_SHA256 = next(iter(KNOWN_TOKENS))
+PTB_VOCAB = 10_000
 
 
 def local_source(url: str) -> Path | None:
@@ -88,32 +88,34 @@ def corpus_tokens(corpus: dict, data_dir: str | Path) -> dict[str, int] | None:
     return KNOWN_TOKENS.get(sha)  # max_vocab does not change token counts, only ids
 
 
+def _train_words(corpus: dict, data_dir: Path) -> tuple[list[str], str] | None:
+    """The words of the train file that will be tokenized (the local file, else the
+    downloaded copy) and how to name it; None when it is not here or not readable text."""
+    url = corpus["files"]["train"]["url"]
+    local = local_source(url)
+    path, shown = (local, url) if local is not None else (data_dir / "raw/train.txt", None)
+    try:
+        return (read_words(path), shown or str(path)) if path.is_file() else None
+    except CorpusError:  # the tokenize job names it
+        return None
+
+
 def plan_size(corpus: dict, data_dir: str | Path) -> tuple[int, int, str]:
     """Train tokens, vocabulary size and how they are known (a note for the plan, empty when
     measured by the tokenizer): from stats.json of the files configured now, else a known
-    corpus's counts, else counted in the local (or downloaded) train file, else PTB's,
-    said to be assumed."""
+    corpus's counts, else counted in the train file, else PTB's, said to be assumed."""
     data_dir, max_vocab = Path(data_dir), corpus.get("max_vocab")
     stats = current_stats(data_dir, corpus["files"])
     if stats is not None:
         return int(stats["splits"]["train"]["tokens"]), int(stats["vocab_size"]), ""
     sha = (corpus["files"]["train"].get("sha256") or "").lower()
-    if sha in KNOWN_TOKENS:
-        tokens, vocab = KNOWN_TOKENS[sha]["train"], KNOWN_VOCAB[sha]
-        return tokens, min(max_vocab or vocab, vocab), f" (PTB's {tokens:,} train tokens: " \
-            "not tokenized yet)"
-    url = corpus["files"]["train"]["url"]
-    local = local_source(url)
-    train, shown = (local, url) if local is not None else ((data_dir / "raw/train.txt"),) * 2
-    try:
-        words = read_words(train) if train.is_file() else None
-    except CorpusError:  # the tokenize job names it
-        words = None
-    if words is None:
-        tokens, vocab = KNOWN_TOKENS[PTB_SHA256]["train"], KNOWN_VOCAB[PTB_SHA256]
-        return tokens, min(max_vocab or vocab, vocab), (
-            f" (PTB's {tokens:,} train tokens assumed: {corpus['name']}'s train file is not "
-            "here yet)")
-    vocab = build_vocab(words, max_vocab)
-    return len(words), len(vocab) + (UNK not in vocab), (
-        f" ({len(words):,} train tokens counted in {shown}: not tokenized yet)")
+    counted = None if sha in KNOWN_TOKENS else _train_words(corpus, data_dir)
+    if counted is not None:
+        words, shown = counted
+        vocab = build_vocab(words, max_vocab)
+        return len(words), len(vocab) + (UNK not in vocab), (
+            f" ({len(words):,} train tokens counted in {shown}: not tokenized yet)")
+    tokens, vocab = KNOWN_TOKENS.get(sha, KNOWN_TOKENS[PTB_SHA256])["train"], PTB_VOCAB
+    why = ("not tokenized yet" if sha in KNOWN_TOKENS else
+           f"assumed, {corpus['name']}'s train file is not here yet")
+    return tokens, min(max_vocab or vocab, vocab), f" (PTB's {tokens:,} train tokens: {why})"
