@@ -9,8 +9,9 @@ import pytest
 from test_pipeline import ROOT, snakemake
 
 from rnnbench.config import RunConfig
-from rnnbench.grid import KNOWN_TOKENS, Run, check_streams, corpus_tokens, stream_errors
+from rnnbench.grid import Run, check_streams, stream_errors
 from rnnbench.schema import ConfigError
+from rnnbench.sources import KNOWN_TOKENS, corpus_tokens
 
 PTB = {"train": 929_589, "valid": 73_760, "test": 82_430}
 
@@ -38,14 +39,21 @@ def test_training_needs_one_whole_minibatch():
     assert "train split" in stream_errors(cfg, {"train": 11, "valid": 4, "test": 4})[0]
 
 
-def test_token_counts_come_from_stats_or_the_known_ptb_checksum(tmp_path):
-    corpus = {"files": {"train": {"url": "x", "sha256": next(iter(KNOWN_TOKENS)).upper()}}}
-    assert corpus_tokens(corpus, tmp_path / "none.json") == PTB
-    stats = tmp_path / "stats.json"
-    stats.write_text(json.dumps({"splits": {"train": {"tokens": 5}, "valid": {"tokens": 0},
-                                            "test": {"tokens": 7}}}))
-    assert corpus_tokens(corpus, stats) == {"train": 5, "valid": 0, "test": 7}
-    assert corpus_tokens({"files": {"train": {"url": "x"}}}, tmp_path / "none.json") is None
+def test_token_counts_come_from_stats_of_these_files_or_the_known_ptb_checksum(tmp_path):
+    sha = {"train": next(iter(KNOWN_TOKENS)), "valid": "a" * 64, "test": "b" * 64}
+    corpus = {"files": {s: {"url": f"https://x/{s}.txt", "sha256": h.upper()}
+                        for s, h in sha.items()}}
+    assert corpus_tokens(corpus, tmp_path / "none") == PTB
+    splits = {"train": {"tokens": 5}, "valid": {"tokens": 0}, "test": {"tokens": 7}}
+    (tmp_path / "stats.json").write_text(json.dumps({"splits": splits}))
+    assert corpus_tokens(corpus, tmp_path) == PTB  # stats that do not name their files
+    sources = {s: {"sha256": h} for s, h in sha.items()}
+    (tmp_path / "stats.json").write_text(json.dumps({"splits": splits, "sources": sources}))
+    assert corpus_tokens(corpus, tmp_path) == {"train": 5, "valid": 0, "test": 7}
+    corpus["files"]["test"]["sha256"] = "c" * 64  # another test file: not these counts
+    assert corpus_tokens(corpus, tmp_path) == PTB
+    unknown = {"files": {s: {"url": f"https://x/{s}.txt"} for s in sha}}
+    assert corpus_tokens(unknown, tmp_path / "none") is None
 
 
 def test_check_streams_groups_runs_and_gives_the_fix():

@@ -1,8 +1,10 @@
 """Fetch one corpus file, verify its SHA-256, and only then put it at its output path.
 
-Sources are tried in order: the local mirror (a folder or a ``file://`` URL; config key
-``mirror``, passed in ``$RNNBENCH_MIRROR``), then the file's own URL (``http(s)://``,
-``file://`` or a plain path). Usage::
+A network URL (``http(s)://``, ``ftp://``) is tried after the local mirror (a folder or a
+``file://`` URL; config key ``mirror``, passed in ``$RNNBENCH_MIRROR``), which holds the same
+file under the same base name. A local file (a plain path or a ``file://`` URL) is copied as it
+is: the mirror is never consulted for it, since a file of the same base name there is another
+file (a 500-line ``ptb.valid.txt`` of one's own is not PTB's). Usage::
 
     python -m rnnbench.download --url URL --sha256 HEX --mirror DIR --out results/data/ptb/train.txt
 """
@@ -10,6 +12,7 @@ Sources are tried in order: the local mirror (a folder or a ``file://`` URL; con
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import http.client
 import logging
@@ -31,10 +34,11 @@ class DownloadError(RuntimeError):
 
 
 def to_url(location: str) -> str:
-    """A URL for ``location``: URLs pass through, plain paths become ``file://`` URLs."""
+    """A URL for ``location``: URLs pass through, plain paths become ``file://`` URLs (made
+    absolute, symbolic links kept: resolving one that loops would raise)."""
     if urllib.parse.urlparse(location).scheme in {"http", "https", "ftp", "file"}:
         return location
-    return Path(location).expanduser().resolve().as_uri()
+    return Path(os.path.abspath(Path(location).expanduser())).as_uri()
 
 
 def mirror_url(mirror: str, filename: str) -> str:
@@ -85,6 +89,15 @@ def local_path(url: str) -> Path | None:
     return Path(urllib.parse.unquote(parts.path)) if parts.scheme == "file" else None
 
 
+def symlink_loop(path: Path) -> bool:
+    """True when ``path`` (or a folder above it) is a symbolic link that loops."""
+    try:
+        path.stat()
+    except OSError as err:
+        return err.errno == errno.ELOOP
+    return False
+
+
 def download(url: str, out: Path, sha256: str | None = None, mirror: str | None = None) -> str:
     """Fetch ``url`` (the mirror first) to ``out`` atomically and return the source used."""
     try:
@@ -92,7 +105,8 @@ def download(url: str, out: Path, sha256: str | None = None, mirror: str | None 
     except ValueError as err:  # urlparse refuses a few malformed URLs outright
         raise DownloadError(f"could not download {url!r}: it is not a valid URL ({err}). Fix "
                             "the url in the config's `corpus.files` section.") from None
-    sources = ([mirror_url(mirror, filename)] if mirror else []) + [to_url(url)]
+    local = local_path(to_url(url)) is not None  # a file of one's own: never the mirror's
+    sources = ([mirror_url(mirror, filename)] if mirror and not local else []) + [to_url(url)]
     failures = []
     for source in sources:
         try:
@@ -123,6 +137,14 @@ def failure_message(url: str, filename: str, failures: list[str]) -> str:
     """The paragraph for a file no source could give, with the fix that fits the URL."""
     tried = "; ".join(failures)
     path = local_path(to_url(url))
+    if path is not None and symlink_loop(path):
+        return (
+            f"could not read {filename}: the corpus file {path} is a symbolic link that loops "
+            f"(it points, directly or through other links, back to itself; the config's url "
+            f"is {url!r}). See where it points with `ls -l {path}`, then point the link at "
+            "the real file, or give the real file's path in the config's `corpus.files` "
+            "section."
+        )
     if path is not None and not path.exists():
         return (
             f"could not download {filename}: the corpus file {path} does not exist (the "

@@ -12,10 +12,8 @@ grid point never renames (and so never reruns) an existing run::
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
@@ -272,26 +270,6 @@ def stream_errors(cfg: RunConfig, tokens: dict[str, int], corpus: str = "the cor
         problems.append(f"the {split} split of {corpus} {what}, fewer than {unit[split]} = "
                         f"{need[split]:,} tokens")
     return problems
-
-
-# Token counts of Mikolov's PTB (train, valid, test with <eos>), by the train file's SHA-256:
-# a stream check before any job even when the corpus is not tokenized yet.
-KNOWN_TOKENS = {
-    "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf":
-        {"train": 929_589, "valid": 73_760, "test": 82_430},
-}
-
-
-def corpus_tokens(corpus: dict, stats_path: str | Path) -> dict[str, int] | None:
-    """Token counts per split: from the tokenized corpus's stats.json when it exists, else
-    from KNOWN_TOKENS for a checksummed known corpus whose vocabulary is not capped, else
-    None (checked by the training job itself)."""
-    stats_path = Path(stats_path)
-    if stats_path.exists():
-        splits = json.loads(stats_path.read_text())["splits"]
-        return {split: int(info["tokens"]) for split, info in splits.items()}
-    sha = (corpus["files"]["train"].get("sha256") or "").lower()
-    return KNOWN_TOKENS.get(sha)  # max_vocab does not change token counts, only ids
 
 
 def check_streams(runs: list[Run], tokens: dict[str, int] | None, corpus: str) -> None:

@@ -219,15 +219,20 @@ def format_plan(total: int, finished: int, device: tuple[str, str], est: Estimat
 
 
 def plan_text(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
-              cores: int | None, max_vocab: int | None = None, jobs: int | None = None) -> str:
+              cores: int | None, max_vocab: int | None = None, jobs: int | None = None,
+              size: tuple[int, int, str] | None = None) -> str:
     """The plan of ``runs`` (grid.Run: ``.config``, ``.path``) on ``cores`` local cores, or
-    ``jobs`` at a time (``--jobs`` of a cluster executor); empty when none is left."""
+    ``jobs`` at a time (``--jobs`` of a cluster executor); empty when none is left. ``size``:
+    train tokens, vocabulary and a note on how they are known (rnnbench.sources.plan_size);
+    without it, stats.json's, else PTB's."""
     runs = list(runs)
     todo = [r.config for r in runs if not (Path(r.path) / "train.json").exists()]
     if not todo:
         return ""
     train_tokens, vocab, measured_size = corpus_size(data_dir / "stats.json", max_vocab)
     note = "" if measured_size else f" (PTB's {train_tokens:,} train tokens: not tokenized yet)"
+    if size is not None:
+        train_tokens, vocab, note = size
     refs = read_reference(reference_root)
     est, source = None, ""
     if refs:

@@ -3,8 +3,11 @@
 Each line is split on whitespace and ends with ``<eos>``. The vocabulary comes from train in
 order of first appearance; words of valid/test outside it map to ``<unk>`` (added if train has
 none). With ``max_vocab`` only the most frequent words are kept (ties: first appearance) and the
-rest become ``<unk>``. A file that is not UTF-8 or has no words is refused with one paragraph,
-and either every output is written or none is. Usage::
+rest become ``<unk>``. A UTF-8 byte order mark opening a file is dropped (it is not a word). A
+file that cannot be read, is not UTF-8 or has no words is refused with one paragraph, and
+either every output is written or none is. stats.json records each input file's SHA-256
+(``sources``), so a check before any job can tell whether it describes the files configured
+now (rnnbench.sources). Identical text gives byte-identical outputs. Usage::
 
     python -m rnnbench.tokenizer --train T --valid V --test T --out-dir results/data/ptb
 """
@@ -12,6 +15,8 @@ and either every output is written or none is. Usage::
 from __future__ import annotations
 
 import argparse
+import codecs
+import hashlib
 import io
 import json
 import logging
@@ -32,19 +37,37 @@ class CorpusError(ValueError):
     """A corpus file cannot be tokenized (not UTF-8, or no words)."""
 
 
-def read_words(path: str | Path) -> list[str]:
-    """All words of a file, with ``<eos>`` after every line."""
-    data = Path(path).read_bytes()
+def read_bytes(path: str | Path) -> bytes:
+    """A corpus file's bytes; CorpusError (one paragraph naming the file) if unreadable."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
+        return Path(path).read_bytes()
+    except OSError as err:
         raise CorpusError(
-            f"{path} is not UTF-8 text: byte {err.start} (line {line}) is "
-            f"{data[err.start:err.end]!r}, which is {err.reason}. The tokenizer reads "
+            f"cannot read the corpus file {path}: {err.strerror or err}. Check that the path "
+            "names a readable file (`ls -l` shows where a symbolic link points), then rerun. "
+            "Nothing was written."
+        ) from None
+
+
+def decode(data: bytes, path: str | Path) -> str:
+    """UTF-8 text of a file's bytes, without a leading byte order mark."""
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        at = start + err.start  # offsets in the file, not in the text after the mark
+        line = data.count(b"\n", 0, at) + 1
+        raise CorpusError(
+            f"{path} is not UTF-8 text: byte {at} (line {line}) is "
+            f"{data[at:start + err.end]!r}, which is {err.reason}. The tokenizer reads "
             "UTF-8 only; convert the file (for example `iconv -f latin1 -t utf-8`) or replace "
             "it with the right one, then rerun. Nothing was written."
         ) from None
+
+
+def read_words(path: str | Path, data: bytes | None = None) -> list[str]:
+    """All words of a file (or of its ``data``, already read), ``<eos>`` after every line."""
+    text = decode(read_bytes(path) if data is None else data, path)
     words: list[str] = []
     for line in io.StringIO(text, newline=None):  # the line ends of open() in text mode
         words.extend(line.split())
@@ -52,9 +75,9 @@ def read_words(path: str | Path) -> list[str]:
     return words
 
 
-def read_split(split: str, path: str | Path) -> list[str]:
+def read_split(split: str, path: str | Path, data: bytes | None = None) -> list[str]:
     """The words of one split's file; refuse a file without a single word."""
-    words = read_words(path)
+    words = read_words(path, data)
     if len(words) == words.count(EOS):
         # valid/test too: a perplexity over no tokens is undefined, not 1.0.
         what = f"only {len(words)} blank line(s)" if words else "it is empty"
@@ -95,7 +118,8 @@ def encode(words: list[str], index: dict[str, int]) -> tuple[list[int], int]:
 
 def tokenize(paths: dict[str, Path], max_vocab: int | None = None):
     """Vocabulary, per-split id lists and stats for the three files in ``paths``."""
-    words = {split: read_split(split, paths[split]) for split in SPLITS}
+    data = {split: read_bytes(paths[split]) for split in SPLITS}
+    words = {split: read_split(split, paths[split], data[split]) for split in SPLITS}
     vocab = build_vocab(words["train"], max_vocab)
     if UNK not in vocab:
         vocab.append(UNK)
@@ -113,6 +137,9 @@ def tokenize(paths: dict[str, Path], max_vocab: int | None = None):
             "unk_rate": unk / n,
         }
     stats["warnings"] = untrained_unk_warnings(stats)
+    # What these counts describe: the pre-job checks trust them for these files only.
+    stats["sources"] = {split: {"sha256": hashlib.sha256(data[split]).hexdigest(),
+                                "bytes": len(data[split])} for split in SPLITS}
     return vocab, ids, stats
 
 
@@ -139,8 +166,12 @@ def write_outputs(out_dir: Path, vocab: list[str], ids: dict[str, list[int]],
     import torch
 
     def save(split):
-        tensor = torch.tensor(ids[split], dtype=torch.int64)
-        return lambda tmp: torch.save(tensor, tmp)
+        # Saved to memory, not to the temporary file: torch.save names the archive's folder
+        # after the file it writes, and that random name would change the file's SHA-256
+        # (the checkpoints' `data` identity) between two tokenizations of the same text.
+        buffer = io.BytesIO()
+        torch.save(torch.tensor(ids[split], dtype=torch.int64), buffer)
+        return lambda tmp: tmp.write_bytes(buffer.getvalue())
 
     writers = {out_dir / f"{split}.pt": save(split) for split in SPLITS}
     vocab_text, stats_text = "\n".join(vocab) + "\n", json.dumps(stats, indent=2) + "\n"

@@ -11,7 +11,8 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
-from rnnbench.grid import check_streams, corpus_tokens, expand as expand_grid, run_args
+from rnnbench.grid import check_streams, expand as expand_grid, run_args
+from rnnbench.sources import corpus_tokens, plan_size, source_inputs
 from rnnbench.config import TRAINING_KEYS
 from rnnbench.tuning import Tuning, selected_config
 from rnnbench.schema import check_config
@@ -105,12 +106,9 @@ if FROM_REFERENCE:
         )
     RUNS = _published
 # Every run's minibatches must fit the corpus's splits (a perplexity over no tokens is
-# undefined): checked here, before any job, from stats.json or a known corpus's counts.
-check_streams(
-    RUNS + TRIALS,
-    corpus_tokens(config["corpus"], f"results/data/{CORPUS}/stats.json"),
-    CORPUS,
-)
+# undefined): checked here, before any job, from stats.json (only when it was counted from
+# the files configured now) or a known corpus's counts.
+check_streams(RUNS + TRIALS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}"), CORPUS)
 RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS + TRIALS}
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
@@ -193,6 +191,12 @@ def data_dir(wildcards, input):
 def corpus_url(wildcards):
     """URL or path of one split's file."""
     return config["corpus"]["files"][wildcards.split]["url"]
+
+
+def corpus_source(wildcards):
+    """A local corpus file, as download_corpus's input (editing it reruns the copy); none
+    for a network URL."""
+    return source_inputs(corpus_url(wildcards))
 
 
 def run_dirs():
@@ -355,6 +359,8 @@ if workflow.is_main_process and not FROM_REFERENCE:
         max_vocab=config["corpus"].get("max_vocab"),
         # --jobs of a cluster executor (for a local one, Snakemake made it --cores).
         jobs=workflow.resource_settings.nodes,
+        # This corpus's size (not PTB's, unless it is PTB), from the files configured now.
+        size=plan_size(config["corpus"], f"results/data/{CORPUS}"),
     )
     for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if _plan else ():
         _models = sum(1 for _, e, _ in TRIAL_GROUPS if e == _experiment)

@@ -6,6 +6,10 @@ localrules:
 
 
 rule download_corpus:
+    # A local file is an input: once edited (newer than its copy) it is copied again, and
+    # tokenize_corpus and everything after it rerun. A network URL has none.
+    input:
+        corpus_source,
     output:
         "results/data/{corpus}/raw/{split}.txt",
     params:
