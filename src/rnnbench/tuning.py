@@ -30,7 +30,8 @@ The search cannot fool itself (issue #18):
 - the trials' seed is one no final run uses, unless ``allow_shared_seed`` says otherwise.
 
     python -m rnnbench.tuning select --rung 0 --keep 0.5 --out rung0.json RUN_DIR ...
-    python -m rnnbench.tuning collect --out results/studies/grid/tables/trials.csv SELECTION.json
+    python -m rnnbench.tuning collect --tunings '{"fair": {"space": ..., "trial_seed": 1,
+        "seeds": [1, 2]}}' --out results/studies/grid/tables/trials.csv SELECTION.json
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Tuning:
             raise ConfigError(
                 f"experiments.{experiment}.tuning.trial_seed is {seed}, which is also one of "
                 f"its final seeds ({list(seeds)}): the selection would then have seen the "
-                "very initialisation and data order that final run is scored with. Remove "
+                "very initialisation (and every other draw) that final run is scored with. Remove "
                 f"trial_seed (the default, {default_trial_seed(seeds)}, is a seed no final run "
                 "uses), give one that is not in `seeds`, or, to keep a published experiment as "
                 "it was, set `allow_shared_seed: true` in its tuning block.")
