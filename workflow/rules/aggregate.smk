@@ -53,7 +53,7 @@ rule collect_metrics:
 rule compare_models:
     input:
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py"],
+        code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py", f"{SRC}/rnnbench/trials.py"],
         # a tuned config: selections on an edge of their space are marked (rnnbench.trials)
         trials=TUNING_TARGETS[:1],
     output:
