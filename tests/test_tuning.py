@@ -15,9 +15,10 @@ from test_pipeline import ROOT, snakemake
 from rnnbench.config import TRAINING_KEYS, RunConfig
 from rnnbench.grid import Run, expand
 from rnnbench.schema import ConfigError, check_config
-from rnnbench.tuning import Tuning, score, select, selected_config
+from rnnbench.trials import annotate, edge_flags, with_edges
+from rnnbench.tuning import Tuning, main, score, select, selected_config
 
-SPEC = {"space": {"lr": [0.5, 2.0, 8.0]}, "trials": 3, "keep": 0.5,
+SPEC = {"space": {"lr": [0.5, 2.0, 8.0]}, "keep": 0.5,  # no `trials`: the full grid
         "rungs": [{"epochs": 1, "max_batches": 4}, {"epochs": 1, "max_batches": 8}]}
 
 
@@ -31,11 +32,19 @@ def tiny_config(**tuning) -> dict:
     return config
 
 
-def test_points_are_the_whole_grid_or_a_fixed_sample_the_same_for_every_model():
+def test_points_are_the_full_grid_unless_a_sample_is_asked_for():
     whole = Tuning.from_spec("x", SPEC, TRAINING_KEYS)
     assert whole.points() == [{"lr": 0.5}, {"lr": 2.0}, {"lr": 8.0}]
-    big = Tuning.from_spec("x", {**SPEC, "space": {"lr": [1, 2, 3, 4], "clip_norm": [1, 5]},
-                                 "trials": 5}, TRAINING_KEYS)
+    space = {"lr": [1, 2, 3, 4], "clip_norm": [1, 5]}
+    full = Tuning.from_spec("x", {**SPEC, "space": space}, TRAINING_KEYS)
+    assert full.trials is None and len(full.points()) == 8 == len(full.grid())
+    assert {(p["lr"], p["clip_norm"]) for p in full.points()} == {
+        (lr, c) for lr in (1, 2, 3, 4) for c in (1, 5)}  # every point, lr 1 with both
+    assert "the full grid" in full.describe("x", 2, 3)
+    asked = Tuning.from_spec("x", {**SPEC, "space": space, "trials": 8}, TRAINING_KEYS)
+    assert asked.points() == full.points()  # a sample as big as the grid is the grid
+    big = Tuning.from_spec("x", {**SPEC, "space": space, "trials": 5}, TRAINING_KEYS)
+    assert "a random sample of 5 of the 8 grid points" in big.describe("x", 2, 3)
     assert len(big.points()) == 5 and big.points() == big.points()  # drawn once, fixed seed
     assert len({json.dumps(p, sort_keys=True) for p in big.points()}) == 5
     assert big.planned() == [5, 3] and whole.planned() == [3, 2]
@@ -51,8 +60,8 @@ def test_a_tuned_experiment_expands_into_trials_per_rung_and_final_seeds():
     finals = [r for r in runs if r.role == "final"]
     assert len(trials) == 2 * 3 * 2 and len(finals) == 2 * 2
     by_id = {r.run_id: r for r in runs}
-    t = by_id["lstm-p3k-l1-lr8-rung1-s1"]
-    assert (t.config.lr, t.config.max_batches, t.config.seed, t.rung) == (8.0, 8, 1, 1)
+    t = by_id["lstm-p3k-l1-lr8-rung1-s0"]
+    assert (t.config.lr, t.config.max_batches, t.config.seed, t.rung) == (8.0, 8, 0, 1)
     assert t.group == "lstm-p3k-l1" and dict(t.point) == {"lr": 8.0}
     assert by_id["lstm-p3k-l1-s2"].role == "final" and by_id["lstm-p3k-l1-s2"].config.seed == 2
 
@@ -65,10 +74,11 @@ def test_an_option_axis_with_null_keeps_the_plain_id():
 
 
 def _trial(folder: Path, run_id: str, valid: list[float], status: str = "ok",
-           test_ppl: float | None = None) -> Path:
+           test_ppl: float | None = None, vocab_size: int = 10_000) -> Path:
     folder.mkdir(parents=True)
-    (folder / "train.json").write_text(json.dumps({"run_id": run_id, "status": status,
-                                                   "config": {"lr": 1.0}}))
+    (folder / "train.json").write_text(json.dumps({
+        "run_id": run_id, "status": status, "vocab_size": vocab_size, "config": {"lr": 1.0},
+        "diverged_step": 7 if status == "diverged" else None}))
     pd.DataFrame({"epoch": range(len(valid)), "valid_ppl": valid}).to_csv(
         folder / "history.csv", index=False)
     if test_ppl is not None:  # a trial never has one; a poisoned one must change nothing
@@ -115,7 +125,8 @@ def test_dry_run_shows_the_tuning_plan(tmp_path):
 @pytest.mark.slow
 def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path, ptb_mirror):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config()))
+    # allow_edge: the publish step below must not depend on where 10 batches put the best lr
+    config.write_text(yaml.safe_dump(tiny_config(allow_edge=True)))
     args = ["--cores", "2", "--configfile", str(config), "--config", f"mirror={ptb_mirror}"]
     result = snakemake(tmp_path, *args)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -128,6 +139,12 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
         assert promoted == set(first["lr"].iloc[:2]), model  # the two best on validation
         chosen = block[block["selected"]]
         assert len(chosen) == 1 and chosen["rung"].iloc[0] == 1
+        edge = edge_flags({"lr": chosen["lr"].iloc[0]}, SPEC["space"])
+        marked = chosen["edge"].iloc[0]  # read back: NaN when no model's is on an edge
+        assert (marked if isinstance(marked, str) else "") == "; ".join(edge), model
+        assert (block["trial_seed"] == 0).all() and not block["shared_seed"].any()
+        assert (block["underfilled"] == (block["finished_in_rung"]
+                                         < block["planned_promotions"])).all()
         best = block[block["rung"] == 1].sort_values("valid_ppl")["lr"].iloc[0]
         assert chosen["lr"].iloc[0] == best
         for seed in (1, 2):  # the final runs train the selected point, and only they test
@@ -161,3 +178,133 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
     assert len(pd.read_csv(clean / "results/studies/tiny/tables/runs.csv")) == 4
     assert (clean / "results/studies/tiny/figures/tuning_curve.png").exists()
     assert (clean / "results/studies/tiny/tables/comparisons.md").read_text() == text
+
+
+def test_the_trial_seed_is_one_no_final_run_uses_unless_explicitly_shared():
+    assert Tuning.from_spec("x", SPEC, TRAINING_KEYS, seeds=[0, 1, 3]).trial_seed == 2
+    assert Tuning.from_spec("x", SPEC, TRAINING_KEYS, seeds=[1, 2]).trial_seed == 0
+    mine = Tuning.from_spec("x", {**SPEC, "trial_seed": 9}, TRAINING_KEYS, seeds=[1, 2])
+    assert (mine.trial_seed, mine.shared_seed) == (9, False)
+    with pytest.raises(ConfigError, match=r"fair\.tuning\.trial_seed is 2, which is also one "
+                       r"of its final seeds \(\[1, 2\]\).*allow_shared_seed: true"):
+        Tuning.from_spec("fair", {**SPEC, "trial_seed": 2}, TRAINING_KEYS, seeds=[1, 2])
+    shared = Tuning.from_spec("x", {**SPEC, "trial_seed": 1, "allow_shared_seed": True},
+                              TRAINING_KEYS, seeds=[1, 2])
+    assert shared.shared_seed and "shared with the final runs" in shared.describe("x", 1, 2)
+
+
+def test_a_shared_trial_seed_stops_the_workflow_before_any_job(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(trial_seed=1)))
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "fairtiny.tuning.trial_seed is 1" in out
+    assert "select_trials" not in out and not (tmp_path / "results").exists()
+
+
+def test_fair_keeps_its_published_trials_with_the_shared_seed_opt_in():
+    """fair.yaml asks for its 8 of 14 points and its shared seed: its trials are exactly the
+    published ones (results/reference/fair/trials.csv), so its numbers stay reproducible."""
+    config = yaml.safe_load((ROOT / "config/fair.yaml").read_text())
+    check_config(config, ROOT / "config/schema/config.schema.yaml")
+    trials = [r for r in expand(config)[0] if r.role == "trial" and r.rung == 0]
+    published = pd.read_csv(ROOT / "results/reference/fair/trials.csv")
+    assert sorted(r.run_id for r in trials) == sorted(published[published["rung"] == 0]["run_id"])
+    assert {r.config.seed for r in trials} == {1}
+    del config["experiments"]["fair"]["tuning"]["allow_shared_seed"]
+    with pytest.raises(ConfigError, match="trial_seed is 1, which is also one of its final"):
+        expand(config)
+
+
+def test_a_trial_worse_than_a_uniform_guess_or_not_finite_is_diverged_never_promoted(tmp_path):
+    points = [{"lr": x} for x in (0.25, 0.5, 1.0, 2.0, 4.0)]
+    dirs = [_trial(tmp_path / "a", "a", [3.3e137]),  # "ok" in training, worse than uniform
+            _trial(tmp_path / "b", "b", [10_001.0]),  # just worse than a uniform guess
+            _trial(tmp_path / "c", "c", [math.inf, math.nan]),
+            _trial(tmp_path / "d", "d", [9_000.0, 10_000.0]),  # best 9000: finished
+            _trial(tmp_path / "e", "e", [math.nan], status="diverged")]
+    scored = [score(d) for d in dirs]
+    assert [s["status"] for s in scored] == ["diverged", "diverged", "diverged", "ok", "diverged"]
+    assert "3.3e+137 is worse than a uniform guess over the 10000-word vocabulary" in (
+        scored[0]["reason"])
+    assert scored[2]["reason"] == "no finite validation perplexity"
+    assert scored[4]["reason"] == "training diverged at step 7"
+    result = select(scored, points, keep_count=3)
+    assert result["promoted"] == [{"lr": 2.0}] and result["selected"] == {"lr": 2.0}
+    first = result["trials"][0]
+    assert (first["run_id"], first["rank"], first["valid_ppl"]) == ("d", 1, 9_000.0)
+    assert all(t["valid_ppl"] is None and not t["promoted"] for t in result["trials"][1:])
+
+
+def test_an_underfilled_rung_says_so_in_its_log_and_in_trials_csv(tmp_path, caplog):
+    dirs = [_trial(tmp_path / "a", "a", [400.0]), _trial(tmp_path / "b", "b", [300.0]),
+            _trial(tmp_path / "c", "c", [math.nan], status="diverged"),
+            _trial(tmp_path / "d", "d", [5e20])]
+    points = [{"lr": x} for x in (0.5, 1.0, 2.0, 4.0)]
+    out = tmp_path / "rung0.json"
+    argv = ["select", *map(str, dirs), "--points", json.dumps(points), "--labels",
+            json.dumps({"corpus": "ptb", "experiment": "x", "model": "m"}), "--rung", "0",
+            "--rungs", "2", "--keep-count", "3", "--out", str(out)]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "rung 0 is under-filled: 2 finished trial(s), fewer than the 3 it should promote" in (
+        caplog.text)
+    assert "d diverged: validation perplexity 5e+20 is worse than a uniform guess" in caplog.text
+    table = tmp_path / "trials.csv"
+    assert main(["collect", str(out), "--out", str(table)]) == 0
+    rows = pd.read_csv(table)
+    assert list(rows["status"]) == ["ok", "ok", "diverged", "diverged"]
+    assert rows["underfilled"].all() and set(rows["finished_in_rung"]) == {2}
+    assert set(rows["planned_promotions"]) == {3} and rows["promoted"].sum() == 2
+    assert rows["reason"].fillna("").str.contains("uniform guess").sum() == 1
+    full = select([score(d) for d in dirs[:2]], points[:2], keep_count=2)
+    assert (full["finished"], full["underfilled"]) == (2, False)
+
+
+def test_edges_of_the_space_are_flagged_on_selected_points_only():
+    space = {"lr": [0.25, 0.5, 1.0], "clip_norm": [5], "grad": ["normalize", "clip"]}
+    assert edge_flags({"lr": 0.25, "clip_norm": 5, "grad": "clip"}, space) == ["lr=min"]
+    assert edge_flags({"lr": 1.0}, space) == ["lr=max"]
+    assert edge_flags({"lr": 0.5, "grad": "normalize"}, space) == []  # inside; text keys none
+    assert edge_flags({"lr": "0.25", "x": "1"}, {**space, "x": [1, 2]}) == ["lr=min", "x=min"]
+    tunings = {"e": {"space": space, "trial_seed": 1, "seeds": [1, 2]}}
+    rows = [{"experiment": "e", "lr": 0.25, "grad": "clip", "selected": False},
+            {"experiment": "e", "lr": "1.0", "grad": "clip", "selected": "True"},  # read back
+            {"experiment": "other", "lr": 0.25, "selected": True}]  # not tuned by this config
+    out = annotate(rows, tunings)
+    assert [r.get("edge") for r in out] == ["", "lr=max", None]
+    assert out[0]["trial_seed"] == 1 and out[0]["shared_seed"] is True
+
+
+def test_an_edge_selection_is_marked_in_the_model_table(tmp_path):
+    from rnnbench.compare import comparisons, markdown, models
+
+    trials = pd.DataFrame([
+        {"experiment": "e", "model": "rnn_tanh-p3k-l1", "selected": True, "edge": "lr=min"},
+        {"experiment": "e", "model": "lstm-p3k-l1", "selected": True, "edge": None},
+        {"experiment": "e", "model": "lstm-p3k-l1", "selected": False, "edge": "lr=max"}])
+    runs = pd.DataFrame([
+        {"corpus": "ptb", "experiment": "e", "run_id": f"{cell}-p3k-l1-s{seed}", "seed": seed,
+         "cell": cell, "hidden": 10, "layers": 1, "budget": 3000, "lr": lr, "grad": "clip",
+         "recurrent_params": 3000, "status": "ok", "test_ppl": 100.0 + seed}
+        for cell, lr in (("rnn_tanh", 0.25), ("lstm", 2.0)) for seed in (1, 2)])
+    marked = with_edges(runs, trials)
+    assert list(marked["tuning_edge"].fillna("")) == ["lr=min", "lr=min", "", ""]
+    text = markdown(models(marked), comparisons(marked, resamples=200))
+    assert "| 0.25 (clip) [edge: lr min] |" in text and "| 2 (clip) |" in text
+
+
+def test_a_publishing_config_refuses_to_train_on_an_edge_selection_unless_allowed(tmp_path):
+    run = Run("fair", "lstm-p3k-l1-s1", RunConfig(cell="lstm", hidden=19, lr=1.0), "ptb",
+              "final", "lstm-p3k-l1")
+    chosen = tmp_path / "rung1.json"
+    chosen.write_text(json.dumps({"selected": {"lr": 8.0}}))
+    tuning = Tuning.from_spec("fair", SPEC, TRAINING_KEYS, seeds=[1])
+    assert selected_config(run, chosen, tuning).lr == 8.0  # not publishing: flagged only
+    with pytest.raises(ConfigError, match=r"selected \{'lr': 8.0\}.*on the edge of its "
+                       r"search space \(lr=max\).*Widen experiments\.fair\.tuning\.space"):
+        selected_config(run, chosen, tuning, refuse_edge=True)
+    allowed = Tuning.from_spec("fair", {**SPEC, "allow_edge": True}, TRAINING_KEYS, seeds=[1])
+    assert selected_config(run, chosen, allowed, refuse_edge=True).lr == 8.0
+    chosen.write_text(json.dumps({"selected": {"lr": 2.0}}))
+    assert selected_config(run, chosen, tuning, refuse_edge=True).lr == 2.0

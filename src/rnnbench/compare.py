@@ -35,6 +35,7 @@ import pandas as pd
 from rnnbench.io import write_csv, write_text
 from rnnbench.params import format_budget
 from rnnbench.stats import bootstrap_t_diff_ci, holm, mean_ci, welch_ci
+from rnnbench.trials import with_edges
 
 log = logging.getLogger(__name__)
 MODEL_ORDER = ["rnn_tanh", "rnn_relu", "irnn", "gru", "lstm"]
@@ -84,7 +85,7 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
         first = block.iloc[0]
         rows.append({**dict(zip([*KEYS, "model"], key, strict=True)),
                      "hidden": int(first["hidden"]), "lr": first.get("lr"),
-                     "grad": first.get("grad"),
+                     "grad": first.get("grad"), "tuning_edge": first.get("tuning_edge"),
                      "recurrent_params": first.get("recurrent_params"),
                      "n_runs": len(block), "n_diverged": int((block["status"] == "diverged").sum()),
                      **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()}})
@@ -205,6 +206,8 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
             lr = "–" if pd.isna(r["lr"]) else f"{r['lr']:g}"
             if isinstance(r.get("grad"), str):  # the gradient treatment: normalize, clip, none
                 lr += f" ({r['grad']})"
+            if isinstance(r.get("tuning_edge"), str):  # the selection is at an end of its space
+                lr += f" [edge: {r['tuning_edge'].replace('=', ' ')}]"
             delta = _delta(sub, r["model"], ref) if r["n"] else "–"
             out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |")
         out.append("")
@@ -218,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv")
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--reference", default="lstm", help="model the Δ column is against")
+    parser.add_argument("--trials", type=Path, help="trials.csv: mark edge selections")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runs = pd.read_csv(args.runs)
+    if args.trials:
+        runs = with_edges(runs, pd.read_csv(args.trials))
     table, pairs = models(runs), comparisons(runs, reference=args.reference)
     write_csv(table, args.out_dir / "models.csv")
     write_csv(pairs, args.out_dir / "comparisons.csv")

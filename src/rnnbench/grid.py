@@ -159,7 +159,8 @@ def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto"
     # sizes: hidden sizes, or recurrent-parameter budgets whose hidden size is solved per cell
     check_size_axis(name, spec)
     by_budget = "budgets" in spec
-    tuning = Tuning.from_spec(name, spec["tuning"], TRAINING_KEYS) if "tuning" in spec else None
+    tuning = (Tuning.from_spec(name, spec["tuning"], TRAINING_KEYS, spec["seeds"])
+              if "tuning" in spec else None)
     for cell, size, layers in itertools.product(
         spec["cells"], spec["budgets"] if by_budget else spec["hidden"], spec["layers"]
     ):

@@ -53,7 +53,9 @@ rule collect_metrics:
 rule compare_models:
     input:
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py"],
+        code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py", f"{SRC}/rnnbench/trials.py"],
+        # a tuned config: selections on an edge of their space are marked (rnnbench.trials)
+        trials=TUNING_TARGETS[:1],
     output:
         models="results/studies/{study}/tables/models.csv",
         pairs=report(
@@ -65,12 +67,14 @@ rule compare_models:
         md="results/studies/{study}/tables/comparisons.md",
     params:
         tables=output_dir,
+        trials=lambda wildcards, input: f"--trials {input.trials}" if input.trials else "",
     log:
         "results/studies/{study}/logs/compare_models.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.compare --runs {input.runs:q} --out-dir {params.tables} > {log:q} 2>&1"
+        "python -m rnnbench.compare --runs {input.runs:q} --out-dir {params.tables}"
+        " {params.trials} > {log:q} 2>&1"
 
 
 rule compare_baseline:

@@ -135,12 +135,15 @@ def train_args(wildcards, input):
     run = run_of(wildcards)
     if run.role != "final":
         return run_args(run.config)
-    return run_args(selected_config(run, input.selection))
+    # a config that publishes may not rest its answer on an edge of the search space
+    tuning = tuning_of(run.experiment)
+    return run_args(selected_config(run, input.selection, tuning, refuse_edge=PUBLISH))
 
 
 def tuning_of(experiment):
-    """The experiment's tuning (search space, trials, rungs)."""
-    return Tuning.from_spec(experiment, config["experiments"][experiment]["tuning"], TRAINING_KEYS)
+    """The experiment's tuning (search space, trials, rungs, trial seed)."""
+    spec = config["experiments"][experiment]
+    return Tuning.from_spec(experiment, spec["tuning"], TRAINING_KEYS, spec["seeds"])
 
 
 def load_json(path):
@@ -324,6 +327,14 @@ def all_selections(wildcards):
                 corpus=corpus, experiment=experiment, group=group, rung=str(rung)
             ).output
     return files
+
+
+def trial_tunings():
+    """`rnnbench.tuning collect --tunings`: each tuned experiment's space, trial seed and
+    final seeds (the edge and seed columns of trials.csv)."""
+    tunings = {e: tuning_of(e) for e in TUNED}
+    return json.dumps({e: {"space": t.space, "trial_seed": t.trial_seed,
+                           "seeds": config["experiments"][e]["seeds"]} for e, t in tunings.items()})
 
 
 def planned_trials():

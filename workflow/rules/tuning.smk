@@ -35,12 +35,16 @@ rule collect_trials:
             category="Tuning",
             labels={"table": "every trial and rung"},
         ),
+    params:
+        # spaces and seeds: the edge and shared-seed columns (also of published tables)
+        tunings=trial_tunings(),
     log:
         "results/studies/{study}/logs/collect_trials.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.tuning collect {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m rnnbench.tuning collect {input:q} --tunings {params.tunings:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_tuning_curve:
