@@ -101,7 +101,9 @@ def run_record(run_dir: Path) -> dict:
            "run_id": meta["run_id"], **cfg}
     row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
     row.update(param_split(meta, cfg))
-    row.update(params=meta["params"], status=meta["status"], diverged_step=meta["diverged_step"],
+    # evaluation marks a run whose valid/test perplexity overflowed diverged (rnnbench.evaluate)
+    status = "diverged" if ev.get("status") == "diverged" else meta["status"]
+    row.update(params=meta["params"], status=status, diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])
     last = hist.iloc[-1] if len(hist) else {}
     row.update(train_ppl=last.get("train_ppl", np.nan), valid_ppl=ev.get("valid_ppl", np.nan),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -117,9 +118,26 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN or infinite float, at any depth, replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_or_null(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_null(v) for v in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON (NaN kept as NaN) atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented JSON atomically; NaN and infinities become null.
+
+    ``json.dumps`` would write them as ``NaN``/``Infinity``, which is not JSON (a strict
+    reader refuses the file); a value that is not a number is recorded as null, and the
+    writer says why in a status field where that matters (eval.json's ``diverged_split``).
+    """
+    text = json.dumps(finite_or_null(data), indent=2, sort_keys=False, allow_nan=False)
+    write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
