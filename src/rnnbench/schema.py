@@ -72,6 +72,9 @@ def _type_sentence(error) -> str | None:
                        "signed exponent" if _EXPONENT.match(value) else "quotes make a string")
                 return (f"{where} = {value!r} is a string, and this key takes a number: write "
                         f"{fix}, without quotes ({why})")
+        if wanted == ["boolean"] and str(value).lower() in {"true", "false"}:
+            return (f"{where} = {value!r} is not a boolean: write {str(value).capitalize()} "
+                    "(Snakemake's --config reads only True and False as booleans)")
         if {"integer", "number"} & set(wanted) and isinstance(value, bool):
             return (f"{where} = {value!r} is a boolean, and this key takes a number: give a number "
                     "(YAML reads yes/no/true/false as booleans)")
