@@ -38,7 +38,8 @@ def snakemake(workdir: Path, config: Path, *args: str, env: dict | None = None,
 def tiny_config(path: Path, cells: list[str], hidden: int = 32, **recipe) -> Path:
     """config/quick.yaml cut to ``cells``, one epoch of 2 minibatches, 2 evaluation ones."""
     cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
-    cfg["recipes"]["quick"].update(epochs=1, max_batches=2, max_eval_batches=2, **recipe)
+    cfg["recipes"]["quick"].update({"epochs": 1, "max_batches": 2, "max_eval_batches": 2,
+                                    **recipe})
     cfg["experiments"]["quick"].update(cells=cells, hidden=[hidden])
     cfg["study"] = path.stem
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -124,12 +125,12 @@ def test_a_killed_writer_leaves_a_temp_file_that_the_next_write_removes(tmp_path
     target = tmp_path / "figure.png"
     stale = tmp_path / ".figure.png.abcd1234.tmp"  # what a SIGKILL mid-write leaves
     stale.write_bytes(b"half a figure")
-    other = tmp_path / ".other.png.abcd1234.tmp"  # another target's: not ours to remove
-    other.write_bytes(b"x")
+    others = [".other.png.abcd1234.tmp", ".figure.png.svg.abcd1234.tmp"]  # other targets'
+    for name in others:
+        (tmp_path / name).write_bytes(b"x")
     write_atomic(target, lambda tmp: tmp.write_bytes(b"png"))
     assert target.read_bytes() == b"png"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.png.abcd1234.tmp",
-                                                           "figure.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "figure.png"])
 
 
 def test_a_figure_job_cancelled_with_sigterm_leaves_no_temp_file(tmp_path):

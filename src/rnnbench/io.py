@@ -64,7 +64,8 @@ def _temp_beside(target: Path) -> Path:
     the temporary files an earlier writer of ``target`` left when it was killed (SIGKILL
     runs no cleanup): each target has one writer at a time (one Snakemake job)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    _unlink_all(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+    # mkstemp's 8 random characters exactly: never another target's (`x.csv.gz` of `x.csv`)
+    _unlink_all(target.parent.glob(f".{glob.escape(target.name)}.????????.tmp"))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
