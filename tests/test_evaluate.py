@@ -4,6 +4,8 @@ in one line."""
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import shutil
 import subprocess
 import sys
@@ -98,3 +100,42 @@ def test_training_and_evaluation_do_not_import_each_other(stage, other):
     code = (f"import sys, rnnbench.{stage}; "
             f"sys.exit('rnnbench.{other}' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def ptb_data(ptb_mirror, tmp_path_factory) -> Path:
+    """Real PTB, tokenized (a few seconds)."""
+    from rnnbench.tokenizer import main as tokenize_main
+
+    out = tmp_path_factory.mktemp("ptb") / "data"
+    assert tokenize_main([*(a for s in ("train", "valid", "test")
+                            for a in (f"--{s}", str(ptb_mirror / f"ptb.{s}.txt"))),
+                          "--out-dir", str(out)]) == 0
+    return out
+
+
+def test_an_overflowing_test_perplexity_makes_the_run_diverged_in_valid_json(ptb_data, tmp_path):
+    # issue #22 case 3: one step at lr 1e-12 from a wide uniform init of a relu RNN leaves a
+    # test loss of ~1286 nats (perplexity e^1286 overflows) and a valid one of ~317 nats
+    run = tmp_path / "run"
+    assert train_main(["--cell", "rnn_relu", "--hidden", "32", "--init", "uniform",
+                       "--init-scale", "0.5901", "--lr", "1e-12", "--epochs", "1",
+                       "--max-batches", "1", "--max-eval-batches", "20", "--device", "cpu",
+                       "--data-dir", str(ptb_data), "--run-dir", str(run),
+                       "--checkpoint", str(tmp_path / "c.pt")]) == 0
+    assert read_json(run / "train.json")["status"] == "ok"  # training saw a finite valid ppl
+    out = tmp_path / "eval.json"
+    assert _eval(run, ptb_data, out) == 0
+    text = out.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    result = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert result["status"] == "diverged" and result["diverged_split"] == "test"
+    assert result["test_ppl"] is None and result["test_loss"] > 709.8
+    assert 1e100 < result["valid_ppl"] < math.inf  # finite, recorded as it is
+
+
+def test_write_json_writes_null_for_nan_and_infinities(tmp_path):
+    write_json(tmp_path / "x.json", {"a": math.nan, "b": [math.inf, -math.inf, 1.5], "c": 2})
+    text = (tmp_path / "x.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "a": None, "b": [None, None, 1.5], "c": 2}

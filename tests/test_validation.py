@@ -90,6 +90,44 @@ def test_booleans_are_not_numbers(edit, expected):
     assert expected + ", and this key takes a number" in refusal(edit)
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("lr: 1e-3", "recipes.quick.lr = '1e-3' is a string, and this key takes a number: "
+         "write 1.0e-3, without quotes (PyYAML reads an exponent as a number only with a "
+         "decimal point and a signed exponent)"),
+        ("lr: [1.0e3, 2.5E-2]", "recipes.quick.lr[0] = '1.0e3' is a string, and this key takes "
+         "a number: write 1.0e+3"),
+        ("clip_norm: '5'", "recipes.quick.clip_norm = '5' is a string, and this key takes a "
+         "number: write 5, without quotes (quotes make a string)"),
+        ("epochs: \"3\"", "recipes.quick.epochs = '3' is a string"),
+    ],
+)
+def test_numbers_that_yaml_reads_as_strings_are_refused_with_the_form_to_write(line, expected):
+    value = yaml.safe_load(line)  # as PyYAML reads the config file
+    assert expected in refusal(lambda c: c["recipes"]["quick"].update(value))
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda c: c["experiments"].update({"x" * 300: c["experiments"].pop("quick")}),
+         "experiments: the name 'xxxx"),
+        (lambda c: c["corpus"].update(name="p" * 65), "corpus.name: the name 'pppp"),
+    ],
+)
+def test_names_too_long_for_a_file_system_are_refused(edit, where):
+    message = refusal(edit)
+    assert where in message and "more than the 64 allowed" in message
+    assert "shorten it" in message and "x" * 41 not in message  # not 300 characters of x
+
+
+def test_a_64_character_experiment_name_is_accepted():
+    config = quick()
+    config["experiments"] = {"e" * 64: config["experiments"]["quick"]}
+    check_config(config, SCHEMA)
+
+
 @pytest.mark.parametrize("name", [".", "..", ".hidden"])
 def test_corpus_names_that_leave_results_data_are_refused(name):
     message = refusal(lambda c: c["corpus"].update(name=name))
@@ -177,6 +215,9 @@ def snakemake_dry_run(workdir: Path, configfile: Path) -> subprocess.CompletedPr
          "recipes.quick.epochs = 2.0 is written with a decimal point, and this key takes an "
          "integer: write 2"),
         ("    lr: 1.0\n", "    lr: .nan\n", "recipes.quick.lr = nan is not a finite number"),
+        ("    lr: 1.0\n", "    lr: 1e-3\n", "recipes.quick.lr = '1e-3' is a string, and this key "
+         "takes a number: write 1.0e-3"),
+        ("  quick:\n    cells", f"  {'q' * 300}:\n    cells", "more than the 64 allowed"),
         ("    lr: 1.0\n", "    lr: 1.0\n    dropout: 0.5\n",
          "The config has no runs: every grid point is skipped"),
     ],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbench.config import RunConfig
-from rnnbench.io import write_csv, write_text
+from rnnbench.io import read_json, write_csv, write_text
 from rnnbench.params import param_counts
 from rnnbench.stats import mean_ci
 from rnnbench.tables import summary_html, summary_markdown
@@ -93,15 +92,16 @@ def param_split(meta: dict, cfg: dict) -> dict:
 
 def run_record(run_dir: Path) -> dict:
     """One row of runs.csv from a run folder (train.json, eval.json, history.csv)."""
-    meta = json.loads((run_dir / "train.json").read_text())
-    ev = json.loads((run_dir / "eval.json").read_text())
+    meta, ev = read_json(run_dir / "train.json"), read_json(run_dir / "eval.json")
     hist = pd.read_csv(run_dir / "history.csv")
     cfg = config_fields(meta["config"])
     row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
            "run_id": meta["run_id"], **cfg}
     row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
     row.update(param_split(meta, cfg))
-    row.update(params=meta["params"], status=meta["status"], diverged_step=meta["diverged_step"],
+    # evaluation marks a run whose valid/test perplexity overflowed diverged (rnnbench.evaluate)
+    status = "diverged" if ev.get("status") == "diverged" else meta["status"]
+    row.update(params=meta["params"], status=status, diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])
     last = hist.iloc[-1] if len(hist) else {}
     row.update(train_ppl=last.get("train_ppl", np.nan), valid_ppl=ev.get("valid_ppl", np.nan),

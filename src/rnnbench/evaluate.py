@@ -8,7 +8,10 @@ first is predicted with the whole preceding test text as context), the protocol 
 al.'s code and the TensorFlow PTB tutorial, recorded as ``test_stream_ppl``. Each split's
 ``{split}_tokens`` (scored) and ``{split}_tokens_total`` (a full pass: every row but the
 first) are recorded, and ``eval_capped`` says whether ``max_eval_batches`` scored fewer.
-A split too short for one row of targets is refused: no perplexity over zero tokens. Usage::
+A split too short for one row of targets is refused: no perplexity over zero tokens. A run
+whose validation or test loss is not finite, or so large that its perplexity overflows
+(above ~709.8 nats), is no result: its ``status`` becomes ``diverged`` with ``diverged_split``
+naming the split, never ``ok``, and the undefined perplexity is written as null. Usage::
 
     python -m rnnbench.evaluate --run-dir results/runs/grid/lstm-h300-l1-s1 \\
         --data-dir results/data/ptb --out results/runs/grid/lstm-h300-l1-s1/eval.json
@@ -89,6 +92,25 @@ def score(model: RNNModel, data: torch.Tensor, cfg, key: str, path: Path) -> dic
             f"{key}_tokens_total": total}
 
 
+def undefined_split(result: dict, keys: list[str]) -> str | None:
+    """The first scored split whose loss or perplexity is not a finite number, or None."""
+    for key in keys:
+        if not (math.isfinite(result[f"{key}_loss"]) and math.isfinite(result[f"{key}_ppl"])):
+            return key
+    return None
+
+
+def mark_undefined(result: dict, keys: list[str]) -> None:
+    """Make a run with an undefined perplexity ``diverged`` (naming the split), never ok."""
+    split = undefined_split(result, keys)
+    if split is None or result["status"] != "ok":
+        return
+    result.update(status="diverged", diverged_split=split)
+    log.error("%s loss %.4g nats: its perplexity is not a finite number (exp overflows above "
+              "~709.8 nats), so run %s is marked diverged, not ok, and left out of the means",
+              split, result[f"{split}_loss"], result["run_id"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from rnnbench.config import RunConfig
@@ -133,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         data = batchify(streams["test"], 1).to(device)  # (tokens, 1)
         result.update(score(model, data, cfg, "test_stream", paths["test"]))
         keys.append("test_stream")
+    mark_undefined(result, keys)
     # max_eval_batches scores only the first minibatches: say so beside the perplexities
     result["eval_capped"] = any(result[f"{k}_tokens"] < result[f"{k}_tokens_total"]
                                 for k in keys)

@@ -36,7 +36,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from rnnbench import figstyle as fs  # noqa: E402
 from rnnbench.figstyle import CELL_ORDER, SERIES_COLORS, SERIES_ORDER, wrap  # noqa: E402
-from rnnbench.io import write_csv  # noqa: E402
+from rnnbench.io import sigterm_exits, write_csv  # noqa: E402
 from rnnbench.plots import save  # noqa: E402  (PNG + SVG, atomically)
 
 log = logging.getLogger(__name__)
@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         fig.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sigterm_exits()  # a cancelled job leaves no .tmp beside its figure
     if args.command == "collect":
         tables = collect(args.runs, args.out_dir)
         log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))

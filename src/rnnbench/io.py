@@ -1,16 +1,20 @@
 """Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
 
 A reader (or Snakemake) never sees a half-written output, and a killed writer leaves
-only a ``.tmp`` file behind, never a truncated file at the real path.
+only a ``.tmp`` file behind, never a truncated file at the real path; the next write of
+that path removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
+import math
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -45,9 +49,23 @@ def _disk_full(err: BaseException, folder: Path) -> bool:
         return False
 
 
+def sigterm_exits() -> None:
+    """Make SIGTERM (Snakemake cancelling a job, SLURM) raise SystemExit in the main thread,
+    so that an atomic write in progress removes its temporary file instead of dying with it
+    on disk. For entry points (``main``) without a handler of their own."""
+    def _exit(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def _temp_beside(target: Path) -> Path:
-    """A new empty file with the usual permissions in ``target``'s folder."""
+    """A new empty file with the usual permissions in ``target``'s folder, after removing
+    the temporary files an earlier writer of ``target`` left when it was killed (SIGKILL
+    runs no cleanup): each target has one writer at a time (one Snakemake job)."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp's 8 random characters exactly: never another target's (`x.csv.gz` of `x.csv`)
+    _unlink_all(target.parent.glob(f".{glob.escape(target.name)}.????????.tmp"))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
@@ -117,11 +135,54 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN or infinite float, at any depth, replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_or_null(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_null(v) for v in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON (NaN kept as NaN) atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented JSON atomically; NaN and infinities become null.
+
+    ``json.dumps`` would write them as ``NaN``/``Infinity``, which is not JSON (a strict
+    reader refuses the file); a value that is not a number is recorded as null, and the
+    writer says why in a status field where that matters (eval.json's ``diverged_split``).
+    """
+    text = json.dumps(finite_or_null(data), indent=2, sort_keys=False, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+class BadJson(SystemExit):
+    """A JSON file that cannot be parsed (truncated, damaged); the message is one paragraph
+    naming the file and the fix. A SystemExit, so an entry point stops with just that."""
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file; BadJson naming it if it is not valid JSON."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise BadJson(
+            f"{path} is not valid JSON ({getattr(err, 'msg', err)} at line "
+            f"{getattr(err, 'lineno', '?')}, column {getattr(err, 'colno', '?')} of its "
+            f"{len(text)} characters): the file is truncated or damaged. If it is committed "
+            f"(results/reference/), restore it with `git checkout -- {path}`; if a run wrote "
+            "it, delete it and rerun the workflow to write it again.") from None
+
+
+def first_bad_json(paths: Iterable[str | os.PathLike]) -> str | None:
+    """The paragraph of the first of ``paths`` (those that exist) that is not valid JSON."""
+    for path in paths:
+        if Path(path).exists():
+            try:
+                read_json(path)
+            except BadJson as err:
+                return str(err)
+    return None

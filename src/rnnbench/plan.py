@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rnnbench.config import RunConfig
 from rnnbench.gpus import nvidia_smi_devices, parse_visible
-from rnnbench.params import matmul_flops_per_token
+from rnnbench.params import matmul_flops_per_token, param_counts
 from rnnbench.provenance import cpu_model
 
 # PTB's train split (tokens with <eos>) and vocabulary, until stats.json exists.
@@ -36,6 +36,10 @@ PTB_VOCAB = 10_000
 # Plans longer than this name the quick config as the alternative.
 LONG_S = 15 * 60
 QUICK = "snakemake --cores 2 --configfile config/quick.yaml"
+# Copies of the parameters a training process holds: weights, gradients, and the best,
+# initial and final weights kept for model.pt (rnnbench.runrecord); fp32, 4 bytes each.
+PARAM_COPIES = 5
+GATES = {"lstm": 4, "gru": 3}
 
 
 @dataclass(frozen=True)
@@ -218,13 +222,80 @@ def format_plan(total: int, finished: int, device: tuple[str, str], est: Estimat
                      for i, t in enumerate(text))
 
 
+def run_memory_bytes(cfg: RunConfig, vocab: int) -> int:
+    """Rough peak memory of training one run: PARAM_COPIES fp32 copies of its parameters
+    and one minibatch's activations kept for backward (every layer's gates and states, the
+    logits and their gradient). Good to a factor of about two; it is there to catch sizes
+    that cannot fit at all (hidden 100000 is hundreds of GB), not to budget."""
+    params = param_counts(cfg.cell, cfg.hidden, cfg.layers, vocab, cfg.embedding_size)["params"]
+    tokens = cfg.bptt * cfg.batch_size
+    per_token = cfg.hidden * cfg.layers * (GATES.get(cfg.cell, 1) + 1) + 2 * vocab
+    return 4 * (PARAM_COPIES * params + tokens * per_token)
+
+
+def machine_memory_bytes(cgroup: Path = Path("/sys/fs/cgroup/memory.max")) -> int | None:
+    """This machine's memory, or its cgroup's limit where that is lower; None if unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    try:
+        limit = int(cgroup.read_text().strip())  # "max" (no limit) is no number
+    except (OSError, ValueError):
+        limit = None
+    known = [v for v in (total, limit) if v and v > 0]
+    return min(known) if known else None
+
+
+def over_memory(runs: Iterable, vocab: int, memory: int | None) -> tuple[str, int] | None:
+    """(run id, bytes) of the largest run of ``runs`` left to train whose estimate exceeds
+    ``memory``; None when all fit (or ``memory`` is unknown)."""
+    if not memory:
+        return None
+    todo = [r for r in runs if not (Path(r.path) / "train.json").exists()]
+    sized = [(Path(r.path).name, run_memory_bytes(r.config, vocab)) for r in todo]
+    largest = max(sized, key=lambda item: item[1], default=None)
+    return largest if largest and largest[1] > memory else None
+
+
+def gb(size: float) -> str:
+    """Bytes as ``12.3 GB`` (10^9)."""
+    return f"{size / 1e9:.1f} GB"
+
+
+def machine_refusal(runs: Iterable, data_dir: Path, device: str, memory: int | None,
+                    max_vocab: int | None = None, allow_over_memory: bool = False,
+                    gpus: int | None = None) -> str | None:
+    """One paragraph when this machine cannot run the config's jobs (``device: cuda`` and
+    no visible GPU; a run that needs more than ``memory``), or None. Checked before any job:
+    a job that fails there deletes the outputs it was to replace (a finished run's
+    eval.json) and tells its reason only in its log."""
+    if device == "cuda" and (visible_gpus() if gpus is None else gpus) == 0:
+        return ("device: cuda, but this machine has no CUDA GPU (none found by the NVIDIA "
+                "driver, or CUDA_VISIBLE_DEVICES hides them), so every training and evaluation "
+                "job would fail. Nothing was run or deleted. Use --config device=auto (CUDA "
+                "where there is a GPU, else the CPU) or device=cpu, or run on a machine with a "
+                "GPU.")
+    vocab = corpus_size(data_dir / "stats.json", max_vocab)[1]
+    big = over_memory(list(runs), vocab, memory)
+    if big is None or allow_over_memory:
+        return None
+    return (f"run {big[0]} needs about {gb(big[1])} of memory to train ({PARAM_COPIES} fp32 "
+            f"copies of its parameters and a minibatch's activations), more than the "
+            f"{gb(memory or 0)} this machine has, so it would fail or swap when it starts. "
+            "Nothing was run. Lower its hidden size, layers or batch_size in the config, run "
+            "it where there is more memory, or set `allow_over_memory: true` (e.g. --config "
+            "allow_over_memory=True) to start it anyway.")
+
+
 def plan_text(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
               cores: int | None, max_vocab: int | None = None, jobs: int | None = None,
-              size: tuple[int, int, str] | None = None) -> str:
+              size: tuple[int, int, str] | None = None, memory: int | None = None) -> str:
     """The plan of ``runs`` (grid.Run: ``.config``, ``.path``) on ``cores`` local cores, or
     ``jobs`` at a time (``--jobs`` of a cluster executor); empty when none is left. ``size``:
     train tokens, vocabulary and a note on how they are known (rnnbench.sources.plan_size);
-    without it, stats.json's, else PTB's."""
+    without it, stats.json's, else PTB's. With ``memory`` (this machine's bytes), a run
+    estimated to need more is named."""
     runs = list(runs)
     todo = [r.config for r in runs if not (Path(r.path) / "train.json").exists()]
     if not todo:
@@ -241,5 +312,9 @@ def plan_text(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
         local = min(cores or os.cpu_count() or 1, os.cpu_count() or 1)
         est = estimate(todo, used, train_tokens, vocab, jobs or local)
     gpus = visible_gpus() if device != "cpu" else 0
-    return format_plan(len(runs), len(runs) - len(todo), resolve_device(device, gpus), est,
+    text = format_plan(len(runs), len(runs) - len(todo), resolve_device(device, gpus), est,
                        source, note, jobs=bool(jobs))
+    if big := over_memory(runs, vocab, memory):
+        text += (f"\n  Memory: run {big[0]} needs about {gb(big[1])} to train; this machine has "
+                 f"{gb(memory or 0)}.")
+    return text

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from rnnbench import figstyle as fs  # noqa: E402
 from rnnbench.figstyle import CELL_ORDER, SERIES_COLORS  # noqa: E402
-from rnnbench.io import write_atomic  # noqa: E402
+from rnnbench.io import sigterm_exits, write_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 CELL_STYLES = {c: {"color": SERIES_COLORS[c], "marker": "o", "label": c} for c in CELL_ORDER}
@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="reproduction only; JSON: experiment -> {test_ppl: ...}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sigterm_exits()  # a cancelled job leaves no .tmp beside its figure
     sns.set_theme(style="whitegrid", context="paper")
     if args.figure == "reproduction":
         save(reproduction(args.tables, json.loads(args.published)), args.out)

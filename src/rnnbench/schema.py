@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,25 @@ def _walk(error) -> Iterator:
         yield from _walk(sub)
 
 
+_EXPONENT = re.compile(r"^\s*([-+]?)(\d*)(?:\.(\d*))?[eE]([-+]?)(\d+)\s*$")
+
+
+def yaml_number(text: str) -> str | None:
+    """How to write the number in ``text`` so that PyYAML reads a number (``1e-3`` ->
+    ``1.0e-3``), or None when ``text`` is no number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    match = _EXPONENT.match(text)
+    if match is None:  # a plain number in quotes
+        return text.strip()
+    sign, whole, frac, exp_sign, exp = match.groups()
+    return f"{sign}{whole or 0}.{frac or 0}e{exp_sign or '+'}{exp}"
+
+
 def _type_sentence(error) -> str | None:
     """A sentence with the fix for a float given to an integer key or a bool to a number."""
     for e in _walk(error):
@@ -46,6 +66,15 @@ def _type_sentence(error) -> str | None:
                         f"takes an integer: write {int(value)}")
             return (f"{where} = {value!r} is not an integer, as this key needs: give a whole "
                     f"number such as {math.floor(value)} or {math.ceil(value)}")
+        if {"integer", "number"} & set(wanted) and isinstance(value, str):
+            if (fix := yaml_number(value)) is not None:
+                why = ("PyYAML reads an exponent as a number only with a decimal point and a "
+                       "signed exponent" if _EXPONENT.match(value) else "quotes make a string")
+                return (f"{where} = {value!r} is a string, and this key takes a number: write "
+                        f"{fix}, without quotes ({why})")
+        if wanted == ["boolean"] and str(value).lower() in {"true", "false"}:
+            return (f"{where} = {value!r} is not a boolean: write {str(value).capitalize()} "
+                    "(Snakemake's --config reads only True and False as booleans)")
         if {"integer", "number"} & set(wanted) and isinstance(value, bool):
             return (f"{where} = {value!r} is a boolean, and this key takes a number: give a number "
                     "(YAML reads yes/no/true/false as booleans)")
@@ -66,6 +95,10 @@ def _describe(error) -> str:
     if error.validator == "enum":
         return (f"{where} is {error.instance!r}, which is not allowed; "
                 f"choose one of {', '.join(map(str, error.validator_value))}")
+    if error.validator == "maxLength":
+        return (f"{where}: the name {error.instance[:40]!r}... has {len(error.instance)} "
+                f"characters, more than the {error.validator_value} allowed (it names folders "
+                "and files, and file systems cap a name at 255 bytes): shorten it")
     if error.validator == "pattern" and error.schema.get("description"):
         return f"{where} = {error.instance!r} is invalid: {error.schema['description']}"
     if error.validator in {"oneOf", "anyOf"} and error.context:

@@ -105,6 +105,16 @@ if FROM_REFERENCE:
             file=sys.stderr,
         )
     RUNS = _published
+# Published files the tables and comparisons read: a truncated one stops here, named.
+from rnnbench.io import first_bad_json
+
+_bad = first_bad_json(
+    [f"{d}/{n}" for n in ("train.json", "eval.json")
+     for d in [f"results/reference/{r.experiment}/{r.run_id}" for r in RUNS if FROM_REFERENCE]
+     + BASELINE_DIRS]
+)
+if _bad:
+    raise ValueError(_bad)
 # Every run's minibatches must fit the corpus's splits (a perplexity over no tokens is
 # undefined): checked here, before any job, from stats.json (only when it was counted from
 # the files configured now) or a known corpus's counts.
@@ -224,9 +234,18 @@ def reference_files():
     return runs + tables + trials
 
 
+def run_inputs():
+    """The per-run files that tables are built from (every rule's fixed inputs under
+    results/runs/). Targets themselves: Snakemake does not rebuild a missing input of an
+    up-to-date table, so a deleted eval.json would otherwise never come back."""
+    return sorted({str(f) for r in workflow.rules for f in r.input
+                   if isinstance(f, str) and f.startswith("results/runs/") and "{" not in f})
+
+
 def all_targets():
-    """Tables and figures of the whole config."""
+    """Tables and figures of the whole config, and the run files they come from."""
     return [
+        *run_inputs(),
         f"results/studies/{STUDY}/tables/runs.csv",
         f"results/studies/{STUDY}/tables/summary.csv",
         f"results/studies/{STUDY}/tables/summary.md",
@@ -358,8 +377,12 @@ def planned_trials():
 # Printed once, by the main process only: cluster and subprocess jobs re-parse this file
 # (exec mode remote or subprocess) and stay quiet. Nothing for `source: reference`.
 if workflow.is_main_process and not FROM_REFERENCE:
-    from rnnbench.plan import plan_text
+    from rnnbench.plan import machine_memory_bytes, machine_refusal, plan_text
 
+    # This machine's limits only where the jobs run here: a cluster executor's --jobs is
+    # `nodes` (a local one's is its --cores), and a cluster's nodes are other machines.
+    _local = not workflow.resource_settings.nodes
+    _memory = machine_memory_bytes() if _local else None
     _plan = plan_text(
         RUNS + planned_trials(),
         data_dir=Path(f"results/data/{CORPUS}"),
@@ -372,6 +395,7 @@ if workflow.is_main_process and not FROM_REFERENCE:
         jobs=workflow.resource_settings.nodes,
         # This corpus's size (not PTB's, unless it is PTB), from the files configured now.
         size=plan_size(config["corpus"], f"results/data/{CORPUS}"),
+        memory=_memory,
     )
     for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if _plan else ():
         _models = sum(1 for _, e, _ in TRIAL_GROUPS if e == _experiment)
@@ -380,3 +404,15 @@ if workflow.is_main_process and not FROM_REFERENCE:
         _plan = f"{_plan}\n  {_line}"
     if _plan:
         print(_plan, file=sys.stderr)
+    # A device or size this machine cannot run stops here, before any job (a failed job
+    # deletes the outputs it was to replace, and says why only in its log).
+    _refusal = _local and machine_refusal(
+        RUNS + planned_trials(),
+        data_dir=Path(f"results/data/{CORPUS}"),
+        device=config.get("device", "auto"),
+        memory=_memory,
+        max_vocab=config["corpus"].get("max_vocab"),
+        allow_over_memory=config.get("allow_over_memory", False),
+    )
+    if _refusal:
+        raise ValueError(_refusal)

@@ -31,15 +31,23 @@ rule train_model:
     conda:
         "../../environment.yml"
     shell:
-        # exec: the trainer itself receives SIGTERM from SLURM, not only the shell around it
-        "exec python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
+        # On failure this attempt's error paragraph (ERROR lines, else the log's last lines)
+        # is also printed to the terminal, as corpus.smk's rules do. So the shell stays: the
+        # trainer runs in the background, and a SIGTERM/SIGINT to the shell (Snakemake, SLURM)
+        # is passed on to it, which checkpoints (exit 75: retried, resumed).
+        " n=$(( $( {{ wc -l < {log:q}; }} 2>/dev/null || echo 0) + 1 ));"
+        " python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
         # In a SLURM job, stop before its time limit (the runtime, minutes): checkpoint and
         # exit 75; the retry gets more runtime and resumes. Not outside SLURM: nothing
         # enforces the runtime there.
         " ${{SLURM_JOB_ID:+--time-limit-s $(({resources.runtime} * 60))}}"
-        " >> {log:q} 2>&1"
+        " >> {log:q} 2>&1 & pid=$!;"
+        " trap 'kill -TERM $pid 2>/dev/null' TERM INT;"
+        " rc=0; while kill -0 $pid 2>/dev/null; do wait $pid && rc=0 || rc=$?; done;"
+        " [ $rc -eq 0 ] || grep ' ERROR ' <(tail -n +$n {log:q}) >&2"
+        " || tail -n +$n {log:q} | tail -n 20 >&2; exit $rc"
 
 
 rule evaluate_model:
