@@ -115,12 +115,13 @@ def test_stop_line_counts_the_checkpoints_present(tmp_path):
 
 
 # A process that does what Snakemake does around a user stop: a child job, a console logger,
-# SIGINT to itself, then errors logged for the job that the signal ended.
+# a signal to itself (SIGINT: KeyboardInterrupt; SIGTERM: Snakemake's handler, which lets the
+# running jobs end), then an error logged for the job that the signal ended.
 STOPPED_PROCESS = textwrap.dedent("""
-    import logging, subprocess, sys, time
+    import logging, os, signal, subprocess, sys, time
     from pathlib import Path
     from rnnbench.progress import UserStop
-    tmp = Path(sys.argv[1])
+    tmp, signum = Path(sys.argv[1]), getattr(signal, sys.argv[2])
     job = subprocess.Popen([sys.executable, "-c", '''
     import signal, sys, time
     from pathlib import Path
@@ -136,25 +137,27 @@ STOPPED_PROCESS = textwrap.dedent("""
     logger = logging.getLogger("snakemake.logging")
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.addHandler(logging.FileHandler(tmp / "snakemake.log"))
+    signal.signal(signal.SIGTERM, lambda *_: None)  # Snakemake's: wait for the running jobs
     UserStop([tmp / "ckpt.pt", tmp / "other.pt"]).install(logger)
     logger.error("before the stop")
     try:
-        import os, signal
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
+        os.kill(os.getpid(), signum)
+        status = job.wait()
     except KeyboardInterrupt:
-        logger.error("Error in rule train_model: exit status %d", job.wait())
+        status = job.wait()
+    logger.error("Error in rule train_model: exit status %d", status)
     sys.exit(1)
 """)
 
 
-def test_user_stop_ends_every_job_at_once_and_ends_with_one_line(tmp_path):
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_user_stop_ends_every_job_at_once_and_ends_with_one_line(tmp_path, signum):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", STOPPED_PROCESS, str(tmp_path)], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", STOPPED_PROCESS, str(tmp_path), signum],
+                            env=env, capture_output=True, text=True, timeout=60)
     assert time.monotonic() - started < 30  # the job did not sleep its 60 s
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     assert (tmp_path / "ckpt.pt").read_text() == str(int(signal.SIGTERM))
     # the console: what came before the stop, then one line; the log file keeps the rest
     assert result.stderr.splitlines() == [
@@ -203,6 +206,11 @@ def test_first_progress_lines_come_after_a_few_minibatches_of_each_start(tiny_da
     assert batches == [f"5/{n}", f"50/{n}", f"{n}/{n}"]
 
 
+# The rules run `python -m rnnbench...`: this interpreter's, as in an activated environment.
+JOB_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT / "src")}
+
+
 def _quick_long(tmp_path: Path, ptb_mirror: Path) -> list[str]:
     """The quick config, 2 runs of 2 epochs of 100 minibatches: the command that trains them."""
     config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
@@ -223,7 +231,7 @@ def test_ctrl_c_checkpoints_every_run_and_the_same_command_resumes_to_identical_
     logs = [tmp_path / f"results/logs/train_model/ptb/quick/{c}-h32-l1-s1.log"
             for c in ("lstm", "gru")]
     snakemake = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True)
+                                 text=True, env=JOB_ENV)
     deadline = time.monotonic() + 240
     # both trainers mid-epoch 0 (the progress line after 50 minibatches): SIGINT to Snakemake
     while not all(p.exists() and "batch 50/" in p.read_text() for p in logs):
@@ -244,12 +252,11 @@ def test_ctrl_c_checkpoints_every_run_and_the_same_command_resumes_to_identical_
         assert (state["epoch"], state["batch"] > 50) == (0, True), run.name
         assert not (run / "train.json").exists()
     again = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=600)
+                           timeout=600, env=JOB_ENV)
     assert again.returncode == 0, again.stdout[-3000:]
     assert "[rnnbench] 2/2 runs done" in again.stdout
     assert not list((tmp_path / "results/checkpoints").rglob("*.pt"))
     # the trainers' own commands, run without a stop, give the same numbers bit for bit
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     wholes = {}
     for run in runs:
         meta = json.loads((run / "train.json").read_text())
@@ -258,7 +265,7 @@ def test_ctrl_c_checkpoints_every_run_and_the_same_command_resumes_to_identical_
         argv[argv.index("--run-dir") + 1] = str(tmp_path / "whole" / run.name)
         argv[argv.index("--checkpoint") + 1] = str(tmp_path / "whole" / f"{run.name}.pt")
         wholes[run] = subprocess.Popen([sys.executable, "-m", "rnnbench.train", *argv],
-                                       cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                       cwd=tmp_path, env=JOB_ENV, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
     for run, proc in wholes.items():
         assert proc.wait(timeout=600) == 0, run.name
