@@ -184,12 +184,18 @@ class Estimate:
     flops_per_s: float
 
 
+def seconds_each(configs: Sequence[RunConfig], flops_per_s: float, train_tokens: int,
+                 vocab: int) -> list[float]:
+    """Training seconds of each config at ``flops_per_s`` (one 1-thread job)."""
+    return [tokens_per_epoch(c, train_tokens) * c.epochs * flops_per_token(c, vocab) / flops_per_s
+            for c in configs]
+
+
 def estimate(configs: Sequence[RunConfig], measured: Sequence[Measured], train_tokens: int,
              vocab: int, cores: int) -> Estimate:
     """Time of ``configs`` at the median measured FLOP/s, one 1-thread job per core."""
     rate = statistics.median(m.flops_per_s for m in measured)
-    each = [tokens_per_epoch(c, train_tokens) * c.epochs * flops_per_token(c, vocab) / rate
-            for c in configs]
+    each = seconds_each(configs, rate, train_tokens, vocab)
     workers = max(1, min(cores, len(each)))
     # Jobs cannot be split: the longest run bounds the wall time from below.
     wall = max(sum(each) / workers, max(each, default=0.0))
@@ -288,33 +294,53 @@ def machine_refusal(runs: Iterable, data_dir: Path, device: str, memory: int | N
             "allow_over_memory=True) to start it anyway.")
 
 
-def plan_text(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
+@dataclass(frozen=True)
+class Plan:
+    """The plan's text, and what the grid's progress line (rnnbench.progress) scales."""
+
+    text: str  # empty when no run is left
+    seconds: dict[str, float]  # estimated training seconds of each run left, by its folder
+    workers: int  # runs trained at a time
+
+
+def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
               cores: int | None, max_vocab: int | None = None, jobs: int | None = None,
-              size: tuple[int, int, str] | None = None, memory: int | None = None) -> str:
+              size: tuple[int, int, str] | None = None, memory: int | None = None) -> Plan:
     """The plan of ``runs`` (grid.Run: ``.config``, ``.path``) on ``cores`` local cores, or
-    ``jobs`` at a time (``--jobs`` of a cluster executor); empty when none is left. ``size``:
-    train tokens, vocabulary and a note on how they are known (rnnbench.sources.plan_size);
-    without it, stats.json's, else PTB's. With ``memory`` (this machine's bytes), a run
-    estimated to need more is named."""
+    ``jobs`` at a time (``--jobs`` of a cluster executor). ``size``: train tokens, vocabulary
+    and a note on how they are known (rnnbench.sources.plan_size); without it, stats.json's,
+    else PTB's. With ``memory`` (this machine's bytes), a run estimated to need more is
+    named."""
     runs = list(runs)
-    todo = [r.config for r in runs if not (Path(r.path) / "train.json").exists()]
+    todo = [r for r in runs if not (Path(r.path) / "train.json").exists()]
+    # More local jobs than cores share them: no faster than one job per core.
+    workers = jobs or min(cores or os.cpu_count() or 1, os.cpu_count() or 1)
     if not todo:
-        return ""
+        return Plan("", {}, workers)
     train_tokens, vocab, measured_size = corpus_size(data_dir / "stats.json", max_vocab)
     note = "" if measured_size else f" (PTB's {train_tokens:,} train tokens: not tokenized yet)"
     if size is not None:
         train_tokens, vocab, note = size
     refs = read_reference(reference_root)
-    est, source = None, ""
+    est, source, seconds = None, "", {}
     if refs:
         used, source = basis(refs, cpu_model())
-        # More local jobs than cores share them: no faster than one job per core.
-        local = min(cores or os.cpu_count() or 1, os.cpu_count() or 1)
-        est = estimate(todo, used, train_tokens, vocab, jobs or local)
+        configs = [r.config for r in todo]
+        est = estimate(configs, used, train_tokens, vocab, workers)
+        each = seconds_each(configs, est.flops_per_s, train_tokens, vocab)
+        seconds = {str(r.path): s for r, s in zip(todo, each, strict=True)}
     gpus = visible_gpus() if device != "cpu" else 0
     text = format_plan(len(runs), len(runs) - len(todo), resolve_device(device, gpus), est,
                        source, note, jobs=bool(jobs))
     if big := over_memory(runs, vocab, memory):
         text += (f"\n  Memory: run {big[0]} needs about {gb(big[1])} to train; this machine has "
                  f"{gb(memory or 0)}.")
-    return text
+    return Plan(text, seconds, workers)
+
+
+def plan_text(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
+              cores: int | None, max_vocab: int | None = None, jobs: int | None = None,
+              size: tuple[int, int, str] | None = None, memory: int | None = None) -> str:
+    """The plan of ``runs`` as text; empty when none is left (see ``make_plan``)."""
+    return make_plan(runs, data_dir, reference_root, device, cores, max_vocab, jobs, size,
+                     memory).text

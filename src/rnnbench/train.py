@@ -48,6 +48,9 @@ from rnnbench.runrecord import environment, write_outputs
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
+# Minibatches after an epoch's (re)start with a progress line, before every --log-interval:
+# a large model's 200 minibatches take minutes, and a user watching the log needs a sign of life.
+EARLY_LOGS = (5, 50)
 
 
 class Preempted(Exception):
@@ -115,8 +118,8 @@ class Trainer:
         steps = st.steps[-1]
         hidden = st.hidden if st.hidden is not None else self.model.init_hidden(cfg.batch_size)
         loss_acc = st.loss_sum if st.loss_sum is not None else torch.zeros((), device=self.device)
-        t0 = time.perf_counter() - st.seconds
-        for b in range(st.batch, self.n_batches):
+        t0, first = time.perf_counter() - st.seconds, st.batch
+        for b in range(first, self.n_batches):
             x, y = get_batch(self.train_data, b * cfg.bptt, cfg.bptt)  # (seq, batch) each
             hidden, total = self.step(x, y, hidden, steps[b])
             loss_acc += total
@@ -126,6 +129,8 @@ class Trainer:
             if (b + 1) % self.log_interval == 0 or b + 1 == self.n_batches:
                 if self.check_diverged(steps, b + 1):
                     return
+                self.log_progress(b + 1)
+            elif b + 1 - first in EARLY_LOGS:  # a first line within seconds of a (re)start
                 self.log_progress(b + 1)
             if self.stop_signal is not None or self._checkpoint_due():
                 st.hidden = detach_hidden(hidden)

@@ -373,18 +373,23 @@ def planned_trials():
     return planned
 
 
-# --- The plan (rnnbench.plan): printed before a run and in `snakemake -n`. ---
-# Printed once, by the main process only: cluster and subprocess jobs re-parse this file
-# (exec mode remote or subprocess) and stay quiet. Nothing for `source: reference`.
+# --- The plan (rnnbench.plan) and the progress of a run (rnnbench.progress). ---
+# Printed by the main process only: cluster and subprocess jobs re-parse this file (exec mode
+# remote or subprocess) and stay quiet. Nothing for `source: reference`. A run prints the plan
+# when it starts (start_session, Snakefile's onstart); a dry run after its list of jobs, which
+# would scroll it away.
+PLAN_TEXT, PROGRESS = "", None
 if workflow.is_main_process and not FROM_REFERENCE:
-    from rnnbench.plan import machine_memory_bytes, machine_refusal, plan_text
+    from rnnbench.plan import machine_memory_bytes, machine_refusal, make_plan
+    from rnnbench.progress import GridProgress, PlanAtExit
 
     # This machine's limits only where the jobs run here: a cluster executor's --jobs is
     # `nodes` (a local one's is its --cores), and a cluster's nodes are other machines.
     _local = not workflow.resource_settings.nodes
     _memory = machine_memory_bytes() if _local else None
-    _plan = plan_text(
-        RUNS + planned_trials(),
+    _planned = RUNS + planned_trials()
+    _plan = make_plan(
+        _planned,
         data_dir=Path(f"results/data/{CORPUS}"),
         # The committed measurements travel with the code, not with the working directory.
         reference_root=Path(workflow.basedir) / "results/reference",
@@ -397,17 +402,19 @@ if workflow.is_main_process and not FROM_REFERENCE:
         size=plan_size(config["corpus"], f"results/data/{CORPUS}"),
         memory=_memory,
     )
-    for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if _plan else ():
+    PLAN_TEXT = _plan.text
+    for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if PLAN_TEXT else ():
         _models = sum(1 for _, e, _ in TRIAL_GROUPS if e == _experiment)
         _seeds = len(config["experiments"][_experiment]["seeds"])
         _line = tuning_of(_experiment).describe(_experiment, _models, _seeds)
-        _plan = f"{_plan}\n  {_line}"
-    if _plan:
-        print(_plan, file=sys.stderr)
+        PLAN_TEXT = f"{PLAN_TEXT}\n  {_line}"
+    PlanAtExit(PLAN_TEXT, lambda: workflow.dryrun).install(logger)
+    PROGRESS = GridProgress([r.path for r in _planned], _plan.seconds, _plan.workers)
+
     # A device or size this machine cannot run stops here, before any job (a failed job
     # deletes the outputs it was to replace, and says why only in its log).
     _refusal = _local and machine_refusal(
-        RUNS + planned_trials(),
+        _planned,
         data_dir=Path(f"results/data/{CORPUS}"),
         device=config.get("device", "auto"),
         memory=_memory,
@@ -416,3 +423,19 @@ if workflow.is_main_process and not FROM_REFERENCE:
     )
     if _refusal:
         raise ValueError(_refusal)
+
+
+def start_session():
+    """A run starts (not a dry run): the plan, then a progress line as runs finish; Ctrl-C or
+    SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
+    if PROGRESS is None:
+        return
+    from rnnbench.progress import ProgressHandler, UserStop
+
+    if PLAN_TEXT:
+        print(PLAN_TEXT, file=sys.stderr)
+    stop = UserStop(
+        f"results/checkpoints/{r.corpus}/{r.experiment}/{r.run_id}.pt" for r in RUNS + TRIALS
+    )
+    stop.install(logger)
+    logger.addHandler(ProgressHandler(PROGRESS, stop))
