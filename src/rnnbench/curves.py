@@ -31,7 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from rnnbench import figstyle as fs  # noqa: E402
 from rnnbench.io import write_csv  # noqa: E402
-from rnnbench.labels import group_label, size_label, with_model  # noqa: E402
+from rnnbench.labels import group_label, model_rank, size_label, with_model  # noqa: E402
 from rnnbench.stats import expected_best, mean_ci  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,10 @@ def learning_curve_table(epochs: pd.DataFrame, runs: pd.DataFrame | None) -> pd.
         rows.append({**dict(zip([*PANEL, "model", "tokens"], key, strict=True)),
                      "epoch": int(block["epoch"].max()), "n": st["n"], "mean": st["mean"],
                      "ci_low": st["ci_low"], "ci_high": st["ci_high"]})
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    rank = table["model"].map(model_rank)
+    return table.assign(_rank=rank).sort_values([*PANEL, "_rank", "tokens"], kind="stable").drop(
+        columns="_rank").reset_index(drop=True)
 
 
 def _seeds_text(table: pd.DataFrame) -> str:

@@ -163,7 +163,7 @@ def model_comparison(tables: Path) -> Figure:
         ax.set_yticks(y, [f"{m} (n={n})" for m, n in zip(block["model"], block["n"],
                                                           strict=True)])
         ax.set_title(f"{experiment}: {size}, {layers} layer{'s' * (layers > 1)}")
-        ax.set_xlabel("test perplexity (mean, 95% CI over seeds)")
+        ax.set_xlabel("test perplexity (mean, 95% CI over its seeds)")
     fs.footnote(fig, [*fs.not_shown(lost), "Diamonds: one seed, no interval."]
                 if (done["n"] == 1).any() else fs.not_shown(lost))
     return fig
