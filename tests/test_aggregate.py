@@ -271,3 +271,21 @@ def test_summary_gives_the_95_ci_of_the_mean_over_seeds():
     assert row["n"] == 3 and row["test_ppl_ci_low"] == pytest.approx(102 - half, rel=1e-8)
     assert row["test_ppl_ci_high"] == pytest.approx(102 + half, rel=1e-8)
     assert row["valid_ppl_ci_low"] == row["valid_ppl_ci_high"] == 110.0
+
+
+def test_every_table_names_the_model_and_the_summary_keeps_variants_apart(tiny_runs, tmp_path):
+    # the same rnn_relu run, once as the IRNN variant (run id and config as the grid writes them)
+    root = tmp_path / "runs" / "g"
+    plain = copy_run(tiny_runs["ok1"], root / "rnn_relu-h8-l1-s1", run_id="rnn_relu-h8-l1-s1")
+    irnn = copy_run(tiny_runs["ok1"], root / "rnn_relu-h8-l1-irnn1-s1",
+                    run_id="rnn_relu-h8-l1-irnn1-s1")
+    meta = json.loads((irnn / "train.json").read_text())
+    edit_json(irnn / "train.json", config={**meta["config"], "irnn": 1.0})
+    runs = aggregate([plain, irnn], tmp_path / "tables")
+    assert runs["model"].tolist() == ["rnn_relu", "irnn"]
+    for name in ("epochs.csv", "grad_norms.csv"):
+        table = pd.read_csv(tmp_path / "tables" / name)
+        assert set(table.groupby("run_id")["model"].first().items()) == {
+            ("rnn_relu-h8-l1-s1", "rnn_relu"), ("rnn_relu-h8-l1-irnn1-s1", "irnn")}, name
+    summary = pd.read_csv(tmp_path / "tables/summary.csv")
+    assert summary["model"].tolist() == ["rnn_relu", "irnn"] and summary["n"].tolist() == [1, 1]

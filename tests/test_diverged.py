@@ -14,8 +14,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["perplexity_vs_hidden", "perplexity_vs_params", "learning_curves", "grad_norms",
            "grad_vs_lag", "grad_norm_distribution", "grad_spectra", "grad_decay_rate_vs_hidden"]
-TABLES = ["runs.csv", "summary.csv", "summary.md", "epochs.csv", "grad_norms.csv",
-          "grad_through_time.csv", "grad_decay.csv", "spectra.csv", "grad_steps.csv"]
+TABLES = ["runs.csv", "summary.csv", "summary.md", "epochs.csv", "learning_curves.csv",
+          "grad_norms.csv", "grad_through_time.csv", "grad_decay.csv", "spectra.csv",
+          "grad_steps.csv"]
 
 
 def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ import itertools
 import math
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -248,3 +249,84 @@ def _close_figures():
     """Free each test's figures."""
     yield
     plt.close("all")
+
+
+def add_variant(folder: Path, cell: str, axis: str, shift: float) -> None:
+    """Every table of ``folder`` gets a variant of ``cell`` (run ids with ``axis``, as
+    rnnbench.grid writes them), its perplexities and norms shifted by ``shift``."""
+    for path in folder.glob("*.csv"):
+        df = pd.read_csv(path)
+        twin = df[df["cell"] == cell].copy()
+        twin["run_id"] = twin["run_id"].str.replace(r"(-s\d+)$", f"-{axis}\\1", regex=True)
+        for column in ("test_ppl", "valid_ppl", "grad_norm_median", "grad_norm"):
+            if column in twin:
+                twin[column] = twin[column] * shift
+        pd.concat([df, twin]).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("name", ["perplexity_vs_hidden", "learning_curves", "grad_norms",
+                                  "grad_vs_lag", "grad_norm_distribution"])
+def test_variants_are_models_of_their_own_in_distinct_colours(name, tmp_path):
+    tables = write_tables(tmp_path, {"quick": QUICK})
+    add_variant(tables, "rnn_relu", "irnn1", 1.5)
+    add_variant(tables, "lstm", "forget_bias1", 0.9)
+    fig = build(name, tables)
+    (ax,) = fig.axes
+    if name == "grad_norm_distribution":  # one box per model, each its own colour
+        shown = dict(zip([t.get_text() for t in ax.get_xticklabels()],
+                         [p.get_facecolor()[:3] for p in ax.patches], strict=True))
+    else:
+        legend = ax.get_legend()
+        shown = {t.get_text(): matplotlib.colors.to_rgb(h.get_color())
+                 for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
+                 if "," not in t.get_text()}  # grad_vs_lag: the line styles' entries
+    assert {"rnn_relu", "irnn", "lstm", "lstm+fb1"} <= set(shown), shown
+    assert len(set(shown.values())) == len(shown), shown
+
+
+def test_learning_curve_table_gives_the_t_interval_over_seeds_per_tokens_seen(tmp_path):
+    from rnnbench.curves import learning_curve_table
+
+    rows = [{"experiment": "e", "run_id": f"{c}-h8-l1-s{s}", "cell": c, "hidden": 8,
+             "layers": 1, "seed": s, "epoch": e, "tokens": 500, "valid_ppl": v}
+            for c, s, curve in [("lstm", 1, [100.0, 90.0]), ("lstm", 2, [110.0, 96.0]),
+                                ("gru", 1, [120.0, 99.0]), ("gru", 2, [1e9])]
+            for e, v in enumerate(curve)]
+    runs = pd.DataFrame([{"experiment": "e", "run_id": r["run_id"],
+                          "status": "diverged" if r["run_id"] == "gru-h8-l1-s2" else "ok"}
+                         for r in rows]).drop_duplicates()
+    table = learning_curve_table(pd.DataFrame(rows), runs)
+    lstm = table[table["model"] == "lstm"].set_index("tokens")
+    assert list(lstm.index) == [500, 1000]  # tokens seen: each epoch's tokens, summed
+    # mean 105, sd 7.0711, t(0.975, 1) = 12.7062: 105 ± 12.7062 * 7.0711 / sqrt(2)
+    assert lstm.loc[500, ["n", "mean"]].tolist() == [2, 105.0]
+    assert lstm.loc[500, "ci_low"] == pytest.approx(105 - 63.531, abs=1e-3)
+    assert lstm.loc[500, "ci_high"] == pytest.approx(105 + 63.531, abs=1e-3)
+    gru = table[table["model"] == "gru"]  # the diverged seed is left out: n = 1, no interval
+    assert gru["n"].tolist() == [1, 1] and gru["ci_low"].isna().all()
+    assert gru["mean"].tolist() == [120.0, 99.0]
+
+
+def test_tuning_curve_leaves_out_an_overflowing_trial_and_uses_a_log_axis(tmp_path):
+    from rnnbench.curves import tuning_curve
+
+    group = "rnn_relu-p250k-l1-irnn1"
+    trials = [{"corpus": "ptb", "experiment": "fair", "model": group, "cell": "rnn_relu",
+               "hidden": 353, "layers": 1, "budget": 250000, "rung": 0,
+               "run_id": f"{group}-lr{lr}-rung0-s1", "status": status, "valid_ppl": ppl}
+              for lr, status, ppl in [(1, "ok", 800.0), (2, "ok", 900.0), (3, "ok", 3.3e137),
+                                      (4, "diverged", None)]]
+    pd.DataFrame(trials).to_csv(tmp_path / "trials.csv", index=False)
+    pd.DataFrame([{"experiment": "fair", "run_id": f"{group}-s1", "status": "ok",
+                   "vocab_size": 10000}]).to_csv(tmp_path / "runs.csv", index=False)
+    fig = tuning_curve(tmp_path)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+    (line,) = [ln for ln in ax.lines if len(ln.get_xdata())]
+    assert line.get_label() == "irnn (2 trials)"
+    # E[min] of 1 and of 2 draws with replacement: 850, then 800 * 3/4 + 900 * 1/4
+    assert list(line.get_ydata()) == pytest.approx([850.0, 825.0])
+    assert ax.get_ylim()[1] < 1e4
+    words = texts(fig)
+    assert f"fair/{group}-lr3-rung0-s1 (irnn): validation perplexity 3.3e+137 > vocabulary" \
+        in words and f"fair/{group}-lr4-rung0-s1 (irnn): diverged" in words

@@ -22,6 +22,7 @@ import pandas as pd
 
 from rnnbench.config import RunConfig
 from rnnbench.io import read_json, write_csv, write_text
+from rnnbench.labels import model_label, model_rank
 from rnnbench.params import param_counts
 from rnnbench.stats import mean_ci
 from rnnbench.tables import summary_html, summary_markdown
@@ -98,6 +99,8 @@ def run_record(run_dir: Path) -> dict:
     row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
            "run_id": meta["run_id"], **cfg}
     row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
+    row["model"] = model_label(row)  # the one name of the model (rnnbench.labels)
+    row["vocab_size"] = meta.get("vocab_size")  # the ppl of a uniform guess (tuning_curve)
     row.update(param_split(meta, cfg))
     # evaluation marks a run whose valid/test perplexity overflowed diverged (rnnbench.evaluate)
     status = "diverged" if ev.get("status") == "diverged" else meta["status"]
@@ -120,8 +123,8 @@ def run_record(run_dir: Path) -> dict:
 
 def labels(row: dict) -> dict:
     """The identifying columns copied into the long tables."""
-    return {k: row[k] for k in ("corpus", "experiment", "run_id", "cell", "hidden", "layers",
-                                "seed")}
+    return {k: row[k] for k in ("corpus", "experiment", "run_id", "model", "cell", "hidden",
+                                "layers", "budget", "seed")}
 
 
 def grad_bins(run_dir: Path, bins: int = GRAD_BINS) -> pd.DataFrame:
@@ -159,6 +162,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         ok = block[block["status"] == "ok"]
         diverged = block[block["status"] == "diverged"]
         row = block.iloc[0][GROUP_COLUMNS].to_dict()
+        if "model" in block:  # a function of the configuration (rnnbench.labels)
+            row["model"] = block["model"].iloc[0]
         steps = sorted(int(s) for s in diverged["diverged_step"].dropna())
         row.update(n=len(ok), n_runs=len(block), n_diverged=len(diverged),
                    diverged_steps=", ".join(map(str, steps)),
@@ -176,6 +181,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         groups.append(row)
     summary = pd.DataFrame(groups)
     cell_rank = summary["cell"].map({c: i for i, c in enumerate(CELL_ORDER)})
+    if "model" in summary:  # each model apart, in the comparison's order
+        cell_rank = summary["model"].map(model_rank)
     return summary.assign(_rank=cell_rank).sort_values(
         ["corpus", "experiment", "_rank", "hidden", "layers"], kind="stable").drop(columns="_rank")
 

@@ -14,8 +14,8 @@ secondary check), and ``comparisons.md``, one table per size and depth: model | 
 params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference model [Welch 95% CI]
 and its Holm-adjusted p within the family "every model against the reference".
 
-A *model* is a cell with its initialisation options (``irnn`` for rnn_relu with the IRNN
-initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
+A *model* is a cell with its variant options (rnnbench.labels: ``irnn`` for rnn_relu with
+the IRNN initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
 recurrent-parameter budget when the experiment gives budgets (``p250k``), else the hidden
 size (``h150``).
 """
@@ -33,37 +33,17 @@ from pathlib import Path
 import pandas as pd
 
 from rnnbench.io import write_csv, write_text
-from rnnbench.params import format_budget
+from rnnbench.labels import MODEL_ORDER as MODEL_ORDER  # re-exported: one label, in labels
+from rnnbench.labels import model_label, size_label
+from rnnbench.labels import model_rank as _order
 from rnnbench.stats import bootstrap_t_diff_ci, holm, mean_ci, welch_ci
 from rnnbench.trials import with_edges
 
 log = logging.getLogger(__name__)
-MODEL_ORDER = ["rnn_tanh", "rnn_relu", "irnn", "gru", "lstm"]
 KEYS = ["corpus", "experiment", "size", "layers"]
 PAIR_COLUMNS = [*KEYS, "model_a", "model_b", "n_a", "n_b", "diff", "diff_ci_low", "diff_ci_high",
                 "welch_df", "welch_t", "p_value", "boot_t_ci_low", "boot_t_ci_high", "reference",
                 "p_holm_all_pairs", "p_holm_vs_reference"]
-
-
-def model_label(row: pd.Series) -> str:
-    """``rnn_tanh``, ``irnn`` (rnn_relu with the IRNN init), ``lstm+fb1``, ``lstm+bf16``..."""
-    suffix = "+bf16" if row.get("precision") == "bf16" else ""
-    if row["cell"] == "rnn_relu" and pd.notna(row.get("irnn")):
-        return ("irnn" if row["irnn"] == 1 else f"irnn{row['irnn']:g}") + suffix
-    if row["cell"] == "lstm" and pd.notna(row.get("forget_bias")):
-        return f"lstm+fb{row['forget_bias']:g}" + suffix
-    return row["cell"] + suffix
-
-
-def size_label(row: pd.Series) -> str:
-    """``p250k`` for a recurrent-parameter budget, else ``h150``."""
-    budget = row.get("budget")
-    return f"p{format_budget(int(budget))}" if pd.notna(budget) else f"h{int(row['hidden'])}"
-
-
-def _order(model: str) -> tuple[int, str]:
-    base = model.split("+")[0]
-    return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), model)
 
 
 def label_runs(runs: pd.DataFrame) -> pd.DataFrame:

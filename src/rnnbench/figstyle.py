@@ -8,6 +8,7 @@ cut) rather than crash or mislead.
 
 from __future__ import annotations
 
+import colorsys
 import math
 import textwrap
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -24,13 +26,57 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from rnnbench.io import write_atomic  # noqa: E402
+from rnnbench.labels import base_cell, model_rank  # noqa: E402
+
 CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 # Curves of the gradient figures: the cells, plus the LSTM's cell state as a series of its own.
 SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru"]
 # One colour per curve name, the same in every figure (seaborn "deep": blue, orange, green,
 # red, purple), so a reader learns them once.
 SERIES_COLORS = dict(zip(SERIES_ORDER, sns.color_palette("deep", 5).as_hex(), strict=True))
+# The gate-block panels of the spectra figure (the vanilla cells' W_hh has one block).
+GATE_BLOCKS = {"lstm": "LSTM gate blocks", "gru": "GRU gate blocks"}
 MAX_LISTED = 8  # runs named in a note before "and N more"
+# A variant of a cell (irnn of rnn_relu, lstm+fb1 of lstm) is a shade of its cell's colour:
+# the lightness scaled by these factors in turn (darker first), so a reader sees the family
+# and still tells the two curves apart.
+SHADES = (0.55, 1.45, 0.35, 1.7)
+
+
+def _shade(color: str, factor: float) -> str:
+    h, light, s = colorsys.rgb_to_hls(*mcolors.to_rgb(color))
+    return mcolors.to_hex(colorsys.hls_to_rgb(h, min(0.9, light * factor), s))
+
+
+def _series_base(name: str) -> str:
+    """``lstm+fb1 (c)`` -> ``lstm (c)``; ``irnn`` -> ``rnn_relu``: the curve family."""
+    model, _, state = name.partition(" ")
+    return " ".join(filter(None, [base_cell(model), state]))
+
+
+def model_order(names: Iterable[str]) -> list[str]:
+    """The distinct model (or ``model (c)``) names in the comparison's order."""
+    return sorted(dict.fromkeys(names), key=lambda n: (model_rank(n.split(" ")[0]), n))
+
+
+def model_colors(names: Iterable[str]) -> dict[str, str]:
+    """One colour per model name (or ``model (c)`` curve): a plain cell gets its own colour
+    (SERIES_COLORS), each variant of it a shade of that colour, in the comparison's order;
+    a name of no known cell a colour of its own. Give every name of a figure at once, so
+    its panels agree."""
+    out, taken = {}, {}
+    spare = iter(sns.color_palette("deep", 10).as_hex()[5:] * 10)
+    for name in model_order(names):
+        base = _series_base(name)
+        if base not in SERIES_COLORS:
+            out[name] = next(spare)
+        elif name == base:
+            out[name] = SERIES_COLORS[base]
+        else:
+            k = taken[base] = taken.get(base, -1) + 1
+            out[name] = _shade(SERIES_COLORS[base], SHADES[k % len(SHADES)])
+    return out
 
 
 def present(order: Iterable, values: Iterable) -> list:
@@ -242,3 +288,14 @@ def decade_ticks(axes: list[Axes], most: int = 7) -> None:
         ax.set_yticks([10.0**k for k in range(lo - lo % step, hi + 1, step)])
         ax.yaxis.set_minor_locator(ticker.NullLocator())
         ax.set_ylim(low, high)
+
+
+def save(figure: Figure | sns.FacetGrid | Axes, png: Path) -> None:
+    """Write the PNG and the SVG beside it, each atomically."""
+    fig = figure.figure  # a Figure's .figure is itself
+    # SVG text stays text (searchable, selectable), not glyph outlines.
+    plt.rcParams["svg.fonttype"] = "none"
+    for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
+        write_atomic(path, lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=120,
+                                                          bbox_inches="tight"))
+    plt.close(fig)

@@ -6,18 +6,13 @@ No torch import. Usage::
     python -m rnnbench.gradplots grad_vs_lag --tables results/studies/grid/tables \\
         --out results/studies/grid/figures/grad_vs_lag.png          # also writes the .svg beside it
 
-``collect`` writes, each with the run labels ``experiment, run_id, cell, hidden, layers,
-seed`` first: ``grad_through_time.csv`` (every run's gradients.csv), ``grad_decay.csv``
-(every run's decay.csv), ``spectra.csv`` (every run's spectra.csv) and ``grad_steps.csv``
-(per run, ``STEP_QUANTILES + 1`` evenly spaced quantiles of the finite per-step global
-gradient norms, min and max included: a fixed-size sample of the distribution however long
-the run, with ``n_steps`` and ``n_nonfinite``).
+``collect`` writes the gradient tables (rnnbench.gradtables); the figures draw one curve, box
+or point per model (rnnbench.labels), never pooling a variant into its cell.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -35,21 +30,18 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from rnnbench import figstyle as fs  # noqa: E402
-from rnnbench.figstyle import CELL_ORDER, SERIES_COLORS, SERIES_ORDER, wrap  # noqa: E402
-from rnnbench.io import sigterm_exits, write_csv  # noqa: E402
-from rnnbench.plots import save  # noqa: E402  (PNG + SVG, atomically)
+from rnnbench.figstyle import GATE_BLOCKS, save, wrap  # noqa: E402
+from rnnbench.gradtables import LABELS as LABELS  # noqa: E402  (re-exported, as below)
+from rnnbench.gradtables import STEP_QUANTILES as STEP_QUANTILES  # noqa: E402
+from rnnbench.gradtables import collect  # noqa: E402
+from rnnbench.gradtables import step_quantiles as step_quantiles  # noqa: E402
+from rnnbench.io import sigterm_exits  # noqa: E402
+from rnnbench.labels import model_rank, with_model  # noqa: E402
 
 log = logging.getLogger(__name__)
-LABELS = ["corpus", "experiment", "run_id", "cell", "hidden", "layers", "seed"]
-STEP_QUANTILES = 200
-TABLES = {"gradients.csv": "grad_through_time.csv", "decay.csv": "grad_decay.csv",
-          "spectra.csv": "spectra.csv"}
 KINDS = ["trained", "init"]
 # Legend titles.
-CURVE, WEIGHTS = "cell (state)", "weights"
-BLOCKS = {"rnn_tanh": "W_hh", "rnn_relu": "W_hh", "lstm": "LSTM gate blocks",
-          "gru": "GRU gate blocks"}
-BLOCKS_ORDER = ["whole W_hh", "LSTM gate blocks", "GRU gate blocks"]
+CURVE, WEIGHTS = "model (state)", "weights"
 # Gate blocks in distinct colours (not shades of one hue, which a reader cannot tell apart).
 GATE_COLORS = dict(zip("ifgorzn", sns.color_palette("colorblind", 7).as_hex(), strict=True))
 LAYER_DASHES = ["-", "--", ":", "-."]
@@ -64,54 +56,6 @@ LAG_STYLES = {"trained, h": {"linestyle": "-", "linewidth": 1.8},
 CUT_DECADES = 25
 
 
-# -- tables ------------------------------------------------------------------------------------
-def run_labels(run_dir: Path) -> dict:
-    """The corpus (published reference runs predate train.json's: they are all PTB),
-    ``experiment`` (the parent folder's name) and the run's id and grid coordinates."""
-    meta = json.loads((run_dir / "train.json").read_text())
-    cfg = meta["config"]
-    return {"corpus": meta.get("corpus", "ptb"), "experiment": run_dir.parent.name,
-            "run_id": meta["run_id"], **{k: cfg[k] for k in LABELS[3:]}}
-
-
-def labelled(frame: pd.DataFrame, labels: dict) -> pd.DataFrame:
-    """``frame`` with the label columns (re)set to ``labels`` and put first."""
-    rest = frame.drop(columns=[c for c in LABELS if c in frame.columns])
-    return pd.concat([pd.DataFrame({k: [v] * len(rest) for k, v in labels.items()},
-                                   index=rest.index), rest], axis=1)
-
-
-def step_quantiles(run_dir: Path, quantiles: int = STEP_QUANTILES) -> pd.DataFrame:
-    """Evenly spaced quantiles (0, 1/q, ..., 1) of the run's finite per-step global norms.
-
-    A published reference run keeps no per-step file, only the grad_quantiles.csv that
-    publishing wrote with this same function.
-    """
-    if not (run_dir / "steps.csv.gz").exists():
-        return pd.read_csv(run_dir / "grad_quantiles.csv")
-    norms = pd.read_csv(run_dir / "steps.csv.gz", usecols=["grad_norm"])["grad_norm"]
-    finite = norms[np.isfinite(norms)].to_numpy()
-    levels = np.linspace(0.0, 1.0, quantiles + 1)
-    values = np.quantile(finite, levels) if len(finite) else np.full(len(levels), np.nan)
-    return pd.DataFrame({"quantile": levels, "grad_norm": values, "n_steps": len(norms),
-                         "n_nonfinite": len(norms) - len(finite)})
-
-
-def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Concatenate every run's gradient files into the tables; write and return them."""
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in
-                                            [*TABLES.values(), "grad_steps.csv"]}
-    for run_dir in run_dirs:
-        labels = run_labels(run_dir)
-        for source, table in TABLES.items():
-            parts[table].append(labelled(pd.read_csv(run_dir / source), labels))
-        parts["grad_steps.csv"].append(labelled(step_quantiles(run_dir), labels))
-    tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
-    for name, frame in tables.items():
-        write_csv(frame, out_dir / name)
-    return tables
-
-
 # -- figures -----------------------------------------------------------------------------------
 def _depth(df: pd.DataFrame) -> pd.Series:
     """Which layer of which depth: ``1 layer`` or ``2 layers, layer 0`` etc."""
@@ -120,8 +64,37 @@ def _depth(df: pd.DataFrame) -> pd.Series:
 
 
 def _series(df: pd.DataFrame) -> pd.Series:
-    """Curve name: the cell, or ``lstm (c)`` for the LSTM's cell state."""
-    return np.where(df["state"] == "c", df["cell"] + " (c)", df["cell"])
+    """Curve name: the model, or ``lstm+fb1 (c)`` for an LSTM's cell state."""
+    return np.where(df["state"] == "c", df["model"] + " (c)", df["model"])
+
+
+def _count(seeds: pd.Series) -> str:
+    """``3``, or ``1–3`` where the curves pool different numbers of seeds."""
+    low, high = int(seeds.min()), int(seeds.max())
+    return str(high) if low == high else f"{low}–{high}"
+
+
+def _seeds_line(seeds: pd.Series) -> str:
+    """What a line of grad_vs_lag is, given the seeds behind each curve."""
+    if seeds.max() <= 1:
+        return "Lines: one seed of each model."
+    return f"Lines: geometric mean over {_count(seeds)} seeds of each model, band: their range."
+
+
+def _gate_block(df: pd.DataFrame) -> pd.Series:
+    """The gate-block panel of each row: ``LSTM gate blocks``, ``LSTM gate blocks, lstm+fb1``
+    for a variant (each model's gates apart, never pooled)."""
+    block = df["cell"].map(GATE_BLOCKS).fillna("W_hh")
+    return np.where(df["model"] == df["cell"], block, block + ", " + df["model"])
+
+
+def _block_rank(block: str) -> tuple:
+    """The whole matrix first, then the LSTM's and the GRU's gates, plain model first."""
+    if block == "whole W_hh":
+        return (0,)
+    kind, _, model = block.partition(", ")
+    return (1, list(GATE_BLOCKS.values()).index(kind) if kind in GATE_BLOCKS.values() else 9,
+            model_rank(model) if model else (-1, ""))
 
 
 def _missing_trained(df: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
@@ -152,7 +125,7 @@ def _style_legends(ax: Axes, colors: dict[str, str], styles: dict[str, dict]) ->
 def grad_vs_lag(tables: Path) -> Figure:
     """Gradient norm vs lag (log y, cut CUT_DECADES below the top): one panel per experiment,
     hidden size and layer present; colour the cell (LSTM c apart), line style weights/state."""
-    df = pd.read_csv(tables / "grad_through_time.csv")
+    df = with_model(pd.read_csv(tables / "grad_through_time.csv"))
     # Lags where some norm was an exact zero or underflowed are dropped, as in the decay fit.
     df = df[(df["frac_floored"] == 0) & np.isfinite(df["log_grad_norm"])]
     if df.empty:
@@ -162,18 +135,19 @@ def grad_vs_lag(tables: Path) -> Figure:
     df, panels = fs.with_panels(df, ["hidden", "depth"], {"depth": ""})
     fig, axes = fs.panel_grid(len(panels), height=3.2)
     seeds = df.groupby(["panel", "series", "style"])["run_id"].nunique()
+    colors = fs.model_colors(df["series"])
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
         top = d["norm"].max() * 3
         floor = max(d["norm"].min() / 3, top * 10.0**-CUT_DECADES)
         left = []
-        for series in fs.present(SERIES_ORDER, d["series"]):
+        for series in fs.model_order(d["series"]):
             for style in fs.present(LAG_STYLES, d["style"]):
                 c = d[(d["series"] == series) & (d["style"] == style)]
                 if c.empty:
                     continue
                 st = c.groupby("lag")["log_grad_norm"].agg(["mean", "min", "max"])
-                color = SERIES_COLORS[series]
+                color = colors[series]
                 ax.plot(st.index, np.exp(st["mean"]), color=color, **LAG_STYLES[style])
                 if seeds[panel, series, style] > 1:
                     ax.fill_between(st.index, np.exp(st["min"]), np.exp(st["max"]), color=color,
@@ -186,14 +160,12 @@ def grad_vs_lag(tables: Path) -> Figure:
         if left:
             ax.text(0.98, 0.98, wrap("below the axis: " + "; ".join(left), 40), fontsize=6.5,
                     transform=ax.transAxes, va="top", ha="right", color="0.3")
-        _style_legends(ax, {s: SERIES_COLORS[s] for s in fs.present(SERIES_ORDER, d["series"])},
+        _style_legends(ax, {s: colors[s] for s in fs.model_order(d["series"])},
                        {s: LAG_STYLES[s] for s in fs.present(LAG_STYLES, d["style"])})
     fs.decade_ticks(axes)
     for ax in axes:
         ax.set_ylabel(fs.log_label(r"$\|\partial\ell_t / \partial h_{t-k}\|$"))
-    n = int(seeds.max())
-    fs.footnote(fig, [(f"Lines: geometric mean over up to {n} seeds, band: their range."
-                       if n > 1 else "Lines: one seed each."),
+    fs.footnote(fig, [_seeds_line(seeds),
                       f"Each y axis ends {CUT_DECADES} decades below its top; a curve that "
                       "falls below it is named in its panel.",
                       *_missing_trained(df, fs.read_runs(tables))])
@@ -203,27 +175,29 @@ def grad_vs_lag(tables: Path) -> Figure:
 def grad_norm_distribution(tables: Path) -> Figure:
     """Per-step global gradient norms (quantile samples): one box per cell and depth, one panel
     per experiment and hidden size present."""
-    df = pd.read_csv(tables / "grad_steps.csv").dropna(subset=["grad_norm"])
+    df = with_model(pd.read_csv(tables / "grad_steps.csv")).dropna(subset=["grad_norm"])
     df = df[np.isfinite(df["grad_norm"]) & (df["grad_norm"] > 0)]
     if df.empty:
         return _nothing("no finite per-step gradient norm", tables)
     df, panels = fs.with_panels(df, ["hidden"])
+    colors = fs.model_colors(df["model"])
     fig, axes = fs.panel_grid(len(panels), width=3.4, height=3.2)
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
         depths = d["layers"].nunique() > 1
-        boxes = [(cell, layers) for cell in fs.present(CELL_ORDER, d["cell"])
-                 for layers in sorted(d.loc[d["cell"] == cell, "layers"].unique())]
-        art = ax.boxplot([d[(d["cell"] == c) & (d["layers"] == n)]["grad_norm"] for c, n in boxes],
+        boxes = [(model, layers) for model in fs.model_order(d["model"])
+                 for layers in sorted(d.loc[d["model"] == model, "layers"].unique())]
+        art = ax.boxplot([d[(d["model"] == m) & (d["layers"] == n)]["grad_norm"]
+                          for m, n in boxes],
                          tick_labels=[f"{c}\n{n} layers" if depths else c for c, n in boxes],
                          patch_artist=True, widths=0.6, flierprops={"markersize": 1.5},
                          medianprops={"color": "black"})
-        for patch, (cell, _) in zip(art["boxes"], boxes, strict=True):
-            patch.set(facecolor=SERIES_COLORS[cell], alpha=0.6)
+        for patch, (model, _) in zip(art["boxes"], boxes, strict=True):
+            patch.set(facecolor=colors[model], alpha=0.6)
         ax.set(title=panel)
     fs.plain_log_ticks(axes)
-    runs = df.groupby(["panel", "cell", "layers"])["run_id"].nunique()
-    pooled = f", {int(runs.max())} seeds pooled" if runs.max() > 1 else ""
+    runs = df.groupby(["panel", "model", "layers"])["run_id"].nunique()
+    pooled = (f", {_count(runs)} seeds of each model pooled" if runs.max() > 1 else "")
     for ax in axes:
         ax.set_ylabel(fs.log_label("global gradient norm per step")
                       + f"\n(before normalising or clipping{pooled})")
@@ -235,19 +209,22 @@ def grad_norm_distribution(tables: Path) -> Figure:
 def grad_spectra(tables: Path) -> Figure:
     """sigma_max of W_hh per epoch: one panel per experiment, size and block (whole matrix;
     LSTM/GRU gate blocks) present, each with its own legend; dotted line at 1."""
-    df = pd.read_csv(tables / "spectra.csv").dropna(subset=["sigma_max"])
+    df = with_model(pd.read_csv(tables / "spectra.csv")).dropna(subset=["sigma_max"])
     if df.empty:
         return _nothing("no singular values recorded", tables)
-    df = df.assign(block=np.where(df["gate"] == "all", "whole W_hh", df["cell"].map(BLOCKS)),
-                   curve=np.where(df["gate"] == "all", df["cell"], df["gate"]))
-    df["block"] = pd.Categorical(df["block"], BLOCKS_ORDER)  # whole matrix first
+    df = df.assign(block=np.where(df["gate"] == "all", "whole W_hh", _gate_block(df)),
+                   curve=np.where(df["gate"] == "all", df["model"], df["gate"]))
+    order = sorted(set(df["block"]), key=_block_rank)  # whole matrix, then each model's gates
+    df["block"] = pd.Categorical(df["block"], order)
+    colors = fs.model_colors(df.loc[df["gate"] == "all", "model"])
     df, panels = fs.with_panels(df, ["hidden", "layers", "block"], {"block": ""})
     fig, axes = fs.panel_grid(len(panels), height=3.0)
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
         layered = d["layers"].iloc[0] > 1
-        for curve in fs.present([*CELL_ORDER, *GATE_COLORS], d["curve"]):
-            color = SERIES_COLORS[curve] if curve in SERIES_COLORS else GATE_COLORS[curve]
+        for curve in [*fs.model_order(set(d["curve"]) - set(GATE_COLORS)),
+                      *fs.present(GATE_COLORS, d["curve"])]:
+            color = GATE_COLORS[curve] if curve in GATE_COLORS else colors[curve]
             for layer, c in d[d["curve"] == curve].groupby("layer"):
                 st = c.groupby("epoch")["sigma_max"].agg(["mean", "min", "max"])
                 ax.plot(st.index, st["mean"], marker="o", markersize=3, color=color,
@@ -259,7 +236,7 @@ def grad_spectra(tables: Path) -> Figure:
         epochs = sorted(d["epoch"].unique())
         ax.set_xticks(epochs, ["init" if e < 0 else str(e) for e in epochs])
         ax.set(title=panel, xlabel="after epoch", ylabel="largest singular value")
-        fs.legend(ax, "gate" if "gate" in panel else "cell", loc="best", ncols=2)
+        fs.legend(ax, "gate" if "gate" in panel else "model", loc="best", ncols=2)
     fs.footnote(fig, ["Band: range over seeds where there are several.",
                       *fs.not_shown(fs.not_finished(fs.read_runs(tables)),
                                     "Did not finish (values up to the divergence included):")])
@@ -269,14 +246,17 @@ def grad_spectra(tables: Path) -> Figure:
 def grad_decay_rate_vs_hidden(tables: Path) -> Figure:
     """Fitted log-norm decay per step vs hidden size (one column per size, points dodged):
     colour the cell (LSTM c apart), filled circle trained, cross init; a panel per depth."""
-    df = pd.read_csv(tables / "grad_decay.csv")
+    df = with_model(pd.read_csv(tables / "grad_decay.csv"))
     df = df[np.isfinite(df["decay_rate"])]
     if df.empty:
         return _nothing("no finite decay rate", tables)
     df = df.assign(depth=_depth, key=lambda d: _series(d) + ", " + d["kind"])
     df, panels = fs.with_panels(df, ["depth"], {"depth": ""})
-    styles = {f"{s}, {k}": {"color": SERIES_COLORS[s], "marker": "o" if k == "trained" else "X",
-                            "label": f"{s}, {k}"} for s in SERIES_ORDER for k in KINDS}
+    series = fs.model_order(_series(df))
+    styles = {f"{s}, {k}": {"color": c, "marker": "o" if k == "trained" else "X",
+                            "label": f"{s}, {k}"}
+              for s, c in fs.model_colors(series).items() for k in KINDS}
+    styles = {k: styles[k] for k in (f"{s}, {k}" for s in series for k in KINDS)}
     fig, axes = fs.panel_grid(len(panels), width=3.8, height=3.2)
     counts = []
     for ax, panel in zip(axes, panels, strict=True):

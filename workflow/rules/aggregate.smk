@@ -4,10 +4,12 @@
 FIGURE_CATEGORIES = {
     "perplexity_vs_hidden": "Perplexity",
     "perplexity_vs_params": "Perplexity",
-    "learning_curves": "Training",
     "grad_norms": "Gradients",
 }
-FIGURES = [f"results/studies/{STUDY}/figures/{name}.png" for name in FIGURE_CATEGORIES]
+FIGURES = [
+    f"results/studies/{STUDY}/figures/{name}.png"
+    for name in [*FIGURE_CATEGORIES, "learning_curves"]
+]
 if PUBLISHED:  # a config that reproduces published numbers (config/reproduce.yaml)
     FIGURES.append(f"results/studies/{STUDY}/figures/reproduction.png")
 
@@ -20,7 +22,7 @@ rule collect_metrics:
         # per-step norms, or their binned copy in a published reference run
         steps=run_files("grad_bins.csv" if FROM_REFERENCE else "steps.csv.gz"),
         # the code that builds the tables: editing it rebuilds them (not the runs)
-        code=[f"{SRC}/rnnbench/aggregate.py", f"{SRC}/rnnbench/tables.py"],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("aggregate", "tables", "labels")],
     output:
         runs="results/studies/{study}/tables/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
@@ -53,7 +55,7 @@ rule collect_metrics:
 rule compare_models:
     input:
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/compare.py", f"{SRC}/rnnbench/stats.py", f"{SRC}/rnnbench/trials.py"],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("compare", "stats", "labels", "trials")],
         # a tuned config: selections on an edge of their space are marked (rnnbench.trials)
         trials=TUNING_TARGETS[:1],
     output:
@@ -106,7 +108,7 @@ rule compare_baseline:
 rule plot_model_comparison:
     input:
         models=rules.compare_models.output.models,
-        code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
     output:
         png=report(
             "results/studies/{study}/figures/model_comparison.png",
@@ -133,7 +135,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
             f"plot_{_name}"
         input:
             tables=rules.collect_metrics.output,
-            code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_name}.png",
@@ -154,12 +156,42 @@ for _name, _category in FIGURE_CATEGORIES.items():
             " --out {output.png:q} > {log:q} 2>&1"
 
 
+rule plot_learning_curves:
+    input:
+        epochs=rules.collect_metrics.output.epochs,
+        runs=rules.collect_metrics.output.runs,
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("curves", "figstyle", "labels", "stats")],
+    output:
+        png=report(
+            "results/studies/{study}/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Training",
+            labels={"figure": "learning curves"},
+        ),
+        svg="results/studies/{study}/figures/learning_curves.svg",
+        table=report(
+            "results/studies/{study}/tables/learning_curves.csv",
+            caption="../report/learning_curves_table.rst",
+            category="Training",
+            labels={"table": "learning curves (mean, 95% CI per model and tokens)"},
+        ),
+    params:
+        tables=input_dir,
+    log:
+        "results/studies/{study}/logs/plot_learning_curves.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.curves learning_curves --tables {params.tables}"
+        " --out {output.png:q} --table-out {output.table:q} > {log:q} 2>&1"
+
+
 if PUBLISHED:
 
     rule plot_reproduction:
         input:
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
         output:
             png=report(
                 "results/studies/{study}/figures/reproduction.png",

@@ -55,7 +55,7 @@ rule collect_gradients:
         steps=run_files("grad_quantiles.csv" if FROM_REFERENCE else "steps.csv.gz"),
         train=run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
-        code=[f"{SRC}/rnnbench/gradplots.py", f"{SRC}/rnnbench/tables.py"],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradtables", "gradplots", "tables", "labels")],
     output:
         grads="results/studies/{study}/tables/grad_through_time.csv",
         decay=report(
@@ -95,7 +95,7 @@ for _grad_figure in GRADIENT_FIGURES:
             tables=rules.collect_gradients.output,
             # which runs diverged (and at which step), for the figures' notes
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradplots", "figstyle", "plots")],
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradplots", "figstyle", "labels")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_grad_figure}.png",

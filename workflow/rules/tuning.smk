@@ -50,7 +50,9 @@ rule collect_trials:
 rule plot_tuning_curve:
     input:
         trials=rules.collect_trials.output,
-        code=[f"{SRC}/rnnbench/plots.py", f"{SRC}/rnnbench/figstyle.py"],
+        # the vocabulary size (a trial above it diverged) and the runs' notes
+        runs="results/studies/{study}/tables/runs.csv",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
     output:
         png=report(
             "results/studies/{study}/figures/tuning_curve.png",
