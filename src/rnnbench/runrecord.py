@@ -59,6 +59,10 @@ def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
     write_json(run_dir / "train.json", {
         "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
         "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
+        # why training ended (rnnbench.schedule.STOPPED), and how often the lr fell
+        "stopped": "diverged" if status == "diverged" else st.stopped or "max_epochs",
+        "lr_decays": sum(b["lr"] < a["lr"]
+                         for a, b in zip(st.history, st.history[1:], strict=False)),
         # total = embedding + decoder (which dominate on a 10k vocabulary) + recurrent
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "embedding_decoder_params": sum(
