@@ -100,6 +100,9 @@ def run_record(run_dir: Path) -> dict:
     row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
            "run_id": meta["run_id"], **cfg}
     row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
+    # what a budget counts: None (or absent: older runs) is recurrent; no budget, no kind
+    row["budget_kind"] = cfg.get("budget_kind") or ("recurrent" if pd.notna(cfg.get("budget"))
+                                                    else None)
     row.update(param_split(meta, cfg))
     row.update(params=meta["params"], status=meta["status"], diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])

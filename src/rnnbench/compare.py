@@ -13,8 +13,8 @@ params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference model 
 
 A *model* is a cell with its initialisation options (``irnn`` for rnn_relu with the IRNN
 initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
-recurrent-parameter budget when the experiment gives budgets (``p250k``), else the hidden
-size (``h150``).
+recurrent-parameter budget when the experiment gives budgets (``p250k``), the total-parameter
+one with ``budget_kind: total`` (``t4M``), else the hidden size (``h150``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from rnnbench.io import write_csv, write_text
-from rnnbench.params import format_budget
+from rnnbench.params import size_part
 from rnnbench.stats import bootstrap_diff_ci, mean_ci, welch
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,10 @@ def model_label(row: pd.Series) -> str:
 
 
 def size_label(row: pd.Series) -> str:
-    """``p250k`` for a recurrent-parameter budget, else ``h150``."""
+    """``p250k`` for a recurrent-parameter budget, ``t4M`` for a total one, else ``h150``."""
     budget = row.get("budget")
-    return f"p{format_budget(int(budget))}" if pd.notna(budget) else f"h{int(row['hidden'])}"
+    return size_part(int(row["hidden"]), int(budget) if pd.notna(budget) else None,
+                     row.get("budget_kind"))
 
 
 def _order(model: str) -> tuple[int, str]:

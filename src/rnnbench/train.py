@@ -43,6 +43,7 @@ from rnnbench.io import DiskFullError, read_json
 from rnnbench.losses import evaluate, loss_sum, perplexity
 from rnnbench.metrics import GLOBAL_STATS, group_grad_stats
 from rnnbench.model import build_model, detach_hidden
+from rnnbench.params import budget_error
 from rnnbench.precision import autocast
 from rnnbench.runrecord import environment, write_outputs
 from rnnbench.schedule import Schedule
@@ -90,6 +91,9 @@ class Trainer:
         self.train_data = batchify(streams["train"], cfg.batch_size).to(device)  # (rows, batch)
         self.valid_data = batchify(streams["valid"], cfg.batch_size).to(device)
         self.vocab_size = len((data_dir / "vocab.txt").read_text().splitlines())
+        if problem := budget_error(cfg.cell, cfg.hidden, cfg.layers, self.vocab_size,
+                                   cfg.budget, cfg.budget_kind, cfg.embedding_size):
+            raise SystemExit(problem)  # a total budget solved on another vocabulary
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.vocab_size).to(device)
         self.init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
