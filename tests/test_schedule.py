@@ -139,5 +139,7 @@ def test_train_json_says_why_training_stopped(tiny_data, tmp_path):
     assert (fixed["stopped"], fixed["epochs_done"], fixed["lr_decays"]) == ("max_epochs", 2, 0)
     assert (plat["stopped"], plat["epochs_done"], plat["lr_decays"]) == ("plateau_decays", 3, 1)
     assert plat["config"]["schedule"] == "plateau" and plat["config"]["plateau_factor"] == 0.25
+    # and the code it ran: uncommitted files under src/ (a list in a checkout) and their hash
+    assert isinstance(plat["code_changes"], list) and len(plat["code_sha256"]) == 64
     history = pd.read_csv(tmp_path / "plateau/history.csv")
     assert history["lr"].tolist() == [1.0, 1.0, 0.25]

@@ -14,7 +14,7 @@ import torch
 from rnnbench import __version__
 from rnnbench.io import write_atomic, write_json
 from rnnbench.metrics import grad_norm_stats, write_rows, write_steps
-from rnnbench.provenance import code_version, cpu_model
+from rnnbench.provenance import code_changes, code_sha256, code_version, cpu_model
 
 if TYPE_CHECKING:  # only for the annotation: rnnbench.train imports this module
     from rnnbench.train import Trainer
@@ -31,6 +31,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "rnnbench": __version__,
         "code_version": code_version(),
+        # what `+dirty` means for training (files under src/) and the code that ran (publish)
+        "code_changes": code_changes(), "code_sha256": code_sha256(),
         "hostname": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
