@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rnnbench.compare import comparisons, main, markdown, model_label, models
+from rnnbench.compare import comparisons, main, markdown, model_label, models, size_label
 from rnnbench.stats import welch_ci
 
 
@@ -38,6 +38,17 @@ def test_model_labels_name_the_initialisation_options():
     assert model_label(pd.Series({"cell": "rnn_relu", "irnn": 1.0})) == "irnn"
     assert model_label(pd.Series({"cell": "rnn_relu", "irnn": math.nan})) == "rnn_relu"
     assert model_label(pd.Series({"cell": "lstm", "forget_bias": 1.0})) == "lstm+fb1"
+
+
+def test_size_labels_name_the_budget_convention():
+    row = {"hidden": 186, "budget": 4_000_000}
+    assert size_label(pd.Series({**row, "budget_kind": "total"})) == "t4M"
+    assert size_label(pd.Series({**row, "budget_kind": "recurrent"})) == "p4M"
+    assert size_label(pd.Series(row)) == "p4M"  # runs.csv of before the column: recurrent
+    assert size_label(pd.Series({"hidden": 150, "budget": math.nan})) == "h150"
+    runs = _runs().assign(budget=4_000_000, budget_kind="total")
+    assert set(models(runs)["size"]) == {"t4M"}
+    assert "**fair** (ptb), t4M, 1 layer" in markdown(models(runs), comparisons(runs))
 
 
 def test_models_count_finished_seeds_and_give_the_t_interval():

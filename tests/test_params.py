@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from rnnbench.model import RNNModel
 from rnnbench.params import (
@@ -98,3 +99,104 @@ def test_an_experiment_needs_exactly_one_size_axis():
         expand(_quick(hidden=[32], budgets=[5_000]))
     with pytest.raises(ConfigError, match="gives neither"):
         expand(_quick())
+
+
+PTB_VOCAB = 10_000
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("embedding", [None, 200])
+@pytest.mark.parametrize("budget", [2_100_000, 4_000_000, 6_000_007])
+def test_total_budget_solver_hits_the_nearest_total_for_every_cell_and_depth(cell, layers,
+                                                                             embedding, budget):
+    hidden, achieved = solve_hidden(cell, budget, layers, embedding, vocab=PTB_VOCAB)
+    assert achieved == param_counts(cell, hidden, layers, PTB_VOCAB, embedding)["params"]
+
+    def total(h):
+        return param_counts(cell, h, layers, PTB_VOCAB, embedding)["params"]
+
+    assert total(hidden - 1) < achieved < total(hidden + 1)  # grows with H
+    # the nearest: each neighbour is at least as far (a tie goes to the smaller size)
+    assert abs(achieved - budget) <= abs(total(hidden + 1) - budget)
+    assert abs(achieved - budget) < abs(total(hidden - 1) - budget)
+
+
+def test_total_budget_of_4m_on_ptb_gives_hidden_185_to_196_for_every_cell():
+    # 1 layer, E = H: 2VH + V (embedding, decoder) + G H (2H) + 2 G H (recurrent)
+    sizes = {cell: solve_hidden(cell, 4_000_000, 1, vocab=PTB_VOCAB) for cell in GATES}
+    assert sizes == {"rnn_tanh": (196, 4_007_224), "rnn_relu": (196, 4_007_224),
+                     "gru": (189, 4_005_460), "lstm": (186, 4_008_256)}
+    # the same 4M with a recurrent budget would give a vanilla RNN ~1,400 hidden units
+    assert solve_hidden("rnn_tanh", 4_000_000, 1)[0] > 1_000
+    # a model built with the solved size holds exactly the solved count
+    model = RNNModel("lstm", PTB_VOCAB, 186, 1)
+    assert sum(p.numel() for p in model.parameters()) == 4_008_256
+
+
+def test_total_budget_below_the_embedding_and_decoder_is_refused():
+    with pytest.raises(ValueError, match="below the 30,0.. parameters .* hidden size 1"):
+        solve_hidden("lstm", 20_000, 1, vocab=PTB_VOCAB)
+
+
+def test_total_budgets_axis_writes_t_ids_and_solves_with_the_corpus_vocabulary(tmp_path):
+    from rnnbench.grid import expand
+    from rnnbench.params import corpus_vocab
+
+    config = _quick(budgets=[4_000_000], layers=[1, 2], budget_kind="total")
+    vocab = corpus_vocab(config["corpus"], tmp_path / "no-stats.json")
+    assert vocab == PTB_VOCAB  # known PTB, before tokenization
+    runs, _ = expand(config, vocab)
+    by_id = {r.run_id: r.config for r in runs}
+    assert by_id["lstm-t4M-l1-s1"].hidden == 186 and by_id["gru-t4M-l2-s1"].budget_kind == "total"
+    for cfg in by_id.values():
+        assert solve_hidden(cfg.cell, cfg.budget, cfg.layers, vocab=PTB_VOCAB)[0] == cfg.hidden
+    # the recurrent kind, spelled out or not, is today's run: same ids, same configs
+    plain = {r.run_id: r.config for r in expand(_quick(budgets=[250_000]))[0]}
+    spelled = {r.run_id: r.config
+               for r in expand(_quick(budgets=[250_000], budget_kind="recurrent"))[0]}
+    assert plain == spelled and "lstm-p250k-l1-s1" in plain
+    assert plain["lstm-p250k-l1-s1"].budget_kind is None
+
+
+def test_vocabulary_comes_from_stats_of_this_max_vocab_or_a_known_corpus(tmp_path):
+    import json
+
+    from rnnbench.params import corpus_vocab
+
+    ptb = _quick()["corpus"]
+    assert corpus_vocab({**ptb, "max_vocab": 5_000}, tmp_path / "none.json") == 5_000
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"vocab_size": 777, "max_vocab": None}))
+    other = {**ptb, "files": {**ptb["files"], "train": {"url": "x.txt"}}}
+    assert corpus_vocab(other, stats) == 777
+    assert corpus_vocab({**other, "max_vocab": 500}, stats) is None  # stats of another cap
+    assert corpus_vocab(other, tmp_path / "none.json") is None
+
+
+def test_total_budgets_without_a_known_vocabulary_stop_before_any_job():
+    from rnnbench.grid import expand
+    from rnnbench.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="tokenize_corpus") as err:
+        expand(_quick(budgets=[4_000_000], budget_kind="total"), vocab=None)
+    assert "'quick'" in str(err.value)
+    with pytest.raises(ConfigError, match="budget_kind total but no `budgets`"):
+        expand(_quick(hidden=[32], budget_kind="total"), vocab=PTB_VOCAB)
+
+
+def test_trainer_refuses_a_total_budget_solved_on_another_vocabulary(tiny_data, tmp_path):
+    from rnnbench.config import RunConfig
+    from rnnbench.train import Trainer
+
+    vocab = len((tiny_data / "vocab.txt").read_text().splitlines())
+    right = solve_hidden("gru", 20_000, 1, vocab=vocab)[0]
+    wrong = solve_hidden("gru", 20_000, 1, vocab=vocab * 2)[0]
+    assert right != wrong
+    cfg = RunConfig("gru", wrong, budget=20_000, budget_kind="total", batch_size=4, bptt=10,
+                    device="cpu")
+    with pytest.raises(SystemExit, match=f"hidden size {right}"):
+        Trainer(cfg, tiny_data, tmp_path / "c.pt", torch.device("cpu"))
+    assert not (tmp_path / "c.pt").exists()
+    Trainer(RunConfig(**{**cfg.to_dict(), "hidden": right}), tiny_data, tmp_path / "c.pt",
+            torch.device("cpu"))  # the right size trains

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -71,3 +73,99 @@ def test_reference_table_shows_one_seed_diverged_seeds_and_capped_evaluations():
                          "tokens only (max_eval_batches: 20): not comparable with perplexities "
                          "of the whole split.")
     assert "nan" not in "\n".join(lines)
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    """A real git repository with a committed src/rnnbench package, which provenance reads."""
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    root = tmp_path / "repo"
+    package = root / "src/rnnbench"
+    package.mkdir(parents=True)
+    (package / "train.py").write_text("LR = 1\n")
+    (root / "README.md").write_text("readme\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", package)
+    monkeypatch.setattr(provenance, "CODE_DIR", root / "src")
+    return root
+
+
+def test_code_changes_are_the_uncommitted_files_under_src(repo):
+    assert provenance.code_version().endswith("+dirty") is False
+    assert provenance.code_changes() == []
+    clean_hash = provenance.code_sha256()
+    (repo / "README.md").write_text("edited\n")  # dirty, but not training code
+    assert provenance.code_version().endswith("+dirty") and provenance.code_changes() == []
+    assert provenance.code_sha256() == clean_hash
+    (repo / "src/rnnbench/train.py").write_text("LR = 2\n")
+    (repo / "src/rnnbench/new module.py").write_text("\n")  # untracked, a space in its name
+    assert provenance.code_changes() == ["src/rnnbench/new module.py", "src/rnnbench/train.py"]
+    assert provenance.code_sha256() != clean_hash
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "two")
+    assert provenance.code_changes() == [] and not provenance.code_version().endswith("+dirty")
+    _git(repo, "mv", "src/rnnbench/train.py", "src/rnnbench/loop.py")  # a staged rename
+    assert provenance.code_changes() == ["src/rnnbench/loop.py"]
+
+
+def test_unpublishable_runs_are_dirty_training_code_unknown_changes_or_no_commit():
+    sha = "a" * 40
+    assert provenance.unpublishable({"code_version": sha}) is None
+    assert provenance.unpublishable({"code_version": sha + "+dirty", "code_changes": []}) is None
+    why = provenance.unpublishable({"code_version": sha + "+dirty",
+                                    "code_changes": ["src/rnnbench/train.py"]})
+    assert why == "trained from aaaaaaa with uncommitted changes to src/rnnbench/train.py"
+    assert "did not record" in provenance.unpublishable({"code_version": sha + "+dirty"})
+    assert "no git commit" in provenance.unpublishable({"code_version": None})
+
+
+def _published_copy(tmp_path: Path, **meta) -> Path:
+    """A committed reference run (real files) as a run folder, its train.json edited."""
+    source = Path(__file__).resolve().parents[1] / "results/reference/seed_rnn"
+    run = tmp_path / "runs/seed_rnn/rnn_tanh-h150-l1-s1"
+    shutil.copytree(source / run.name, run)
+    data = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**data, **meta}))
+    return run
+
+
+def test_publish_refuses_a_run_of_uncommitted_training_code_before_copying(tmp_path, capsys):
+    from rnnbench.publish import main
+
+    run = _published_copy(tmp_path, code_version="b" * 40 + "+dirty",
+                          code_changes=["src/rnnbench/train.py"], code_sha256="c" * 64)
+    out = tmp_path / "reference"
+    published = json.dumps({"seed_rnn": {"test_ppl": 155.5, "source": "x"}})
+    with pytest.raises(SystemExit) as err:
+        main(["--out", str(out), "--published", published, str(run)])
+    message = str(err.value)
+    assert "seed_rnn/rnn_tanh-h150-l1-s1: trained from bbbbbbb with uncommitted changes to " \
+        "src/rnnbench/train.py" in message
+    assert "RNNBENCH_PUBLISH_DIRTY=1" in message and "git worktree" in message
+    assert not out.exists()  # nothing published
+    # the override publishes, and says so with the files and the hash of the code that ran
+    assert main(["--out", str(out), "--published", published, "--allow-dirty", str(run)]) == 0
+    record = json.loads((out / "seed_rnn/provenance.json").read_text())
+    assert record["override"] == "--allow-dirty"
+    assert record["commits"] == {"b" * 40 + "+dirty": ["rnn_tanh-h150-l1-s1"]}
+    assert record["uncommitted_code"]["rnn_tanh-h150-l1-s1"]["code_sha256"] == "c" * 64
+    assert "bbbbbbb+dirty" in (out / "reference.md").read_text()  # the table names the commit
+
+
+def test_publish_of_committed_code_names_the_commit_and_no_override(tmp_path, monkeypatch):
+    from rnnbench.publish import main
+
+    run = _published_copy(tmp_path, code_version="d" * 40 + "+dirty", code_changes=[])
+    monkeypatch.setenv("RNNBENCH_PUBLISH_DIRTY", "1")  # given, but nothing needs it
+    assert main(["--out", str(tmp_path / "ref"), str(run)]) == 0
+    record = json.loads((tmp_path / "ref/seed_rnn/provenance.json").read_text())
+    assert record == {"experiment": "seed_rnn", "commits": {"d" * 40 + "+dirty":
+                      ["rnn_tanh-h150-l1-s1"]}, "uncommitted_code": {}, "override": None}
+    assert (tmp_path / "ref/seed_rnn/rnn_tanh-h150-l1-s1/train.json").exists()

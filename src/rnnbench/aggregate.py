@@ -101,6 +101,9 @@ def run_record(run_dir: Path) -> dict:
     row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
     row["model"] = model_label(row)  # the one name of the model (rnnbench.labels)
     row["vocab_size"] = meta.get("vocab_size")  # the ppl of a uniform guess (tuning_curve)
+    # what a budget counts: None (or absent: older runs) is recurrent; no budget, no kind
+    row["budget_kind"] = cfg.get("budget_kind") or ("recurrent" if pd.notna(cfg.get("budget"))
+                                                    else None)
     row.update(param_split(meta, cfg))
     # evaluation marks a run whose valid/test perplexity overflowed diverged (rnnbench.evaluate)
     status = "diverged" if ev.get("status") == "diverged" else meta["status"]

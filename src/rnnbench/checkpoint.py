@@ -58,6 +58,8 @@ class State:
     diverged_step: int | None = None
     wall_seconds: float = 0.0  # wall time of the earlier processes of this run, to their last save
     resumes: int = 0  # how many times this run was resumed from a checkpoint
+    schedule: dict = dataclasses.field(default_factory=dict)  # rnnbench.schedule's state
+    stopped: str | None = None  # set when the schedule ended training early (plateau_decays)
 
 
 class RunLocked(SystemExit):

@@ -16,8 +16,8 @@ and its Holm-adjusted p within the family "every model against the reference".
 
 A *model* is a cell with its variant options (rnnbench.labels: ``irnn`` for rnn_relu with
 the IRNN initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
-recurrent-parameter budget when the experiment gives budgets (``p250k``), else the hidden
-size (``h150``).
+recurrent-parameter budget when the experiment gives budgets (``p250k``), the total-parameter
+one with ``budget_kind: total`` (``t4M``), else the hidden size (``h150``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,14 @@ INITS = ("seed", "uniform")
 DEVICES = ("auto", "cpu", "cuda")
 LOSS_IMPLS = ("auto", "fused", "naive")
 PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("fixed", "plateau")
+BUDGET_KINDS = ("recurrent", "total")
+# The plateau schedule's keys and the values a null takes under `schedule: plateau`: the lr
+# divided by 4 at the first epoch whose validation perplexity is no better than the best so
+# far (pytorch/examples word_language_model's rule), and the run stopped at the plateau after
+# the third decay (rnnbench.schedule).
+PLATEAU_DEFAULTS = {"plateau_factor": 0.25, "plateau_patience": 0, "plateau_threshold": 0.0,
+                    "max_decays": 3}
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,19 @@ class RunConfig:
     # Arithmetic of the products: None is fp32 (``fp32`` is stored as None, so that spelling it
     # out names the same run); ``bf16`` autocasts them (rnnbench.precision).
     precision: str | None = None
-    # --- grid, not recipe: the recurrent-parameter budget `hidden` was solved for (or None) ---
+    # The lr schedule: None is the fixed one of lr, decay_start and decay_factor (``fixed`` is
+    # stored as None, as every published recipe has it); ``plateau`` decays the lr when the
+    # validation perplexity stops improving and stops after ``max_decays`` decays, with
+    # ``epochs`` the maximum (rnnbench.schedule). Its keys are None unless it is plateau.
+    schedule: str | None = None
+    plateau_factor: float | None = None  # lr multiplier at a decay
+    plateau_patience: int | None = None  # epochs without improvement before a decay
+    plateau_threshold: float | None = None  # relative improvement that counts as one
+    max_decays: int | None = None  # decays before the next plateau ends the run
+    # --- grid, not recipe: the parameter budget `hidden` was solved for (or None), and
+    # whose parameters it counts: None is recurrent (stored so), or ``total`` ---
     budget: int | None = None
+    budget_kind: str | None = None
     # --- machine, not recipe ---
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -71,6 +90,7 @@ class RunConfig:
             check_choice("precision", self.precision, PRECISIONS)
             if self.precision == "fp32":  # the default, spelled out: the same run
                 object.__setattr__(self, "precision", None)
+        self._check_budget()
         for name in INT_FIELDS:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not _is_index(value)):
@@ -92,6 +112,47 @@ class RunConfig:
             raise ValueError(f"irnn is an initialisation of rnn_relu, but the cell is "
                              f"{self.cell}: set it under `cell_overrides: {{rnn_relu: "
                              "{irnn: 1.0}}`")
+        self._check_schedule()
+
+    def _check_budget(self) -> None:
+        """``recurrent`` (the default) is stored as None; a kind needs a budget."""
+        if self.budget_kind is None:
+            return
+        check_choice("budget_kind", self.budget_kind, BUDGET_KINDS)
+        if self.budget_kind == "recurrent":
+            object.__setattr__(self, "budget_kind", None)
+        elif self.budget is None:
+            raise ValueError("budget_kind total names what a budget counts, but budget is "
+                             "None: give the budget too (the grid does, from `budgets:`)")
+
+    def _check_schedule(self) -> None:
+        """``fixed`` is stored as None; plateau keys only with plateau, nulls filled in."""
+        if self.schedule is not None:
+            check_choice("schedule", self.schedule, SCHEDULES)
+            if self.schedule == "fixed":
+                object.__setattr__(self, "schedule", None)
+        given = [k for k in PLATEAU_DEFAULTS if getattr(self, k) is not None]
+        if self.schedule is None:
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set, but the schedule is fixed (lr, decay_start, "
+                    "decay_factor): add `schedule: plateau` to the recipe, or remove them")
+            return
+        if self.decay_factor != 1.0:
+            raise ValueError(
+                f"decay_factor {self.decay_factor} belongs to the fixed schedule, but the "
+                "schedule is plateau, which multiplies the lr by plateau_factor when the "
+                "validation perplexity stops improving: remove decay_factor (or set it to 1)")
+        for key, default in PLATEAU_DEFAULTS.items():
+            if getattr(self, key) is None:  # null under plateau: the default, the same run
+                object.__setattr__(self, key, default)
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        if not 0 <= self.plateau_threshold < 1:
+            raise ValueError(f"plateau_threshold must be in [0, 1), got {self.plateau_threshold}")
+        for key in ("plateau_patience", "max_decays"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}")
 
     @property
     def precision_name(self) -> str:
@@ -99,8 +160,8 @@ class RunConfig:
         return self.precision or "fp32"
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based ``epoch``: lr for the first ``decay_start`` epochs, then
-        divided by ``decay_factor`` once more at each later epoch."""
+        """The fixed schedule's learning rate of 0-based ``epoch``: lr for the first
+        ``decay_start`` epochs, then divided by ``decay_factor`` once more at each later one."""
         return self.lr / self.decay_factor ** max(0, epoch - self.decay_start + 1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,14 +185,16 @@ class RunConfig:
 
 TRAINING_KEYS = tuple(
     f.name for f in dataclasses.fields(RunConfig)
-    if f.name not in {"cell", "hidden", "layers", "seed", "budget", "device", "extra"}
+    if f.name not in {"cell", "hidden", "layers", "seed", "budget", "budget_kind", "device",
+                      "extra"}
 )
 
 
 INT_FIELDS = ("hidden", "layers", "seed", "epochs", "decay_start", "batch_size", "bptt",
-              "embedding_size", "max_batches", "max_eval_batches", "budget")
+              "embedding_size", "max_batches", "max_eval_batches", "budget", "plateau_patience",
+              "max_decays")
 FLOAT_FIELDS = ("lr", "decay_factor", "clip_norm", "normalize_eps", "init_scale", "dropout",
-                "forget_bias", "irnn")
+                "forget_bias", "irnn", "plateau_factor", "plateau_threshold")
 
 
 def _is_index(value: Any) -> bool:

@@ -7,6 +7,8 @@ grid point never renames (and so never reruns) an existing run::
 
     lstm-h300-l1-s1            # plain grid point
     lstm-h300-l2-dropout0.5-s1 # `dropout: [0, 0.5]` as an axis
+    lstm-p250k-l1-s1           # `budgets: [250000]`: 250k recurrent parameters
+    lstm-t4M-l1-s1             # with `budget_kind: total`: 4M parameters in all
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
-from rnnbench.params import format_budget, solve_hidden
+from rnnbench.params import check_budget_kind, check_size_axis, size_part, solve_hidden
 from rnnbench.schema import ConfigError
 from rnnbench.tuning import Tuning
 
@@ -62,19 +64,19 @@ def format_value(value: Any) -> str:
 
 
 def run_id(cell: str, hidden: int, layers: int, seed: int, axes: dict[str, Any],
-           budget: int | None = None) -> str:
+           budget: int | None = None, budget_kind: str | None = None) -> str:
     """Readable, stable id: ``{cell}-h{hidden}-l{layers}[-{key}{value}...]-s{seed}``, or with
-    a recurrent-parameter budget ``{cell}-p{budget}-l{layers}...`` (``lstm-p250k-l1-s1``)."""
-    return f"{group_id(cell, hidden, layers, axes, budget)}-s{seed}"
+    a recurrent-parameter budget ``{cell}-p{budget}-l{layers}...`` (``lstm-p250k-l1-s1``), a
+    total one ``{cell}-t{budget}-l{layers}...`` (``lstm-t4M-l1-s1``)."""
+    return f"{group_id(cell, hidden, layers, axes, budget, budget_kind)}-s{seed}"
 
 
 def group_id(cell: str, hidden: int, layers: int, axes: dict[str, Any],
-             budget: int | None = None) -> str:
+             budget: int | None = None, budget_kind: str | None = None) -> str:
     """A run id without its seed; an axis whose value is null (an option left off, such as
     ``forget_bias: [null, 1]``) is not written, so the plain point keeps the plain id. The
     precision is written as its name alone (``lstm-h300-l1-bf16``), fp32 not at all."""
-    size = f"h{hidden}" if budget is None else f"p{format_budget(budget)}"
-    parts = [cell, size, f"l{layers}"]
+    parts = [cell, size_part(hidden, budget, budget_kind), f"l{layers}"]
     for key in sorted(axes):
         value = axes[key]
         if key == "precision":
@@ -140,25 +142,16 @@ def _collision(experiment: str, rid: str, first: tuple, second: tuple,
     )
 
 
-def check_size_axis(name: str, spec: dict) -> None:
-    """Raise ConfigError unless the experiment gives exactly one of `hidden` and `budgets`."""
-    if ("hidden" in spec) != ("budgets" in spec):
-        return
-    given = "both `hidden` and `budgets`" if "hidden" in spec else "neither `hidden` nor `budgets`"
-    raise ConfigError(
-        f"Experiment {name!r} gives {given}: give exactly one size axis, `hidden: [...]` "
-        "(hidden sizes) or `budgets: [...]` (recurrent-parameter budgets, the hidden size "
-        "solved per cell and layer count).")
-
-
 def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto",
-                      corpus: str = "ptb"):
+                      corpus: str = "ptb", vocab: int | None = None):
     """Yield Run or Skipped for every distinct point of one experiment (for a tuned one, its
-    trial runs at every rung and its final runs; rnnbench.tuning)."""
+    trial runs at every rung and its final runs; rnnbench.tuning). ``vocab``: the corpus's
+    vocabulary size, which total-parameter budgets need."""
     seen: dict[str, tuple[RunConfig, dict]] = {}
-    # sizes: hidden sizes, or recurrent-parameter budgets whose hidden size is solved per cell
+    # sizes: hidden sizes, or parameter budgets whose hidden size is solved per cell and depth
     check_size_axis(name, spec)
     by_budget = "budgets" in spec
+    kind = check_budget_kind(name, spec, vocab)
     tuning = (Tuning.from_spec(name, spec["tuning"], TRAINING_KEYS, spec["seeds"])
               if "tuning" in spec else None)
     for cell, size, layers in itertools.product(
@@ -170,11 +163,11 @@ def expand_experiment(name: str, spec: dict, recipes: dict, device: str = "auto"
         for values in itertools.product(*(merged[k] for k in axis_keys)):
             axes = dict(zip(axis_keys, values, strict=True))
             keys = {**merged, **axes}
-            hidden = (solve_hidden(cell, size, layers, keys.get("embedding_size"))[0]
-                      if by_budget else size)
+            hidden = (solve_hidden(cell, size, layers, keys.get("embedding_size"),
+                                   vocab if kind else None)[0] if by_budget else size)
             base = {"cell": cell, "hidden": hidden, "layers": layers, "device": device,
-                    "budget": size if by_budget else None, **keys}
-            group = group_id(cell, hidden, layers, axes, base["budget"])
+                    "budget": size if by_budget else None, "budget_kind": kind, **keys}
+            group = group_id(cell, hidden, layers, axes, base["budget"], kind)
             runs = list(_points(name, corpus, group, base, axes, spec["seeds"], tuning))
             for run in runs:
                 if run.run_id in seen:
@@ -191,10 +184,11 @@ def _points(name: str, corpus: str, group: str, base: dict, axes: dict, seeds: l
             tuning: Tuning | None):
     """The runs of one model: a run per seed; tuned, a trial per point and rung (at the trial
     seed) and a final run per seed, configured with the recipe's values until selection."""
-    cell, hidden, layers, budget = base["cell"], base["hidden"], base["layers"], base["budget"]
+    cell, hidden, layers = base["cell"], base["hidden"], base["layers"]
+    size = (base["budget"], base["budget_kind"])
     role = "final" if tuning else "run"
     for seed in seeds:
-        yield Run(name, run_id(cell, hidden, layers, seed, axes, budget),
+        yield Run(name, run_id(cell, hidden, layers, seed, axes, *size),
                   RunConfig(seed=seed, **base), corpus, role, group)
     if tuning is None:
         return
@@ -202,7 +196,7 @@ def _points(name: str, corpus: str, group: str, base: dict, axes: dict, seeds: l
         for point in tuning.points():
             trial_axes = {**axes, **point, "rung": rung}
             cfg = RunConfig(seed=tuning.trial_seed, **{**base, **point, **overrides})
-            yield Run(name, run_id(cell, hidden, layers, tuning.trial_seed, trial_axes, budget),
+            yield Run(name, run_id(cell, hidden, layers, tuning.trial_seed, trial_axes, *size),
                       cfg, corpus, "trial", group, rung, tuple(sorted(point.items())))
 
 
@@ -230,17 +224,18 @@ def _no_runs(empty: list[str], skipped: list[Skipped], everything: bool) -> Conf
                        f"a point that runs (or remove the experiment): {'; '.join(fixes)}.")
 
 
-def expand(config: dict) -> tuple[list[Run], list[Skipped]]:
-    """All runs and skipped points of the config's experiments, in config order.
+def expand(config: dict, vocab: int | None = None) -> tuple[list[Run], list[Skipped]]:
+    """All runs and skipped points of the config's experiments, in config order (``vocab``:
+    the corpus's vocabulary size, for total-parameter budgets; rnnbench.params.corpus_vocab).
 
-    Raises ConfigError before any job when two different points share a run id, or when an
-    experiment has no runs at all (every point skipped).
+    Raises ConfigError before any job when two different points share a run id, when an
+    experiment has no runs at all (every point skipped), or when total budgets lack ``vocab``.
     """
     runs: list[Run] = []
     skipped: list[Skipped] = []
     for name, spec in config["experiments"].items():
         for item in expand_experiment(name, spec, config["recipes"], config.get("device", "auto"),
-                                      config["corpus"]["name"]):
+                                      config["corpus"]["name"], vocab):
             (skipped if isinstance(item, Skipped) else runs).append(item)
     empty = [name for name in config["experiments"] if not any(r.experiment == name for r in runs)]
     if empty:

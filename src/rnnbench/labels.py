@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from rnnbench.config import PRECISIONS, TRAINING_KEYS
-from rnnbench.params import format_budget
+from rnnbench.params import size_part
 
 # The comparison's order: vanilla cells, their rescue, then the gated cells (models.csv).
 MODEL_ORDER = ["rnn_tanh", "rnn_relu", "irnn", "gru", "lstm"]
@@ -113,9 +113,11 @@ def group_label(group: str) -> str:
 
 
 def size_label(row: Mapping) -> str:
-    """``p250k`` for a recurrent-parameter budget, else ``h150``."""
+    """``p250k`` for a recurrent-parameter budget, ``t4M`` for a total one, else ``h150``."""
     budget = row.get("budget")
-    return f"p{format_budget(int(budget))}" if _set(budget) else f"h{int(row['hidden'])}"
+    kind = row.get("budget_kind")
+    return size_part(int(row["hidden"]), int(budget) if _set(budget) else None,
+                     kind if isinstance(kind, str) else None)
 
 
 def base_cell(model: str) -> str:

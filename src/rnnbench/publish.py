@@ -4,7 +4,12 @@ Per run, ``results/reference/{experiment}/{run}/`` keeps ``train.json``, ``eval.
 ``history.csv``, ``grad_stats.csv``, ``spectra.csv`` (and the gradient-through-time files when
 present) plus ``grad_bins.csv`` and ``grad_quantiles.csv``, the per-step gradient norms reduced
 to bins over training and to quantiles (the per-step file and the weights are not published).
-``reference.csv`` and ``reference.md`` compare each experiment with its published number. Usage::
+``reference.csv`` and ``reference.md`` compare each experiment with its published number, and
+``{experiment}/provenance.json`` names the commit(s) its runs were trained from. A run trained
+from a working tree with uncommitted changes to the training code (``src/``; train.json's
+``code_changes``), or from no git checkout, is refused before anything is copied, unless
+``--allow-dirty`` (or ``RNNBENCH_PUBLISH_DIRTY=1``) is given, which provenance.json records.
+Usage::
 
     python -m rnnbench.publish --out results/reference --published '{"seed_rnn": {...}}' \\
         results/runs/seed_rnn/rnn_tanh-h150-l1-s1 ...
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,12 +29,51 @@ import pandas as pd
 
 from rnnbench.aggregate import grad_bins, run_record
 from rnnbench.gradplots import step_quantiles
-from rnnbench.io import atomic_path, write_csv, write_text
+from rnnbench.io import atomic_path, read_json, write_csv, write_json, write_text
+from rnnbench.provenance import unpublishable
 from rnnbench.tables import capped_note, footnote_mark
 
 log = logging.getLogger(__name__)
 FILES = ("train.json", "eval.json", "history.csv", "grad_stats.csv", "spectra.csv")
 OPTIONAL = ("gradients.csv", "decay.csv", "gradients.json")
+ALLOW_DIRTY_ENV = "RNNBENCH_PUBLISH_DIRTY"  # "1": publish runs of uncommitted code, recorded
+
+
+def check_provenance(run_dirs: list[Path], override: str | None) -> dict[Path, str]:
+    """Each run whose train.json does not name the code that trained it, with why; a
+    SystemExit paragraph naming them unless ``override`` (how the user allowed it) is set."""
+    problems = {d: why for d in run_dirs if (why := unpublishable(read_json(d / "train.json")))}
+    if problems and not override:
+        shown = "; ".join(f"{d.parent.name}/{d.name}: {why}" for d, why in
+                          list(problems.items())[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise SystemExit(
+            f"cannot publish: {len(problems)} of {len(run_dirs)} runs were not trained from a "
+            f"commit that holds their training code: {shown}{more}. A reviewer could not check "
+            "out the code behind their numbers, so nothing was published. Commit the changes "
+            "and retrain those runs from a clean checkout (best a separate `git worktree` at "
+            "one commit, so that work on main never changes the code under a running job), or "
+            f"publish them anyway with {ALLOW_DIRTY_ENV}=1 (python -m rnnbench.publish "
+            "--allow-dirty), which results/reference/<experiment>/provenance.json records.")
+    return problems
+
+
+def provenance_record(run_dirs: list[Path], problems: dict[Path, str],
+                      override: str | None) -> dict[str, dict]:
+    """Per experiment: the commit(s) its runs were trained from (with their runs), the runs
+    published despite uncommitted training code and why, and the override that allowed it."""
+    records: dict[str, dict] = {}
+    for d in run_dirs:
+        meta = read_json(d / "train.json")
+        rec = records.setdefault(d.parent.name, {"experiment": d.parent.name, "commits": {},
+                                                 "uncommitted_code": {}, "override": None})
+        rec["commits"].setdefault(str(meta.get("code_version")), []).append(d.name)
+        if d in problems:
+            rec["uncommitted_code"][d.name] = {
+                "why": problems[d], "code_changes": meta.get("code_changes"),
+                "code_sha256": meta.get("code_sha256")}
+            rec["override"] = override
+    return records
 
 
 def copy_run(run_dir: Path, dest: Path) -> None:
@@ -124,10 +169,15 @@ def reference_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(run_dirs: list[Path], out: Path, published: dict) -> pd.DataFrame:
-    """Copy every run, then write reference.csv and reference.md; return the table."""
+def publish(run_dirs: list[Path], out: Path, published: dict,
+            allow_dirty: str | None = None) -> pd.DataFrame:
+    """Check every run's code (``allow_dirty``: how the user overrode a refusal), copy every
+    run, write each experiment's provenance.json, reference.csv and reference.md; the table."""
+    problems = check_provenance(run_dirs, allow_dirty)
     for run_dir in run_dirs:
         copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
+    for experiment, record in provenance_record(run_dirs, problems, allow_dirty).items():
+        write_json(out / experiment / "provenance.json", record)
     runs = pd.DataFrame([run_record(d) for d in run_dirs])
     table = reference_table(runs, published)
     if published:  # a comparison table only where there are published numbers
@@ -142,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--published", default="{}", help="JSON: experiment -> published")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="publish runs trained from uncommitted training code (recorded in "
+                        f"provenance.json); also ${ALLOW_DIRTY_ENV}=1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    table = publish(args.runs, args.out, json.loads(args.published))
+    allow = ("--allow-dirty" if args.allow_dirty else
+             f"{ALLOW_DIRTY_ENV}=1" if os.environ.get(ALLOW_DIRTY_ENV) == "1" else None)
+    table = publish(args.runs, args.out, json.loads(args.published), allow)
     log.info("published %d runs of %d experiments to %s", len(args.runs), len(table), args.out)
     return 0
 

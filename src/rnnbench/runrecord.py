@@ -14,7 +14,7 @@ import torch
 from rnnbench import __version__
 from rnnbench.io import write_atomic, write_json
 from rnnbench.metrics import grad_norm_stats, write_rows, write_steps
-from rnnbench.provenance import code_version, cpu_model
+from rnnbench.provenance import code_changes, code_sha256, code_version, cpu_model
 
 if TYPE_CHECKING:  # only for the annotation: rnnbench.train imports this module
     from rnnbench.train import Trainer
@@ -31,6 +31,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "rnnbench": __version__,
         "code_version": code_version(),
+        # what `+dirty` means for training (files under src/) and the code that ran (publish)
+        "code_changes": code_changes(), "code_sha256": code_sha256(),
         "hostname": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -59,6 +61,10 @@ def write_outputs(trainer: Trainer, run_dir: Path, run_id: str, status: str,
     write_json(run_dir / "train.json", {
         "run_id": run_id, "status": status, "diverged_step": st.diverged_step,
         "epochs_done": len(st.history), "best_epoch": best["epoch"] if best else None,
+        # why training ended (rnnbench.schedule.STOPPED), and how often the lr fell
+        "stopped": "diverged" if status == "diverged" else st.stopped or "max_epochs",
+        "lr_decays": sum(b["lr"] < a["lr"]
+                         for a, b in zip(st.history, st.history[1:], strict=False)),
         # total = embedding + decoder (which dominate on a 10k vocabulary) + recurrent
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "embedding_decoder_params": sum(

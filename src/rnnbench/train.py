@@ -6,7 +6,7 @@ One step (the course lab's recipe, generalised)::
     loss   <- sum of token cross-entropies / (bptt*batch)   [mean]  or  / batch   [sum_time]
     g      <- grad(loss);  n <- ||g|| (global), recorded with per-group norms
     g      <- g / n  (0 if n < eps)  [normalize]  |  g * min(1, c/n)  [clip]  |  g  [none]
-    w      <- w - lr * g
+    w      <- w - lr * g                       # lr per epoch: rnnbench.schedule
 
 A checkpoint (rnnbench.checkpoint: model, RNG states, hidden state, position, history, and
 the config and data checksums it belongs to) is written atomically at every epoch end, every
@@ -43,8 +43,10 @@ from rnnbench.io import DiskFullError, read_json
 from rnnbench.losses import evaluate, loss_sum, perplexity
 from rnnbench.metrics import GLOBAL_STATS, group_grad_stats
 from rnnbench.model import build_model, detach_hidden
+from rnnbench.params import budget_error
 from rnnbench.precision import autocast
 from rnnbench.runrecord import environment, write_outputs
+from rnnbench.schedule import Schedule
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
@@ -92,6 +94,9 @@ class Trainer:
         self.train_data = batchify(streams["train"], cfg.batch_size).to(device)  # (rows, batch)
         self.valid_data = batchify(streams["valid"], cfg.batch_size).to(device)
         self.vocab_size = len((data_dir / "vocab.txt").read_text().splitlines())
+        if problem := budget_error(cfg.cell, cfg.hidden, cfg.layers, self.vocab_size,
+                                   cfg.budget, cfg.budget_kind, cfg.embedding_size):
+            raise SystemExit(problem)  # a total budget solved on another vocabulary
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.vocab_size).to(device)
         self.init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -101,6 +106,8 @@ class Trainer:
         self.n_batches = n if cfg.max_batches is None else min(n, cfg.max_batches)
         self.state = ckpt.load(self.checkpoint, self.identity, self.model, device) or State(
             spectra=[{"epoch": -1, **r} for r in recurrent_spectra(self.model)])
+        self.schedule = Schedule(cfg, self.optimizer)  # the lr of each epoch; may stop early
+        self.schedule.load_state_dict(self.state.schedule)
         self.stop_signal: int | None = None
         self._last_save = time.monotonic()
 
@@ -109,8 +116,7 @@ class Trainer:
         """Run the rest of the current epoch from ``state.batch``."""
         cfg, st = self.cfg, self.state
         self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr_at(st.epoch)
+        self.schedule.start_epoch(st.epoch)
         if st.batch == 0:
             st.hidden, st.loss_sum, st.tokens, st.seconds = None, None, 0, 0.0
             st.steps.append(torch.full((self.n_batches, 2 + len(self.treat.names)), math.nan,
@@ -175,7 +181,7 @@ class Trainer:
         grad_rows = group_grad_stats(st.steps[-1], self.treat.names, st.epoch, self.n_batches,
                                      cfg)
         row = {
-            "epoch": st.epoch, "lr": cfg.lr_at(st.epoch),
+            "epoch": st.epoch, "lr": self.schedule.lr(st.epoch),
             "train_loss": train_loss, "train_ppl": perplexity(train_loss),
             "valid_loss": valid_loss, "valid_ppl": perplexity(valid_loss),
             "seconds": st.seconds, "tokens": st.tokens,
@@ -195,6 +201,9 @@ class Trainer:
         elif valid_loss < st.best_valid:
             st.best_valid = valid_loss
             st.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if st.diverged_step is None:  # the next epoch's lr, or the end (rnnbench.schedule)
+            st.stopped = self.schedule.end_epoch(st.epoch, row["valid_ppl"])
+            st.schedule = self.schedule.state_dict()
         log.info("epoch %d/%d  lr %.4g  train ppl %.2f  valid ppl %.2f  %.1f s  %.0f tok/s",
                  st.epoch, cfg.epochs - 1, row["lr"], row["train_ppl"], row["valid_ppl"],
                  row["seconds"], row["tokens_per_s"])
@@ -202,8 +211,9 @@ class Trainer:
         self.save()
 
     def run(self) -> str:
-        """Train all epochs (or until divergence); return the status."""
-        while self.state.epoch < self.cfg.epochs and self.state.diverged_step is None:
+        """Train all epochs (or until divergence, or the schedule's stop); the status."""
+        while (self.state.epoch < self.cfg.epochs and self.state.diverged_step is None
+               and self.state.stopped is None):
             self.train_epoch()
             if self.state.diverged_step is not None:
                 break

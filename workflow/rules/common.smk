@@ -79,7 +79,12 @@ for _name, _base in BASELINES.items():
 # Publish the runs' small files to results/reference/ (by default when an experiment has a
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
-RUNS, SKIPPED = expand_grid(config)
+# Total-parameter budgets need the vocabulary size: from stats.json, or a known corpus's.
+from rnnbench.params import corpus_vocab
+
+RUNS, SKIPPED = expand_grid(
+    config, corpus_vocab(config["corpus"], f"results/data/{CORPUS}/stats.json")
+)
 # A tuned experiment's trial runs (rnnbench.tuning) train and are ranked on validation only:
 # no evaluation, no gradient measurements, not in the tables of runs.
 TRIALS = [r for r in RUNS if r.role == "trial"]
@@ -313,7 +318,8 @@ def selection_params(wildcards):
     labels = {"corpus": wildcards.corpus, "experiment": wildcards.experiment,
               "model": wildcards.group, **({} if not trials else {
                   "cell": trials[0].config.cell, "hidden": trials[0].config.hidden,
-                  "layers": trials[0].config.layers, "budget": trials[0].config.budget})}
+                  "layers": trials[0].config.layers, "budget": trials[0].config.budget,
+                  "budget_kind": trials[0].config.budget_kind})}
     return {
         "dirs": " ".join(shlex.quote(t.path) for t in trials),
         "points": json.dumps([dict(t.point) for t in trials]),

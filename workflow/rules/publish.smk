@@ -33,6 +33,12 @@ if PUBLISH and not FROM_REFERENCE:
                 for r in RUNS
                 for name in PUBLISHED_FILES
             ],
+            # the commit(s) of each experiment's runs; runs of uncommitted training code are
+            # refused unless RNNBENCH_PUBLISH_DIRTY=1, which this file then records
+            provenance=[
+                f"results/reference/{e}/provenance.json"
+                for e in dict.fromkeys(r.experiment for r in RUNS)
+            ],
             # the comparison with published numbers, when the config has any
             tables=(
                 ["results/reference/reference.csv", "results/reference/reference.md"]
