@@ -428,6 +428,7 @@ if workflow.is_main_process and not FROM_REFERENCE:
         allow_over_memory=config.get("allow_over_memory", False),
     )
     if _refusal:
+        print(PLAN_TEXT, file=sys.stderr)  # the plan names what does not fit
         raise ValueError(_refusal)
 
 
