@@ -73,7 +73,7 @@ def test_schema_defaults_equal_the_dataclass_defaults():
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml",
-                                  "fair.yaml"])
+                                  "fair.yaml", "converged.yaml"])
 def test_shipped_configs_are_valid(name):
     check_config(load(name), SCHEMA)
     runs, _ = expand(load(name))
