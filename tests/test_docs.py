@@ -74,12 +74,21 @@ def test_architecture_page_names_every_module():
     assert not unnamed, f"docs/architecture.md does not list the modules {unnamed}"
 
 
-def test_every_relative_link_and_image_resolves():
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces -> -."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_relative_link_image_and_anchor_resolves():
     for page in [ROOT / "README.md", *DOCS]:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text()):
             if re.match(r"[a-z]+://", target):
                 continue
-            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+            path = page.parent / target if target else page
+            assert path.exists(), f"{page.name}: broken link {target}"
+            if anchor:
+                assert anchor in _anchors(path), f"{page.name}: no heading #{anchor} in {target}"
 
 
 def test_readme_is_a_front_door_that_maps_every_docs_page():
