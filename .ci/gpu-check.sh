@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement behind the README's GPU numbers, in one script for a machine with one
+# Every GPU measurement that docs/performance.md lacks, in one script for a machine with one
 # CUDA GPU (run from the repository root; about 8 minutes on an H100/H200):
 #
 #   OUT=gpu-out PTB=/path/to/ptb bash .ci/gpu-check.sh

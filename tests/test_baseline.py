@@ -78,8 +78,8 @@ def test_cli_reads_the_published_fp32_runs_as_the_baseline(tmp_path):
     assert "seed_rnn → seed_rnn_bf16" in (tmp_path / "precision.md").read_text()
 
 
-def test_readme_precision_table_is_the_published_bf16_runs():
-    """The README's bf16 perplexity table is what the committed runs give: the runs of
+def test_results_page_precision_table_is_the_published_bf16_runs():
+    """docs/results.md's bf16 perplexity table is what the committed runs give: the runs of
     config/precision.yaml (results/reference/seed_*_bf16/, seed_*_fp32/) against the published
     fp32 ones they name as their baseline."""
     import re
@@ -99,8 +99,8 @@ def test_readme_precision_table_is_the_published_bf16_runs():
             if (e.get("overrides") or {}).get("precision") == "bf16"}
     assert bf16 and bf16 == set(runs.loc[runs["precision"] == "bf16", "experiment"])
     table = baseline.compare(runs, pairs, pd.DataFrame([run_record(d) for d in theirs]))
-    text = (REFERENCE.parents[1] / "README.md").read_text()
+    text = (REFERENCE.parents[1] / "docs" / "results.md").read_text()
     match = re.search(r"<!-- precision-table -->\n(.*?)<!-- /precision-table -->", text, re.S)
-    assert match, "README.md lacks the precision-table markers"
+    assert match, "docs/results.md lacks the precision-table markers"
     assert match.group(1) == baseline.markdown(table)
     assert not [p for e in pairs for p in (REFERENCE / e).rglob("*") if p.suffix in (".pt", ".gz")]

@@ -107,8 +107,8 @@ def test_estimate_scales_by_flops_and_tokens_and_spreads_runs_over_cores():
 
 
 def test_default_grid_estimate_agrees_with_the_benchmarked_37_hours():
-    # README "How long it takes": about 37 hours on 2 cores, from `rnnbench.bench --grid`,
-    # a measurement independent of the reference runs' histories.
+    # README "Running it": about 37 hours on 2 cores; docs/performance.md: `rnnbench.bench
+    # --grid` gave the same, a measurement independent of the reference runs' histories.
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     runs, _ = expand(config)
     refs = [m for m in read_reference(REFERENCE) if m.cpu == "AMD EPYC"]

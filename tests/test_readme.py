@@ -1,4 +1,5 @@
-"""The README's (and the Snakefile header's) snakemake commands run as written on a clean clone.
+"""The snakemake commands of README.md, docs/*.md and the Snakefile header run as written on a
+clean clone.
 
 Each command is dry-run (``-n``) in a fresh copy of the repository's files, with the PTB
 mirror added to its ``--config``; a command that Snakemake cannot parse (a target after
@@ -94,9 +95,11 @@ def dry_run_args(words: list[str], mirror: Path) -> tuple[dict[str, str], list[s
     return env, ["-n", *args]
 
 
-README_COMMANDS = commands((ROOT / "README.md").read_text())
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+PAGE_COMMANDS = {page: commands((ROOT / page).read_text()) for page in PAGES}
+README_COMMANDS = PAGE_COMMANDS["README.md"]
 HEADER_COMMANDS = header_commands(ROOT / "Snakefile")
-ALL = {" ".join(c): c for c in README_COMMANDS + HEADER_COMMANDS}
+ALL = {" ".join(c): c for c in [*sum(PAGE_COMMANDS.values(), []), *HEADER_COMMANDS]}
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +126,20 @@ def run_dry(words: list[str], clone: Path, mirror: Path) -> subprocess.Completed
 
 
 def test_readme_and_header_have_the_commands_a_user_runs():
-    texts = set(ALL)
-    assert len(README_COMMANDS) >= 10 and len(HEADER_COMMANDS) >= 4
+    texts = {" ".join(c) for c in README_COMMANDS}
+    assert len(README_COMMANDS) >= 6 and len(HEADER_COMMANDS) >= 4
     for expected in ("snakemake --cores 2 --configfile config/quick.yaml",
                      "snakemake --configfile config/quick.yaml --report results/report.html",
-                     "snakemake --cores all"):
+                     "snakemake --cores all",
+                     "snakemake --cores 1 --configfile config/fair.yaml --config source=reference",
+                     "snakemake --workflow-profile workflow/profiles/slurm"):
         assert expected in texts
+
+
+def test_every_docs_page_is_read_for_commands():
+    # The pages that document commands: a page renamed or emptied would silently drop them.
+    for page in ("docs/results.md", "docs/cluster.md", "docs/extending.md"):
+        assert PAGE_COMMANDS.get(page), f"{page}: no snakemake command found"
 
 
 @pytest.mark.parametrize("words", list(ALL.values()), ids=list(ALL))
@@ -149,9 +160,9 @@ def test_a_target_after_config_fails_the_check(clean_clone, ptb_mirror):
     assert run_dry(bad, clean_clone, ptb_mirror).returncode != 0
 
 
-@pytest.mark.parametrize("source", ["README.md", "Snakefile"])
+@pytest.mark.parametrize("source", [*PAGES, "Snakefile"])
 def test_every_report_command_names_the_configfile_of_the_run_before_it(source):
-    found = README_COMMANDS if source == "README.md" else HEADER_COMMANDS
+    found = HEADER_COMMANDS if source == "Snakefile" else PAGE_COMMANDS[source]
     last_run = None
     for words in found:
         if "--report" not in words:

@@ -93,14 +93,14 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
     assert runs.loc[runs["experiment"] != "zaremba_small", "test_stream_ppl"].isna().all()
 
 
-def _readme_table() -> str:
-    text = (ROOT / "README.md").read_text()
+def _results_page_table() -> str:
+    text = (ROOT / "docs" / "results.md").read_text()
     match = re.search(r"<!-- reference-table -->\n(.*?)<!-- /reference-table -->", text, re.S)
-    assert match, "README.md lacks the reference table markers"
+    assert match, "docs/results.md lacks the reference table markers"
     return match.group(1)
 
 
-def test_committed_reference_files_agree_with_the_readme_table():
+def test_committed_reference_files_agree_with_the_results_page_table():
     if not (REFERENCE / "reference.md").exists():
         pytest.skip("no committed reference results yet")
     from rnnbench.aggregate import run_record
@@ -112,7 +112,7 @@ def test_committed_reference_files_agree_with_the_readme_table():
     runs = runs.sort_values("experiment", key=lambda s: s.map(order.index), kind="stable")
     regenerated = reference_markdown(reference_table(runs, published))
     assert regenerated == (REFERENCE / "reference.md").read_text()
-    assert regenerated == _readme_table()
+    assert regenerated == _results_page_table()
 
 
 def test_published_runs_carry_what_the_issue_asks_for_and_no_weights():

@@ -145,7 +145,7 @@ def _ours(r: pd.Series) -> str:
 
 
 def reference_markdown(table: pd.DataFrame) -> str:
-    """The README's reference table (a capped evaluation is marked, with a footnote)."""
+    """The reference table of docs/results.md (a capped evaluation is marked, with a footnote)."""
     lines = ["| experiment | published test ppl | ours: test ppl (mean ± sd, n) | Δ% | "
              "ours: test ppl, test set as one stream | ours: valid / train ppl | "
              "device (torch, code) | s/epoch: ours (published) |",

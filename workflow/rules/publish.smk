@@ -1,6 +1,6 @@
 # Publish the runs of a config (config/reproduce.yaml, config/gradients.yaml) to
-# results/reference/: the small files that are committed, that the README's table and
-# figures come from, and that `source: reference` rebuilds the tables from.
+# results/reference/: the small files that are committed, that the tables and figures of
+# README.md and docs/results.md come from, and that `source: reference` rebuilds the tables from.
 
 PUBLISHED_FILES = [
     "train.json",
