@@ -225,6 +225,7 @@ def all_targets():
         *([f"results/studies/{STUDY}/tables/precision.md"] if BASELINES else []),
         *FIGURES,
         *GRADIENT_TARGETS,
+        *CONTEXT_TARGETS,
         *TUNING_TARGETS,
         *reference_files(),
     ]
