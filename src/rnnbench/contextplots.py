@@ -61,8 +61,8 @@ def run_rows(run_dir: Path, record: dict) -> pd.DataFrame:
     per_run = {k: info.get(k, np.nan) for k in PER_RUN}
     rows = pd.read_csv(run_dir / "context.csv").drop(columns=["run_id", "cell", "hidden",
                                                                "layers", "seed"])
-    if rows.empty:
-        return pd.DataFrame([{**labels, **per_run}])
+    if rows.empty:  # every column still there, so a table of such runs alone has them too
+        return pd.DataFrame([{**labels, **per_run, **{c: np.nan for c in rows.columns}}])
     return pd.concat([pd.DataFrame({k: [v] * len(rows) for k, v in {**labels, **per_run}.items()}),
                       rows], axis=1)
 
@@ -158,6 +158,7 @@ def context_vs_k(tables: Path) -> Figure:
         ax.axhline(100 * THRESHOLD, color="0.3", linestyle=":", linewidth=1, gid="reference")
         ax.set(xscale="log", title=panel, xlabel="context k (tokens before the target, log)")
         ax.set_yscale("symlog", linthresh=100 * THRESHOLD)
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _p: f"{y:g}"))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _p: f"{x:g}"))
         ax.set_ylabel("loss increase over full context (%)\n(linear below 1%, log above)")
         handles = [Line2D([], [], color=SERIES_COLORS[c], linewidth=2)
@@ -168,14 +169,15 @@ def context_vs_k(tables: Path) -> Figure:
                             "effective context"], fontsize=6.5, loc="upper right")
     seeds = df.groupby(["panel", "cell"])["run_id"].nunique()
     prefix, targets = int(df["k"].max()), int(df["targets"].max())
-    fs.footnote(fig, [
+    width = 70 * min(len(panels), 3)  # characters of footnote under the panels
+    fs.footnote(fig, [fs.wrap(line, width) for line in [
         f"{targets} validation targets, full context = the {prefix} tokens before each. "
         + (f"Lines: mean over up to {seeds.max()} seeds, band: 95% t interval over seeds (one "
            "seed: its bootstrap 95% interval over targets)." if seeds.max() > 1 else
            "Lines: one seed each, band: its bootstrap 95% interval over target positions."),
         "Triangle: the effective context, the smallest k from which on truncation costs "
         f"at most {100 * THRESHOLD:g}% (dotted line); mean over seeds.",
-        *fs.not_shown(missing, "Not measured (no trained weights or a non-finite loss):")])
+        *fs.not_shown(missing, "Not measured (no trained weights or a non-finite loss):")]])
     return fig
 
 
