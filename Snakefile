@@ -17,6 +17,7 @@
 #   runs/{corpus}/{experiment}/{run}/      one folder per training run (train_model, ...):
 #       history.csv  steps.csv.gz  grad_stats.csv  spectra.csv  model.pt  train.json
 #       eval.json (evaluate_model)  gradients.csv  decay.csv  gradients.json (measure_gradients)
+#       context.csv  context.json (measure_context; off with `context: false`)
 #   checkpoints/{corpus}/{experiment}/{run}.pt   resumable state while a run trains (not an output)
 #   tuning/{corpus}/{experiment}/{model}/rung{r}.json   a tuned model's ranking per rung
 #   studies/{study}/                     one folder per config (key `study`, default: the
@@ -25,7 +26,7 @@
 #              (collect_metrics)   models.csv  comparisons.csv  comparisons.md  (compare_models)
 #            trials.csv (collect_trials, tuned configs)
 #            grad_through_time.csv  grad_decay.csv  grad_decay.html  spectra.csv  grad_steps.csv
-#              (collect_gradients)
+#              (collect_gradients)   context.csv  context_summary.csv  (collect_context)
 #   reference/{experiment}/{run}/          published small files (configs with `publish`)
 #   studies/{study}/figures/*.png, *.svg   built from the tables only (plot_*)
 #   logs/{rule}/...  (per run)   studies/{study}/logs/ (tables and figures)
@@ -55,6 +56,7 @@ include: "workflow/rules/tuning.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/gradients.smk"
+include: "workflow/rules/context.smk"
 include: "workflow/rules/publish.smk"
 
 

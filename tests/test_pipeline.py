@@ -92,6 +92,15 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
                  "grad_decay_rate_vs_hidden"):
         for ext in ("png", "svg"):
             assert (quick / f"figures/{name}.{ext}").stat().st_size > 1000
+    # the effective context of every run (quick.yaml's cheap mode), its tables and figure
+    context = pd.read_csv(quick / "tables/context.csv")
+    assert set(context["run_id"]) == set(runs["run_id"]) and (context["status"] == "ok").all()
+    assert set(context["ablation"]) == {"truncate", "shuffle"} and context["k"].max() == 200
+    assert context["effective_context"].between(1, 200).all()
+    context_summary = pd.read_csv(quick / "tables/context_summary.csv")
+    assert len(context_summary) == 4 and (context_summary["effective_context_n"] == 1).all()
+    for ext in ("png", "svg"):
+        assert (quick / f"figures/context_vs_k.{ext}").stat().st_size > 1000
     meta = json.loads((results / "runs/ptb/quick/lstm-h32-l1-s1/train.json").read_text())
     assert meta["status"] == "ok" and meta["config"]["max_batches"] == 30
     assert not list((results / "checkpoints").rglob("*.pt"))
@@ -105,7 +114,7 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     for item in ("perplexity_vs_hidden.png", "summary.csv", "summary.html", "comparisons.csv",
                  "grad_vs_lag.png",
                  "grad_norm_distribution.png", "grad_spectra.png",
-                 "grad_decay_rate_vs_hidden.png"):
+                 "grad_decay_rate_vs_hidden.png", "context_vs_k.png", "context_summary.csv"):
         assert item in html, item
     # the figures regenerate from the tables alone
     for png in (quick / "figures").glob("*.png"):
@@ -116,4 +125,16 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     rerun = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
                       "--dry-run", "--quiet", "rules")
     assert "train_model" not in rerun.stdout and "plot_" in rerun.stdout
+    # published with the runs' small files, the context table rebuilds from them alone
+    published = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
+                          "--config", "publish=True", "--show-failed-logs")
+    assert published.returncode == 0, published.stderr[-3000:]
+    assert (results / "reference/quick/lstm-h32-l1-s1/context.json").exists()
     shutil.rmtree(results / "runs")  # tables stay; nothing below needs the runs
+    (quick / "tables/context.csv").rename(tmp_path / "context-from-runs.csv")
+    rebuilt = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
+                        "--config", "source=reference", "--show-failed-logs",
+                        "results/studies/quick/figures/context_vs_k.png")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    pd.testing.assert_frame_equal(pd.read_csv(quick / "tables/context.csv"),
+                                  pd.read_csv(tmp_path / "context-from-runs.csv"))

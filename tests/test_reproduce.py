@@ -61,6 +61,7 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
         spec["seeds"] = [1, 2]
         spec["overrides"] = {"max_batches": 4, "max_eval_batches": 3, "epochs": 2}
     config["mirror"] = str(ptb_mirror)
+    config["context"] = {"targets": 20, "prefix": 100, "resamples": 100}  # cheap, still real
     path = tmp_path / "reproduce-capped.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(path), "--show-failed-logs")
@@ -87,6 +88,10 @@ def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, pt
         assert (tmp_path / f"results/studies/reproduce-capped/figures/{figure}.png").exists()
     runs = pd.read_csv(tmp_path / "results/studies/reproduce-capped/tables/runs.csv")
     assert len(runs) == 5 and runs["test_ppl"].notna().all()
+    # the effective context, published with the runs, rebuilt from the published files
+    context = pd.read_csv(tmp_path / "results/studies/reproduce-capped/tables/context.csv")
+    assert context["run_id"].nunique() == 5 and (context["status"] == "ok").all()
+    assert (tmp_path / "results/studies/reproduce-capped/figures/context_vs_k.png").exists()
     # zaremba_small asks for the test set as one stream too
     zaremba = runs[runs["experiment"] == "zaremba_small"]
     assert zaremba["test_stream_ppl"].notna().all()

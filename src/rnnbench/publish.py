@@ -1,8 +1,8 @@
 """Publish reference runs: copy their small files to results/reference/ and build the table.
 
 Per run, ``results/reference/{experiment}/{run}/`` keeps ``train.json``, ``eval.json``,
-``history.csv``, ``grad_stats.csv``, ``spectra.csv`` (and the gradient-through-time files when
-present) plus ``grad_bins.csv`` and ``grad_quantiles.csv``, the per-step gradient norms reduced
+``history.csv``, ``grad_stats.csv``, ``spectra.csv`` (and the gradient-through-time and
+effective-context files when present) plus ``grad_bins.csv`` and ``grad_quantiles.csv``, the per-step gradient norms reduced
 to bins over training and to quantiles (the per-step file and the weights are not published).
 ``reference.csv`` and ``reference.md`` compare each experiment with its published number, and
 ``{experiment}/provenance.json`` names the commit(s) its runs were trained from. A run trained
@@ -35,7 +35,7 @@ from rnnbench.tables import capped_note, footnote_mark
 
 log = logging.getLogger(__name__)
 FILES = ("train.json", "eval.json", "history.csv", "grad_stats.csv", "spectra.csv")
-OPTIONAL = ("gradients.csv", "decay.csv", "gradients.json")
+OPTIONAL = ("gradients.csv", "decay.csv", "gradients.json", "context.csv", "context.json")
 ALLOW_DIRTY_ENV = "RNNBENCH_PUBLISH_DIRTY"  # "1": publish runs of uncommitted code, recorded
 
 

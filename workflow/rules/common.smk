@@ -259,6 +259,7 @@ def all_targets():
         *([f"results/studies/{STUDY}/tables/precision.md"] if BASELINES else []),
         *FIGURES,
         *GRADIENT_TARGETS,
+        *CONTEXT_TARGETS,
         *TUNING_TARGETS,
         *reference_files(),
     ]

@@ -13,6 +13,8 @@ PUBLISHED_FILES = [
     "gradients.csv",
     "decay.csv",
     "gradients.json",
+    # the effective context (context.smk), where the config measures it
+    *(["context.csv", "context.json"] if CONTEXT else []),
 ]
 
 if PUBLISH and not FROM_REFERENCE:
@@ -27,6 +29,7 @@ if PUBLISH and not FROM_REFERENCE:
             spectra=run_files("spectra.csv"),
             gradients=run_files("gradients.csv"),
             decay=run_files("decay.csv"),
+            context=run_files("context.json") if CONTEXT else [],
         output:
             runs=[
                 f"results/reference/{r.experiment}/{r.run_id}/{name}"

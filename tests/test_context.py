@@ -1,0 +1,233 @@
+"""Effective context (rnnbench.context, contextstats, contextplots): constructed models whose
+answer is known, then the command line and the tables on tiny trained runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as F
+
+from rnnbench.context import COLUMNS, ablation_losses, target_positions
+from rnnbench.context import main as context_main
+from rnnbench.contextplots import main as contextplots_main
+from rnnbench.contextstats import (
+    ContextSettings,
+    bootstrap,
+    context_settings,
+    effective_context,
+    k_grid,
+    settings_problem,
+)
+from rnnbench.evaluate import main as evaluate_main
+from rnnbench.io import read_json
+from rnnbench.model import RNNModel
+from rnnbench.train import main as train_main
+
+SMALL = ContextSettings(targets=40, prefix=200, resamples=200)
+
+
+def random_stream(vocab: int, length: int = 1500, seed: int = 0, p0: float | None = None):
+    """Token ids (length,): uniform, or token 0 with probability ``p0`` and the rest uniform."""
+    g = torch.Generator().manual_seed(seed)
+    stream = torch.randint(0, vocab, (length,), generator=g)
+    if p0 is not None:
+        stream[torch.rand(length, generator=g) < p0] = 0
+    return stream
+
+
+def linear_model(vocab: int, hidden: int, decay: float, embedding: torch.Tensor,
+                 decoder: torch.Tensor) -> RNNModel:
+    """``h_t = decay * h_{t-1} + e(x_t)`` exactly (relu of positive values, biases 0), fp64."""
+    model = RNNModel("rnn_relu", vocab, hidden, embedding_size=hidden).double()
+    with torch.no_grad():
+        model.encoder.weight.copy_(embedding)
+        model.rnn.weight_ih_l0.copy_(torch.eye(hidden))
+        model.rnn.weight_hh_l0.copy_(decay * torch.eye(hidden))
+        model.rnn.bias_ih_l0.zero_()
+        model.rnn.bias_hh_l0.zero_()
+        model.decoder.weight.copy_(decoder)
+        model.decoder.bias.zero_()
+    return model
+
+
+def increases(model: RNNModel, stream: torch.Tensor, settings: ContextSettings = SMALL):
+    """The grid and the relative loss increase per ablation, (K,) each."""
+    ks, full, ablated = ablation_losses(model, stream, settings)
+    return ks, {name: losses.mean(1) / full.mean() - 1 for name, losses in ablated.items()}
+
+
+def test_model_of_the_previous_token_alone_has_effective_context_one():
+    torch.manual_seed(0)
+    model = RNNModel("rnn_tanh", 7, 5).double()
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.zero_()  # no recurrence: h_t depends on x_t alone
+    stream = random_stream(7)
+    ks, inc = increases(model, stream)
+    assert np.abs(inc["truncate"]).max() < 1e-12  # equal up to the GEMMs' rounding
+    assert effective_context(ks, inc["truncate"]) == 1
+    # the window of k = 1 is the previous token: its loss is the bigram model's
+    positions = target_positions(stream.numel(), SMALL)
+    _, full, _ = ablation_losses(model, stream, SMALL)
+    h = torch.tanh(model.rnn.weight_ih_l0 @ model.encoder.weight[stream[positions - 1]].T
+                   + (model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0)[:, None])  # (H, n)
+    direct = F.cross_entropy(model.decoder(h.T), stream[positions], reduction="none")
+    np.testing.assert_allclose(full, direct.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.8])
+def test_linear_recurrence_loss_increase_falls_geometrically_at_its_decay(decay):
+    vocab = 4
+    # every token adds 0.02 to a one-unit state; token 0 (90% of the text) is more likely the
+    # larger the state, so forgetting the distant past (a smaller state) costs loss
+    decoder = torch.tensor([[5.0], [0.0], [0.0], [0.0]])
+    model = linear_model(vocab, 1, decay, torch.full((vocab, 1), 0.02), decoder)
+    ks, inc = increases(model, random_stream(vocab, p0=0.9))
+    trunc = inc["truncate"]
+    # from k = 5 on (the state's perturbation small enough to act linearly on the loss) to
+    # where decay^k nears fp64's rounding
+    fit = [(k, v) for k, v in zip(ks, trunc, strict=True) if k >= 5 and decay**k > 1e-8]
+    assert len(fit) >= 4 and all(v > 0 for _, v in fit) and trunc[-1] == 0.0
+    slope = np.polyfit([k for k, _ in fit], [math.log(v) for _, v in fit], deg=1)[0]
+    assert math.exp(slope) == pytest.approx(decay, rel=0.01)
+
+
+def test_truncation_at_the_whole_prefix_is_the_full_context_loss_read_token_by_token():
+    torch.manual_seed(1)
+    model = RNNModel("lstm", 9, 6).double().eval()
+    stream = random_stream(9)
+    settings = ContextSettings(targets=5, prefix=60, resamples=10)
+    ks, full, ablated = ablation_losses(model, stream, settings)
+    assert ks[-1] == 60
+    np.testing.assert_array_equal(ablated["truncate"][-1], full)
+    np.testing.assert_array_equal(ablated["shuffle"][-1], full)
+    with torch.no_grad():  # independently: one column, one token at a time, state carried
+        for j, t in enumerate(target_positions(stream.numel(), settings).tolist()):
+            for k, losses in ((60, full), (3, ablated["truncate"][ks.index(3)])):
+                hidden = model.init_hidden(1)
+                for token in stream[t - k:t]:
+                    logits, hidden = model(token.view(1, 1), hidden)
+                loss = F.cross_entropy(logits[-1], stream[t:t + 1]).item()
+                assert losses[j] == pytest.approx(loss, rel=1e-12), (t, k)
+
+
+def test_shuffling_the_far_past_changes_nothing_for_a_bag_of_words_model():
+    vocab, hidden = 8, 3
+    g = torch.Generator().manual_seed(2)
+    embedding = torch.rand(vocab, hidden, generator=g, dtype=torch.float64) * 0.01
+    decoder = torch.randn(vocab, hidden, generator=g, dtype=torch.float64)
+    stream = random_stream(vocab)
+    _, bag = increases(linear_model(vocab, hidden, 1.0, embedding, decoder), stream)
+    assert np.abs(bag["shuffle"]).max() < 1e-12  # a sum of embeddings: order is irrelevant
+    assert np.abs(bag["truncate"][:3]).min() > 1e-4  # but the content is not
+    _, ordered = increases(linear_model(vocab, hidden, 0.5, embedding, decoder), stream)
+    assert np.abs(ordered["shuffle"][:3]).min() > 1e-6  # a decaying sum does see order
+
+
+def test_effective_context_ignores_a_dip_below_the_line_before_it_stays_there():
+    assert effective_context([1, 2, 3, 5], np.array([0.5, 0.005, 0.02, 0.0])) == 5
+    assert effective_context([1, 2, 3, 5], np.array([0.5, 0.01, -0.001, 0.0])) == 2
+    assert effective_context([1, 2], np.array([0.02, 0.03])) != effective_context(
+        [1, 2], np.array([0.0, 0.0]))
+
+
+def test_bootstrap_interval_holds_the_point_estimate_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    full = rng.gamma(5.0, 1.0, 200)
+    ablated = full[None] * (1 + np.array([0.3, 0.05, 0.008, 0.0]))[:, None] \
+        + rng.normal(0, 0.05, (4, 200))
+    ablated[-1] = full
+    a = bootstrap(full, ablated, [1, 5, 20, 50], 300, seed=1)
+    b = bootstrap(full, ablated, [1, 5, 20, 50], 300, seed=1)
+    assert a["effective"] == b["effective"] == 20
+    assert (a["ci_low"] <= a["increase"]).all() and (a["increase"] <= a["ci_high"]).all()
+    assert a["effective_ci_low"] <= 20 <= a["effective_ci_high"]
+    assert a["effective_ci_low"] in (1, 5, 20, 50)
+
+
+def test_settings_grid_and_a_clear_message_for_a_too_short_split():
+    assert context_settings(True) == ContextSettings() and context_settings(False) is None
+    assert context_settings({"targets": 10}) == ContextSettings(targets=10)
+    assert k_grid(1000)[-1] == 1000 and k_grid(1000)[:3] == [1, 2, 3]
+    assert k_grid(60) == [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 60]
+    message = settings_problem(ContextSettings(targets=300, prefix=1000), 1200, "valid.pt")
+    assert "300 target positions" in message and "1200" in message
+    assert "`context: false`" in message and "valid.pt" in message
+    assert settings_problem(ContextSettings(targets=200, prefix=1000), 1200, "x") is None
+
+
+TINY = ["--targets", "20", "--prefix", "50", "--resamples", "100", "--device", "cpu",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tmp_path_factory) -> list[Path]:
+    """Two seeds of a tiny LSTM and one diverged run, each measured with tiny settings."""
+    root = tmp_path_factory.mktemp("context")
+    specs = {"lstm-h8-l1-s1": ["--cell", "lstm", "--seed", "1"],
+             "lstm-h8-l1-s2": ["--cell", "lstm", "--seed", "2"],
+             "rnn_relu-h8-l1-s1": ["--cell", "rnn_relu", "--lr", "1e30", "--grad", "none"]}
+    dirs = []
+    for run_id, args in specs.items():
+        run = root / "results/runs/tiny/tiny" / run_id
+        assert train_main([*args, "--hidden", "8", "--epochs", "1", "--batch-size", "4",
+                           "--bptt", "5", "--device", "cpu", "--data-dir", str(tiny_data),
+                           "--run-dir", str(run), "--run-id", run_id, "--checkpoint",
+                           str(root / f"{run_id}.pt"), "--threads", "1"]) == 0
+        assert evaluate_main(["--run-dir", str(run), "--data-dir", str(tiny_data), "--out",
+                              str(run / "eval.json"), "--device", "cpu"]) == 0
+        assert context_main(["--run-dir", str(run), "--data-dir", str(tiny_data), "--out",
+                             str(run / "context.csv"), *TINY]) == 0
+        dirs.append(run)
+    return dirs
+
+
+def test_cli_writes_both_curves_and_the_effective_context(runs):
+    table = pd.read_csv(runs[0] / "context.csv")
+    assert list(table.columns) == COLUMNS
+    assert table.groupby("ablation")["k"].apply(list).to_dict() == {
+        "truncate": k_grid(50), "shuffle": k_grid(50)}
+    assert (table["ci_low"] <= table["loss_increase"] + 1e-12).all()
+    meta = read_json(runs[0] / "context.json")
+    assert meta["status"] == "ok" and meta["effective_context"] in k_grid(50)
+    assert meta["full_loss"] == pytest.approx(table["full_loss"].iloc[0])
+    assert meta["targets"] == 20 and "rnnbench.context" in meta["command"]
+    diverged = read_json(runs[2] / "context.json")
+    assert diverged["status"] == "skipped" and "effective_context" not in diverged
+    assert pd.read_csv(runs[2] / "context.csv").empty
+
+
+def test_cli_refuses_a_prefix_longer_than_the_split_in_one_paragraph(runs, tiny_data):
+    with pytest.raises(SystemExit, match="Lower `prefix` or `targets`"):
+        context_main(["--run-dir", str(runs[0]), "--data-dir", str(tiny_data), "--out",
+                      str(runs[0] / "never.csv"), "--prefix", "100000"])
+    assert not (runs[0] / "never.csv").exists()
+
+
+def test_collect_tables_and_figure(runs, tmp_path):
+    tables = tmp_path / "tables"
+    assert contextplots_main(["collect", "--out-dir", str(tables), *map(str, runs)]) == 0
+    table = pd.read_csv(tables / "context.csv")
+    assert set(table["run_id"]) == {"lstm-h8-l1-s1", "lstm-h8-l1-s2", "rnn_relu-h8-l1-s1"}
+    skipped = table[table["run_id"] == "rnn_relu-h8-l1-s1"]
+    assert len(skipped) == 1 and skipped["effective_context"].isna().all()
+    summary = pd.read_csv(tables / "context_summary.csv")
+    lstm = summary[summary["cell"] == "lstm"].iloc[0]
+    per_seed = table[table["cell"] == "lstm"].drop_duplicates("run_id")["effective_context"]
+    assert lstm["effective_context_n"] == 2 and lstm["n"] == 2
+    assert lstm["effective_context_mean"] == pytest.approx(per_seed.mean())
+    relu = summary[summary["cell"] == "rnn_relu"].iloc[0]
+    assert relu["effective_context_n"] == 0 and math.isnan(relu["effective_context_mean"])
+    png = tmp_path / "figures/context_vs_k.png"
+    assert contextplots_main(["context_vs_k", "--tables", str(tables), "--out", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()
+    assert "rnn_relu-h8-l1-s1: skipped" in png.with_suffix(".svg").read_text()
+    # a study whose every run lacks trained weights: the tables, and a figure that says so
+    assert contextplots_main(["collect", "--out-dir", str(tmp_path / "none"), str(runs[2])]) == 0
+    assert contextplots_main(["context_vs_k", "--tables", str(tmp_path / "none"), "--out",
+                              str(tmp_path / "none.png")]) == 0
+    assert "no run's effective context" in (tmp_path / "none.svg").read_text()

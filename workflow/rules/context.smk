@@ -1,0 +1,122 @@
+# Effective context (Khandelwal et al. 2018): per evaluated run, the loss increase when the
+# context is truncated to (or shuffled beyond) the last k tokens; a table across runs, a figure
+# from it. Needs common.smk (run_dirs, uses_gpu, ...). Off with `context: false`.
+from rnnbench.contextstats import context_settings, settings_problem
+
+CONTEXT = context_settings(config.get("context", True))  # None: not measured
+# The runs measured: every run, or with `source: reference` those published with their
+# context files (runs published before this measurement existed have none).
+CONTEXT_DIRS = [
+    d for d in run_dirs() if not FROM_REFERENCE or Path(f"{d}/context.json").exists()
+] if CONTEXT else []
+if CONTEXT and FROM_REFERENCE and len(CONTEXT_DIRS) < len(run_dirs()):
+    print(
+        f"source: reference: {len(run_dirs()) - len(CONTEXT_DIRS)} of {len(run_dirs())} "
+        "published runs have no context.json (published before the effective context was "
+        "measured) and are left out of the context table"
+        + ("" if CONTEXT_DIRS else ", which is not built"),
+        file=sys.stderr,
+    )
+if CONTEXT and not FROM_REFERENCE:
+    # the validation split must hold the sample: said before any job
+    _tokens = corpus_tokens(config["corpus"], f"results/data/{CORPUS}/stats.json")
+    _problem = _tokens and settings_problem(
+        CONTEXT, _tokens["valid"], f"results/data/{CORPUS}/valid.pt"
+    )
+    if _problem:
+        raise ValueError(_problem)
+CONTEXT_TARGETS = (
+    [
+        f"results/studies/{STUDY}/tables/context.csv",
+        f"results/studies/{STUDY}/tables/context_summary.csv",
+        f"results/studies/{STUDY}/figures/context_vs_k.png",
+    ]
+    if CONTEXT_DIRS
+    else []
+)
+
+
+rule measure_context:
+    input:
+        model="results/runs/{corpus}/{experiment}/{run}/model.pt",
+        meta="results/runs/{corpus}/{experiment}/{run}/train.json",
+        data=["results/data/{corpus}/valid.pt"],
+    output:
+        table="results/runs/{corpus}/{experiment}/{run}/context.csv",
+        meta="results/runs/{corpus}/{experiment}/{run}/context.json",
+    params:
+        data_dir=data_dir,
+        device=config.get("device", "auto"),
+        # targets, prefix, seed, resamples (rnnbench.contextstats.ContextSettings)
+        settings=CONTEXT.flags() if CONTEXT else "",
+        # the weights the experiment's perplexities are measured with
+        weights=lambda w: config["experiments"][w.experiment].get("eval_weights", "best"),
+    log:
+        "results/logs/measure_context/{corpus}/{experiment}/{run}.log",
+    benchmark:
+        "results/benchmarks/measure_context/{corpus}/{experiment}/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=uses_gpu,
+        mem_mb=train_mem_mb,
+        runtime=20,
+    conda:
+        "../../environment.yml"
+    shell:
+        "exec python -m rnnbench.context"
+        " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
+        " --data-dir {params.data_dir} {params.settings} --weights {params.weights}"
+        " --device {params.device} --threads {threads} --out {output.table:q}"
+        " --meta-out {output.meta:q} > {log:q} 2>&1"
+
+
+rule collect_context:
+    input:
+        table=[f"{d}/context.csv" for d in CONTEXT_DIRS],
+        meta=[f"{d}/context.json" for d in CONTEXT_DIRS],
+        # the summary across seeds is rebuilt from these, as collect_metrics builds it
+        train=[f"{d}/train.json" for d in CONTEXT_DIRS],
+        eval=[f"{d}/eval.json" for d in CONTEXT_DIRS],
+        history=[f"{d}/history.csv" for d in CONTEXT_DIRS],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("contextplots", "contextstats", "aggregate")],
+    output:
+        table="results/studies/{study}/tables/context.csv",
+        summary=report(
+            "results/studies/{study}/tables/context_summary.csv",
+            caption="../report/context_summary.rst",
+            category="Gradients",
+            labels={"table": "effective context across seeds (CSV)"},
+        ),
+    params:
+        tables=output_dir,
+        run_dirs=CONTEXT_DIRS,
+    log:
+        "results/studies/{study}/logs/collect_context.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.contextplots collect --out-dir {params.tables}"
+        " {params.run_dirs:q} > {log:q} 2>&1"
+
+
+rule plot_context:
+    input:
+        table=rules.collect_context.output.table,
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("contextplots", "figstyle", "plots")],
+    output:
+        png=report(
+            "results/studies/{study}/figures/context_vs_k.png",
+            caption="../report/context_vs_k.rst",
+            category="Gradients",
+            labels={"figure": "context vs k"},
+        ),
+        svg="results/studies/{study}/figures/context_vs_k.svg",
+    params:
+        tables=input_dir,
+    log:
+        "results/studies/{study}/logs/plot_context.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.contextplots context_vs_k --tables {params.tables}"
+        " --out {output.png:q} > {log:q} 2>&1"
