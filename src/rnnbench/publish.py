@@ -2,8 +2,9 @@
 
 Per run, ``results/reference/{experiment}/{run}/`` keeps ``train.json``, ``eval.json``,
 ``history.csv``, ``grad_stats.csv``, ``spectra.csv`` (and the gradient-through-time and
-effective-context files when present) plus ``grad_bins.csv`` and ``grad_quantiles.csv``, the per-step gradient norms reduced
-to bins over training and to quantiles (the per-step file and the weights are not published).
+effective-context files when present) plus ``grad_bins.csv`` and ``grad_quantiles.csv``, the
+per-step gradient norms reduced to bins over training and to quantiles (the per-step file and
+the weights are not published).
 ``reference.csv`` and ``reference.md`` compare each experiment with its published number, and
 ``{experiment}/provenance.json`` names the commit(s) its runs were trained from. A run trained
 from a working tree with uncommitted changes to the training code (``src/``; train.json's
