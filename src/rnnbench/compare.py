@@ -148,13 +148,15 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
 
 
-def _footnote(references: set[str]) -> str:
+def _footnote(references: set[str], edges: bool = False) -> str:
     family = (f"every model against {next(iter(references))}" if len(references) == 1
               else "every model against the model of its Δ column")
+    edge = (" [edge: lr min]: the tuned value is the smallest (max: the largest) of its search "
+            "space, so a wider space might have selected beyond it." if edges else "")
     return ("CIs: t interval over seeds (per model); Welch's t interval of the difference of "
             "means, Welch-Satterthwaite df (Δ). p: Welch's test of Δ, Holm-adjusted within the "
             f'family "{family}" of each table; comparisons.csv also has Holm over every pair '
-            "and a studentized-bootstrap CI. Finished runs only.")
+            f"and a studentized-bootstrap CI. Finished runs only.{edge}")
 
 
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") -> str:
@@ -191,7 +193,9 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
             delta = _delta(sub, r["model"], ref) if r["n"] else "–"
             out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |")
         out.append("")
-    out.append(_footnote(references))
+    edges = "tuning_edge" in table and table["tuning_edge"].map(
+        lambda e: isinstance(e, str)).any()
+    out.append(_footnote(references, edges))
     return "\n".join(out) + "\n"
 
 
