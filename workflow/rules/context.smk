@@ -19,7 +19,7 @@ if CONTEXT and FROM_REFERENCE and len(CONTEXT_DIRS) < len(run_dirs()):
     )
 if CONTEXT and not FROM_REFERENCE:
     # the validation split must hold the sample: said before any job
-    _tokens = corpus_tokens(config["corpus"], f"results/data/{CORPUS}/stats.json")
+    _tokens = corpus_tokens(config["corpus"], f"results/data/{CORPUS}")
     _problem = _tokens and settings_problem(
         CONTEXT, _tokens["valid"], f"results/data/{CORPUS}/valid.pt"
     )
