@@ -184,3 +184,25 @@ def test_readme_answer_is_the_published_fair_experiment():
     assert match.group(1) == regenerated
     assert (FAIR / "trials.csv").exists()
     assert not [p for p in FAIR.rglob("*") if p.suffix in (".pt", ".gz")]
+
+
+def test_effective_context_is_a_column_only_where_it_was_measured():
+    from rnnbench.compare import with_context
+
+    runs = _runs().assign(run_id=lambda d: [f"{c}-s{s}-{i}" for i, (c, s) in
+                                            enumerate(zip(d["cell"], d["seed"], strict=True))])
+    plain = markdown(models(runs), comparisons(runs, resamples=200))
+    assert "effective context" not in plain
+    lstm = runs[(runs["cell"] == "lstm") & runs["forget_bias"].isna()]
+    context = pd.DataFrame({"experiment": "fair", "run_id": list(lstm["run_id"]) + ["x"],
+                            "status": ["ok", "ok", "nonfinite", "ok"],
+                            "effective_context": [20.0, 30.0, math.nan, 5.0]})
+    table = models(with_context(runs, context))
+    row = table[table["model"] == "lstm"].iloc[0]
+    assert row["context_n"] == 2 and row["context_mean"] == 25.0  # the nonfinite run is left out
+    half = sps.t.ppf(0.975, 1) * np.std([20.0, 30.0], ddof=1) / math.sqrt(2)
+    assert row["context_ci_high"] == pytest.approx(25.0 + half)
+    text = markdown(table, comparisons(runs, resamples=200))
+    assert "effective context, tokens [95% CI] |" in text
+    assert f"| 25.0 [{25 - half:.1f}, {25 + half:.1f}] |" in text
+    assert "| rnn_tanh |" in text and text.count("| – |") >= 1  # not measured: a dash

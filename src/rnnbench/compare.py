@@ -56,8 +56,28 @@ def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def with_context(runs: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each run's ``effective_context`` (tokens) from the study's context.csv
+    (rnnbench.contextplots); NaN for a run not measured or whose measurement is not ok."""
+    per_run = context.drop_duplicates(["experiment", "run_id"])
+    ok = per_run["status"] == "ok"
+    values = per_run.loc[ok, ["experiment", "run_id", "effective_context"]]
+    return runs.drop(columns="effective_context", errors="ignore").merge(
+        values, on=["experiment", "run_id"], how="left")
+
+
+def _context_stats(ok: pd.DataFrame) -> dict:
+    """Mean and t 95% CI of the finished runs' effective context (none when not measured)."""
+    if "effective_context" not in ok:
+        return {}
+    ci = mean_ci(ok["effective_context"].dropna().tolist())
+    return {"context_n": ci["n"], "context_mean": ci["mean"], "context_ci_low": ci["ci_low"],
+            "context_ci_high": ci["ci_high"]}
+
+
 def models(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI."""
+    """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI, and
+    the effective context's mean and CI where it was measured."""
     rows = []
     for key, block in label_runs(runs).groupby([*KEYS, "model"], sort=False):
         ok = block[block["status"] == "ok"]
@@ -68,7 +88,8 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
                      "grad": first.get("grad"), "tuning_edge": first.get("tuning_edge"),
                      "recurrent_params": first.get("recurrent_params"),
                      "n_runs": len(block), "n_diverged": int((block["status"] == "diverged").sum()),
-                     **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()}})
+                     **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()},
+                     **_context_stats(ok)})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -159,6 +180,13 @@ def _footnote(references: set[str], edges: bool = False) -> str:
             f"and a studentized-bootstrap CI. Finished runs only.{edge}")
 
 
+def _context_cell(r: pd.Series) -> str:
+    """Mean effective context over the seeds measured, with its t interval (n > 1)."""
+    if not r.get("context_n"):
+        return "–"
+    return f"{r['context_mean']:.1f}" + _interval(r["context_ci_low"], r["context_ci_high"])
+
+
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") -> str:
     """One table per corpus, experiment, size and depth; Δ against ``reference`` (or the
     block's last model when it has none)."""
@@ -171,9 +199,12 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
             (pairs[KEYS] == pd.Series(dict(zip(KEYS, key, strict=True)))).all(axis=1))
         sub = pairs[mask] if not pairs.empty else pairs
         corpus, experiment, size, layers = key
+        measured = "context_n" in block and bool((block["context_n"] > 0).any())
         out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
                 "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] "
-                f"(n) | Δ vs {ref} [95% CI], Holm p |", "|---|---|---|---|---|---|"]
+                f"(n) | Δ vs {ref} [95% CI], Holm p |"
+                + (" effective context, tokens [95% CI] |" if measured else ""),
+                "|---|---|---|---|---|---|" + ("---|" if measured else "")]
         for _, r in block.iterrows():
             if r["n"] == 0:
                 ppl = f"all {r['n_runs']} diverged"
@@ -191,7 +222,9 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
             if isinstance(r.get("tuning_edge"), str):  # the selection is at an end of its space
                 lr += f" [edge: {r['tuning_edge'].replace('=', ' ')}]"
             delta = _delta(sub, r["model"], ref) if r["n"] else "–"
-            out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |")
+            context = f" {_context_cell(r)} |" if measured else ""
+            out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |"
+                       + context)
         out.append("")
     edges = "tuning_edge" in table and table["tuning_edge"].map(
         lambda e: isinstance(e, str)).any()
@@ -206,11 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--reference", default="lstm", help="model the Δ column is against")
     parser.add_argument("--trials", type=Path, help="trials.csv: mark edge selections")
+    parser.add_argument("--context", type=Path,
+                        help="context.csv: each model's effective context (rnnbench.contextplots)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runs = pd.read_csv(args.runs)
     if args.trials:
         runs = with_edges(runs, pd.read_csv(args.trials))
+    if args.context:
+        runs = with_context(runs, pd.read_csv(args.context))
     table, pairs = models(runs), comparisons(runs, reference=args.reference)
     write_csv(table, args.out_dir / "models.csv")
     write_csv(pairs, args.out_dir / "comparisons.csv")

@@ -58,6 +58,8 @@ rule compare_models:
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("compare", "stats", "labels", "trials")],
         # a tuned config: selections on an edge of their space are marked (rnnbench.trials)
         trials=TUNING_TARGETS[:1],
+        # each model's effective context, where measured (context.smk)
+        context=lambda wildcards: CONTEXT_TARGETS[:1],
     output:
         models="results/studies/{study}/tables/models.csv",
         pairs=report(
@@ -70,13 +72,14 @@ rule compare_models:
     params:
         tables=output_dir,
         trials=lambda wildcards, input: f"--trials {input.trials}" if input.trials else "",
+        context=lambda wildcards, input: f"--context {input.context}" if input.context else "",
     log:
         "results/studies/{study}/logs/compare_models.log",
     conda:
         "../../environment.yml"
     shell:
         "python -m rnnbench.compare --runs {input.runs:q} --out-dir {params.tables}"
-        " {params.trials} > {log:q} 2>&1"
+        " {params.trials} {params.context} > {log:q} 2>&1"
 
 
 rule compare_baseline:
