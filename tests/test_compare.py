@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rnnbench.compare import comparisons, main, markdown, model_label, models, size_label
-from rnnbench.stats import welch_ci
+from rnnbench.analysis.compare import comparisons, main, markdown, model_label, models, size_label
+from rnnbench.analysis.stats import welch_ci
 
 
 def _runs() -> pd.DataFrame:
@@ -137,7 +137,7 @@ def test_markdown_table_reads_against_the_lstm(tmp_path):
 
 
 def test_model_comparison_figure_draws_intervals_and_names_models_without_a_run(tmp_path):
-    from rnnbench.plots import model_comparison
+    from rnnbench.figures.plots import model_comparison
 
     runs = _runs()
     models(runs).to_csv(tmp_path / "models.csv", index=False)
@@ -162,7 +162,7 @@ def test_readme_answer_is_the_published_fair_experiment():
     """The README's table is what the committed results/reference/fair/ files give."""
     import re
 
-    from rnnbench.aggregate import run_record
+    from rnnbench.analysis.aggregate import run_record
 
     dirs = sorted(p.parent for p in FAIR.glob("*/train.json"))
     if not dirs:

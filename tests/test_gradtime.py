@@ -1,4 +1,5 @@
-"""Tests for rnnbench.gradtime: exact unrolling and analytic gradient-through-time cases."""
+"""Tests for rnnbench.diagnostics.gradtime: exact unrolling and analytic gradient-through-time
+cases."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnbench.gradtime import (
+from rnnbench.diagnostics.gradtime import (
     decay_rate,
     final_hidden,
     fit_decay,
@@ -18,7 +19,7 @@ from rnnbench.gradtime import (
     unroll,
     window_length,
 )
-from rnnbench.model import CELLS, RNNModel
+from rnnbench.model.model import CELLS, RNNModel
 
 VOCAB = 11
 

@@ -9,9 +9,9 @@ import pytest
 from test_pipeline import ROOT, snakemake
 
 from rnnbench.config import RunConfig
-from rnnbench.grid import Run, check_streams, stream_errors
-from rnnbench.schema import ConfigError
-from rnnbench.sources import KNOWN_TOKENS, corpus_tokens
+from rnnbench.data.sources import KNOWN_TOKENS, corpus_tokens
+from rnnbench.experiment.grid import Run, check_streams, stream_errors
+from rnnbench.experiment.schema import ConfigError
 
 PTB = {"train": 929_589, "valid": 73_760, "test": 82_430}
 

@@ -7,15 +7,15 @@ import sys
 from pathlib import Path
 
 SRC = str(Path(workflow.basedir) / "src")
-# Rules run `python -m rnnbench.<stage>`; this makes them work from a plain clone too.
+# Rules run `python -m rnnbench.<package>.<module>`; this makes them work from a plain clone too.
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
-from rnnbench.grid import check_streams, expand as expand_grid, run_args
-from rnnbench.sources import corpus_tokens, plan_size, source_inputs
+from rnnbench.experiment.grid import check_streams, expand as expand_grid, run_args
+from rnnbench.data.sources import corpus_tokens, plan_size, source_inputs
 from rnnbench.config import TRAINING_KEYS
-from rnnbench.tuning import Tuning, selected_config
-from rnnbench.schema import check_config
+from rnnbench.experiment.tuning import Tuning, selected_config
+from rnnbench.experiment.schema import check_config
 
 check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml")
 
@@ -27,7 +27,7 @@ os.environ["RNNBENCH_MIRROR"] = config.get("mirror") or ""
 # local rule, so no envvars entry is needed): adding the right checksum to a config must not
 # retrain anything. Instead, files already downloaded are checked against it here, before
 # any job (6 MB for PTB), and a mismatch stops the run with one paragraph.
-from rnnbench.download import verify_downloaded
+from rnnbench.data.download import verify_downloaded
 
 for _split, _spec in config["corpus"]["files"].items():
     os.environ[f"RNNBENCH_SHA256_{_split}"] = _spec.get("sha256") or ""
@@ -43,7 +43,7 @@ envvars:
 CORPUS = config["corpus"]["name"]
 # The study: its tables, figures and aggregate logs live in results/studies/{study}/, so a
 # report or table of one config never shows another config's results.
-from rnnbench.study import check_report_ready, study_name
+from rnnbench.experiment.study import check_report_ready, study_name
 
 STUDY = study_name(config, workflow.configfiles)
 # `--report` of a study whose tables are not built stops here with one paragraph.
@@ -56,7 +56,7 @@ PUBLISHED = {
     for name, spec in config["experiments"].items()
     if spec.get("published")
 }
-# Experiments compared with a published one (`baseline:`, rnnbench.baseline), and the
+# Experiments compared with a published one (`baseline:`, rnnbench.analysis.baseline), and the
 # published runs they are compared with.
 BASELINES = {
     name: spec["baseline"]
@@ -80,13 +80,13 @@ for _name, _base in BASELINES.items():
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
 # Total-parameter budgets need the vocabulary size: from stats.json, or a known corpus's.
-from rnnbench.params import corpus_vocab
+from rnnbench.model.params import corpus_vocab
 
 RUNS, SKIPPED = expand_grid(
     config, corpus_vocab(config["corpus"], f"results/data/{CORPUS}/stats.json")
 )
-# A tuned experiment's trial runs (rnnbench.tuning) train and are ranked on validation only:
-# no evaluation, no gradient measurements, not in the tables of runs.
+# A tuned experiment's trial runs (rnnbench.experiment.tuning) train and are ranked on validation
+# only: no evaluation, no gradient measurements, not in the tables of runs.
 TRIALS = [r for r in RUNS if r.role == "trial"]
 RUNS = [r for r in RUNS if r.role != "trial"]
 if FROM_REFERENCE:
@@ -146,7 +146,7 @@ def run_of(wildcards):
 
 def train_args(wildcards, input):
     """Training flags of one run (its whole configuration); a tuned experiment's final run
-    takes the point its model's last rung selected (rnnbench.tuning)."""
+    takes the point its model's last rung selected (rnnbench.experiment.tuning)."""
     run = run_of(wildcards)
     if run.role != "final":
         return run_args(run.config)
@@ -312,7 +312,7 @@ def entrant_files(wildcards):
 
 
 def selection_params(wildcards):
-    """Flags of `rnnbench.tuning select` for one rung of one model."""
+    """Flags of `rnnbench.experiment.tuning select` for one rung of one model."""
     trials = entrants(wildcards)
     tuning = tuning_of(wildcards.experiment)
     last = int(wildcards.rung) == last_rung(wildcards)
@@ -356,7 +356,7 @@ def all_selections(wildcards):
 
 
 def trial_tunings():
-    """`rnnbench.tuning collect --tunings`: each tuned experiment's space, trial seed and
+    """`rnnbench.experiment.tuning collect --tunings`: each tuned experiment's space, trial seed and
     final seeds (the edge and seed columns of trials.csv)."""
     tunings = {e: tuning_of(e) for e in TUNED}
     return json.dumps({e: {"space": t.space, "trial_seed": t.trial_seed,
@@ -380,15 +380,15 @@ def planned_trials():
     return planned
 
 
-# --- The plan (rnnbench.plan) and the progress of a run (rnnbench.progress). ---
-# Printed by the main process only: cluster and subprocess jobs re-parse this file (exec mode
+# --- The plan (rnnbench.experiment.plan) and the progress of a run (rnnbench.experiment.progress).
+# --- Printed by the main process only: cluster and subprocess jobs re-parse this file (exec mode
 # remote or subprocess) and stay quiet. Nothing for `source: reference`. A run prints the plan
 # when it starts (start_session, Snakefile's onstart); a dry run after its list of jobs, which
 # would scroll it away.
 PLAN_TEXT, PROGRESS = "", None
 if workflow.is_main_process and not FROM_REFERENCE:
-    from rnnbench.plan import machine_memory_bytes, machine_refusal, make_plan
-    from rnnbench.progress import GridProgress, PlanAtExit
+    from rnnbench.experiment.plan import machine_memory_bytes, machine_refusal, make_plan
+    from rnnbench.experiment.progress import GridProgress, PlanAtExit
 
     # This machine's limits only where the jobs run here: a cluster executor's --jobs is
     # `nodes` (a local one's is its --cores), and a cluster's nodes are other machines.
@@ -438,7 +438,7 @@ def start_session():
     SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
     if PROGRESS is None:
         return
-    from rnnbench.progress import ProgressHandler, UserStop
+    from rnnbench.experiment.progress import ProgressHandler, UserStop
 
     if PLAN_TEXT:
         print(PLAN_TEXT, file=sys.stderr)
