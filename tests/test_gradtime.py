@@ -14,12 +14,12 @@ from rnnbench.diagnostics.gradtime import (
     final_hidden,
     fit_decay,
     gradient_through_time,
-    recurrent_spectra,
     sample_windows,
     unroll,
     window_length,
 )
 from rnnbench.model.model import CELLS, RNNModel
+from rnnbench.model.spectra import recurrent_spectra
 
 VOCAB = 11
 

@@ -92,8 +92,8 @@ def test_budgets_axis_solves_hidden_per_cell_and_depth_with_readable_ids():
 
 
 def test_an_experiment_needs_exactly_one_size_axis():
+    from rnnbench.config import ConfigError
     from rnnbench.experiment.grid import expand
-    from rnnbench.experiment.schema import ConfigError
 
     with pytest.raises(ConfigError, match="gives both `hidden` and `budgets`"):
         expand(_quick(hidden=[32], budgets=[5_000]))
@@ -175,8 +175,8 @@ def test_vocabulary_comes_from_stats_of_this_max_vocab_or_a_known_corpus(tmp_pat
 
 
 def test_total_budgets_without_a_known_vocabulary_stop_before_any_job():
+    from rnnbench.config import ConfigError
     from rnnbench.experiment.grid import expand
-    from rnnbench.experiment.schema import ConfigError
 
     with pytest.raises(ConfigError, match="tokenize_corpus") as err:
         expand(_quick(budgets=[4_000_000], budget_kind="total"), vocab=None)

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from test_pipeline import ROOT, snakemake
 
-from rnnbench.config import TRAINING_KEYS, RunConfig
+from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
 from rnnbench.experiment.grid import Run, expand
-from rnnbench.experiment.schema import ConfigError, check_config
+from rnnbench.experiment.schema import check_config
 from rnnbench.experiment.trials import annotate, edge_flags, with_edges
 from rnnbench.experiment.tuning import Tuning, main, score, select, selected_config
 

@@ -29,6 +29,11 @@ PLATEAU_DEFAULTS = {"plateau_factor": 0.25, "plateau_patience": 0, "plateau_thre
                     "max_decays": 3}
 
 
+class ConfigError(ValueError):
+    """The experiment config cannot run: a key against config/schema/config.schema.yaml, or a
+    grid, budget or tuning that does not work (the message names the value and the fix)."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines one training run's numbers."""

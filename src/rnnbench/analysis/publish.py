@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from rnnbench.analysis.aggregate import grad_bins, run_record
+from rnnbench.analysis.gradtables import step_quantiles
 from rnnbench.analysis.tables import capped_note, footnote_mark
-from rnnbench.figures.gradplots import step_quantiles
 from rnnbench.io import atomic_path, read_json, write_csv, write_json, write_text
 from rnnbench.training.provenance import unpublishable
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from rnnbench.data.batching import batchify
-from rnnbench.experiment.grid import stream_errors
+from rnnbench.data.streams import stream_errors
 from rnnbench.io import DiskFullError, read_json, write_json
 from rnnbench.model.losses import NoTokens, evaluate, full_pass_tokens, perplexity
 from rnnbench.model.model import RNNModel, build_model

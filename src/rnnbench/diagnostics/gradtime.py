@@ -43,9 +43,6 @@ from rnnbench.model.model import Hidden, RNNModel
 
 States = list[dict[str, list[torch.Tensor]]]
 
-# Gate blocks of weight_hh / weight_ih rows, in PyTorch's order.
-GATES: dict[str, tuple[str, ...]] = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n")}
-
 
 def window_length(max_lag: int, warmup: int | None = None) -> int:
     """Tokens per window column: ``warmup`` prefix, ``max_lag + 1`` inputs and one target."""
@@ -322,27 +319,3 @@ def sample_windows(
     offsets = torch.arange(length, device=stream.device)  # (length,)
     index = starts[:, None, :] + offsets[None, :, None]  # (N, length, B)
     return stream[index]  # (N, length, B)
-
-
-def _sigma_max(matrix: torch.Tensor) -> float:
-    """Largest singular value (spectral norm) of a 2-D tensor, computed in float64."""
-    return float(torch.linalg.matrix_norm(matrix.detach().double(), ord=2))
-
-
-def recurrent_spectra(model: RNNModel | nn.RNNBase) -> list[dict]:
-    """Largest singular value of each layer's ``W_hh``, whole ("all") and per gate block.
-
-    Records ``{"layer", "gate", "sigma_max"}``; gate blocks are the row blocks in PyTorch's
-    order: LSTM ``i, f, g, o``; GRU ``r, z, n``; a plain RNN has only "all".
-    """
-    rnn = model.rnn if isinstance(model, RNNModel) else model
-    gates = GATES.get(rnn.mode, ())
-    records = []
-    for layer in range(rnn.num_layers):
-        w_hh = getattr(rnn, f"weight_hh_l{layer}")  # (gates * hidden, hidden)
-        records.append({"layer": layer, "gate": "all", "sigma_max": _sigma_max(w_hh)})
-        if gates:
-            # Row blocks, each (hidden, hidden), acting on h_{t-1} for one gate.
-            for gate, block in zip(gates, w_hh.chunk(len(gates), dim=0), strict=True):
-                records.append({"layer": layer, "gate": gate, "sigma_max": _sigma_max(block)})
-    return records

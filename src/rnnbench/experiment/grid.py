@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rnnbench.config import TRAINING_KEYS, RunConfig
-from rnnbench.experiment.schema import ConfigError
+from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
+from rnnbench.data.streams import stream_errors
 from rnnbench.experiment.tuning import Tuning
 from rnnbench.model.params import check_budget_kind, check_size_axis, size_part, solve_hidden
 
@@ -244,34 +244,9 @@ def expand(config: dict, vocab: int | None = None) -> tuple[list[Run], list[Skip
     return runs, skipped
 
 
-def stream_errors(cfg: RunConfig, tokens: dict[str, int], corpus: str = "the corpus") -> list[str]:
-    """Why ``cfg`` cannot give defined perplexities on splits of ``tokens`` (split -> count).
-
-    A split is cut into ``batch_size`` columns of ``tokens // batch_size`` rows, and the
-    targets are the rows one down (rnnbench.data.batching). Training needs one whole minibatch,
-    ``batch_size * (bptt + 1)`` tokens; valid and test need one row of targets,
-    ``2 * batch_size`` tokens, or their perplexity would be a mean over no tokens. Empty
-    list: every split given is long enough.
-    """
-    need = {"train": cfg.batch_size * (cfg.bptt + 1), "valid": 2 * cfg.batch_size,
-            "test": 2 * cfg.batch_size}
-    unit = {"train": f"one minibatch (batch_size {cfg.batch_size} x (bptt {cfg.bptt} + 1))",
-            "valid": f"one row of targets (2 x batch_size {cfg.batch_size})",
-            "test": f"one row of targets (2 x batch_size {cfg.batch_size})"}
-    problems = []
-    for split in ("train", "valid", "test"):
-        have = tokens.get(split)
-        if have is None or have >= need[split]:
-            continue
-        what = "is empty" if have == 0 else f"has only {have:,} tokens"
-        problems.append(f"the {split} split of {corpus} {what}, fewer than {unit[split]} = "
-                        f"{need[split]:,} tokens")
-    return problems
-
-
 def check_streams(runs: list[Run], tokens: dict[str, int] | None, corpus: str) -> None:
     """Raise ConfigError, before any job, naming every batch_size/bptt whose minibatches do
-    not fit the corpus's splits (rnnbench.experiment.grid.stream_errors), with the runs affected."""
+    not fit the corpus's splits (rnnbench.data.streams.stream_errors), with the runs affected."""
     if tokens is None:
         return
     problems: dict[str, list[str]] = {}

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """The config does not match config/schema/config.schema.yaml."""
+from rnnbench.config import ConfigError
 
 
 def _where(path) -> str:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnbench.experiment.schema import ConfigError
+from rnnbench.config import ConfigError
 from rnnbench.experiment.trials import annotate, edge_flags, to_csv, trial_rows
 from rnnbench.io import write_json, write_text
 

@@ -33,7 +33,6 @@ from matplotlib.lines import Line2D  # noqa: E402
 from rnnbench.analysis.gradtables import LABELS as LABELS  # noqa: E402  (re-exported, as below)
 from rnnbench.analysis.gradtables import STEP_QUANTILES as STEP_QUANTILES  # noqa: E402
 from rnnbench.analysis.gradtables import collect  # noqa: E402
-from rnnbench.analysis.gradtables import step_quantiles as step_quantiles  # noqa: E402
 from rnnbench.analysis.labels import model_rank, with_model  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
 from rnnbench.figures.figstyle import GATE_BLOCKS, save, wrap  # noqa: E402

@@ -33,13 +33,13 @@ import torch
 
 from rnnbench.config import RunConfig
 from rnnbench.data.batching import batchify, get_batch, num_batches
-from rnnbench.diagnostics.gradtime import recurrent_spectra
-from rnnbench.experiment.grid import stream_errors
-from rnnbench.io import DiskFullError, read_json
+from rnnbench.data.streams import split_tokens, stream_errors
+from rnnbench.io import DiskFullError
 from rnnbench.model.losses import evaluate, loss_sum, perplexity
 from rnnbench.model.model import build_model, detach_hidden
 from rnnbench.model.params import budget_error
 from rnnbench.model.precision import autocast
+from rnnbench.model.spectra import recurrent_spectra
 from rnnbench.training import checkpoint as ckpt
 from rnnbench.training import gpus
 from rnnbench.training.checkpoint import State
@@ -64,11 +64,7 @@ def check_streams(cfg: RunConfig, data_dir: Path, streams: dict[str, torch.Tenso
 
     Train and valid are counted from their tensors, test from stats.json (when present):
     checked before anything is written, as no perplexity may be a mean over zero tokens."""
-    tokens = {split: t.numel() for split, t in streams.items()}
-    if (stats := data_dir / "stats.json").exists():  # test: counted by the tokenizer
-        test = read_json(stats).get("splits", {}).get("test", {}).get("tokens")
-        tokens.update({} if test is None else {"test": int(test)})
-    problems = stream_errors(cfg, tokens, data_dir.name)
+    problems = stream_errors(cfg, split_tokens(streams, data_dir), data_dir.name)
     if problems:
         raise SystemExit(
             f"cannot train: {'; '.join(problems)}. With batch_size {cfg.batch_size} and bptt "
