@@ -30,7 +30,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p /tmp/pybin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/pybin/python
 chmod +x /tmp/pybin/python
 export PATH="/tmp/pybin:/tmp/site/bin:$PATH"
-# Runs may share the one GPU (see rnnbench.gpus); Snakemake's gpu resource bounds how many.
+# Runs may share the one GPU (see rnnbench.training.gpus); Snakemake's gpu resource bounds how many.
 export RNNBENCH_GPU_SLOTS=16
 SNAKEMAKE=(python3 -m snakemake)
 section() { echo; echo "=== $1 ($(date +%T))"; }
@@ -53,19 +53,19 @@ tar czf "$OUT/reference.tar.gz" results/reference results/studies \
 
 section "2. seed RNN recipe alone on the GPU (10 epochs + evaluation)"
 start=$(date +%s.%N)
-timeout 70 python3 -m rnnbench.train --cell rnn_tanh --hidden 150 --epochs 10 --lr 1.0 \
+timeout 70 python3 -m rnnbench.training.train --cell rnn_tanh --hidden 150 --epochs 10 --lr 1.0 \
     --decay-start 4 --decay-factor 1.1 --device cuda --data-dir results/data/ptb \
     --run-dir "$WORK/seed_rnn_alone" --checkpoint /tmp/seed_rnn_alone.pt --log-interval 2000 \
     > "$WORK/seed_rnn_alone.log" 2>&1
-timeout 30 python3 -m rnnbench.evaluate --run-dir "$WORK/seed_rnn_alone" --device cuda \
+timeout 30 python3 -m rnnbench.diagnostics.evaluate --run-dir "$WORK/seed_rnn_alone" --device cuda \
     --data-dir results/data/ptb --out "$WORK/seed_rnn_alone/eval.json" >> "$WORK/seed_rnn_alone.log" 2>&1
 echo "seed RNN 10 epochs + evaluation: $(seconds "$start" "$(date +%s.%N)") s wall"
 grep -E "lr .*valid ppl|test:" "$WORK/seed_rnn_alone.log" | cut -c21-
 rm -f "$WORK/seed_rnn_alone/model.pt" "$WORK/seed_rnn_alone/steps.csv.gz"
 
 section "3. bench: naive loop vs our step"
-timeout 50 python3 -m rnnbench.bench --device cuda --configs rnn_tanh:150:1,lstm:300:1,lstm:650:2 \
-    --out "$OUT/bench_gpu.csv" 2>&1 | tail -12
+timeout 50 python3 -m rnnbench.bench.bench --device cuda \
+    --configs rnn_tanh:150:1,lstm:300:1,lstm:650:2 --out "$OUT/bench_gpu.csv" 2>&1 | tail -12
 
 section "4. quick config on CUDA"
 start=$(date +%s.%N)

@@ -18,7 +18,7 @@
 #      seeds, gradients, tables, figures, publish_reference to results/reference/grid/), with
 #      gpu=K runs sharing the GPU (K: the best concurrency of a, or $GRID_GPU); every ~10 s the
 #      small files of each evaluated run are copied to $OUT/grid/<run id>/ and
-#      $OUT/grid_table.md is rebuilt from those copies (python -m rnnbench.gridtable)
+#      $OUT/grid_table.md is rebuilt from those copies (python -m rnnbench.analysis.gridtable)
 #   c. the last copies and grid_table.md; results/studies/*/tables/*.md; results/reference/grid/ and the
 #      logs as tarballs
 # Knobs: DRY=1, TOTAL_S (whole-script budget: 540, DRY 175), GRID_GPU (K), WD (Snakemake's
@@ -85,7 +85,8 @@ export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$WORK/pybin" && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" \
     > "$WORK/pybin/python" && chmod +x "$WORK/pybin/python"
 export PATH="$WORK/pybin:$PATH"
-# Up to 16 runs share the one GPU (rnnbench.gpus); Snakemake's gpu resource bounds how many.
+# Up to 16 runs share the one GPU (rnnbench.training.gpus); Snakemake's gpu resource bounds how
+# many.
 export RNNBENCH_GPU_SLOTS=16 RNNBENCH_GPU_LOCK_DIR="$WORK/gpu-locks"
 # -d: results/ and .snakemake/ of $WD; --nolock: a killed run leaves no stale lock behind
 SNAKEMAKE=(python3 -m snakemake -s "$REPO/Snakefile" -d "$WD" --nolock --rerun-incomplete)
@@ -96,7 +97,7 @@ import sys
 
 import yaml
 
-from rnnbench.grid import expand
+from rnnbench.experiment.grid import expand
 
 work, dry, default = sys.argv[1], bool(sys.argv[2]), sys.argv[3]
 base = yaml.safe_load(open(default))
@@ -221,7 +222,7 @@ sync_grid() {
     done
     [ -n "${1:-}" ] || [ "$(ls "$OUT/grid" | wc -l)" != "$before" ] ||
         [ ! -f "$OUT/grid_table.md" ] || return 0
-    python3 -m rnnbench.gridtable "$OUT"/grid/*/ --gpu-name "$TABLE_NAME" \
+    python3 -m rnnbench.analysis.gridtable "$OUT"/grid/*/ --gpu-name "$TABLE_NAME" \
         --out "$OUT/grid_table.md" > /dev/null 2>&1
 }
 ( while sleep 10; do sync_grid; done ) &

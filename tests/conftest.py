@@ -50,7 +50,7 @@ def write_corpus(folder: Path, vocab: int = 40, lines: tuple[int, int, int] = (3
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A tokenized tiny corpus folder (train/valid/test.pt, vocab.txt, stats.json)."""
-    from rnnbench.tokenizer import main as tokenize_main
+    from rnnbench.data.tokenizer import main as tokenize_main
 
     folder = tmp_path_factory.mktemp("tiny")
     paths = write_corpus(folder / "raw")

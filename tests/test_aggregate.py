@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnbench.aggregate import aggregate, summarize, summary_markdown
+from rnnbench.analysis.aggregate import aggregate, summarize, summary_markdown
 from rnnbench.io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +70,8 @@ def test_atomic_writes_get_the_usual_file_mode_not_mkstemps_0600(tmp_path):
 def train_run(data: Path, run: Path, *, seed: int = 1, lr: float = 1.0,
               flags: tuple[str, ...] = ()) -> Path:
     """Train and evaluate one tiny run (one epoch, rnn_relu h8) into ``run``; return it."""
-    from rnnbench.evaluate import main as evaluate_main
-    from rnnbench.train import main as train_main
+    from rnnbench.diagnostics.evaluate import main as evaluate_main
+    from rnnbench.training.train import main as train_main
 
     argv = ["--cell", "rnn_relu", "--hidden", "8", "--epochs", "1", "--seed", str(seed),
             "--lr", str(lr), "--grad", "none", "--batch-size", "4", "--bptt", "10",
@@ -129,7 +129,7 @@ def test_committed_reference_seeds_are_one_row_each():
     dirs = sorted((ROOT / "results/reference/zaremba_small").glob("*/train.json"))
     if len(dirs) < 2:
         pytest.skip("no committed reference runs")
-    from rnnbench.aggregate import run_record
+    from rnnbench.analysis.aggregate import run_record
 
     summary = summarize(pd.DataFrame([run_record(p.parent) for p in dirs]))
     assert len(summary) == 1 and summary.loc[0, "n"] == len(dirs)
@@ -235,7 +235,7 @@ def test_readable_table_shows_a_grid_axis_beyond_cell_and_size():
 
 
 def test_grad_decay_table_is_rounded_with_spread_only_over_several_seeds(tmp_path):
-    from rnnbench.tables import main as tables_main
+    from rnnbench.analysis.tables import main as tables_main
 
     rows = []
     for seed, rate in ((1, -0.5), (2, -0.3)):
@@ -258,7 +258,7 @@ def test_grad_decay_table_is_rounded_with_spread_only_over_several_seeds(tmp_pat
 
 
 def test_summary_gives_the_95_ci_of_the_mean_over_seeds():
-    from rnnbench.aggregate import summarize
+    from rnnbench.analysis.aggregate import summarize
 
     runs = pd.DataFrame({"corpus": "ptb", "experiment": "e", "cell": "lstm", "hidden": 8,
                          "layers": 1, "seed": [1, 2, 3, 4], "params": 100,

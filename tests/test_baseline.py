@@ -1,5 +1,6 @@
-"""An experiment against its published baseline (rnnbench.baseline): means over finished runs,
-the relative difference and its CI, undefined (not 0) when a side has nothing finished."""
+"""An experiment against its published baseline (rnnbench.analysis.baseline): means over
+finished runs, the relative difference and its CI, undefined (not 0) when a side has nothing
+finished."""
 
 import math
 from pathlib import Path
@@ -8,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rnnbench import baseline
-from rnnbench.aggregate import run_record
+from rnnbench.analysis import baseline
+from rnnbench.analysis.aggregate import run_record
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 

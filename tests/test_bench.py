@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnbench import bench, stepprofile
-from rnnbench.benchtable import COLUMNS, ceiling_lines, profile_table, table, write_csv
+from rnnbench.bench import bench, stepprofile
+from rnnbench.bench.benchtable import COLUMNS, ceiling_lines, profile_table, table, write_csv
+from rnnbench.bench.harness import BenchConfig, GlobalNormOnly, Pair, grid_configs, parse_configs
+from rnnbench.bench.naive import NaiveLoop, naive_step
+from rnnbench.bench.peak import MatmulPeak, ceiling, matmul_flops_per_token, timed
 from rnnbench.config import RunConfig
-from rnnbench.data import get_batch, num_batches
-from rnnbench.harness import BenchConfig, GlobalNormOnly, Pair, grid_configs, parse_configs
-from rnnbench.model import RNNModel
-from rnnbench.naive import NaiveLoop, naive_step
-from rnnbench.peak import MatmulPeak, ceiling, matmul_flops_per_token, timed
-from rnnbench.train import Trainer
+from rnnbench.data.batching import get_batch, num_batches
+from rnnbench.model.model import RNNModel
+from rnnbench.training.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

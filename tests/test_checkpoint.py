@@ -20,10 +20,10 @@ import torch
 from conftest import write_corpus
 from test_train import StopAfter
 
-from rnnbench.checkpoint import lock_path
 from rnnbench.config import RunConfig
-from rnnbench.tokenizer import main as tokenize_main
-from rnnbench.train import Preempted, Trainer
+from rnnbench.data.tokenizer import main as tokenize_main
+from rnnbench.training.checkpoint import lock_path
+from rnnbench.training.train import Preempted, Trainer
 
 CPU = torch.device("cpu")
 
@@ -122,7 +122,7 @@ def test_unreadable_checkpoint_is_named_moved_aside_and_training_starts_afresh(
 
 
 def _train_cmd(data: Path, run_dir: Path, ckpt: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rnnbench.train", "--cell", "gru", "--hidden", "24",
+    return [sys.executable, "-m", "rnnbench.training.train", "--cell", "gru", "--hidden", "24",
             "--layers", "2", "--dropout", "0.1", "--epochs", "3", "--batch-size", "4",
             "--bptt", "10", "--device", "cpu", "--data-dir", str(data), "--run-dir",
             str(run_dir), "--checkpoint", str(ckpt), "--threads", "1", *extra]

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from rnnbench.compare import comparisons, main, markdown, model_label, models, size_label
-from rnnbench.stats import welch_ci
-from rnnbench.trials import annotate, with_edges
+from rnnbench.analysis.compare import comparisons, main, markdown, model_label, models, size_label
+from rnnbench.analysis.stats import welch_ci
+from rnnbench.experiment.trials import annotate, with_edges
 
 
 def _runs() -> pd.DataFrame:
@@ -139,7 +139,7 @@ def test_markdown_table_reads_against_the_lstm(tmp_path):
 
 
 def test_model_comparison_figure_draws_intervals_and_names_models_without_a_run(tmp_path):
-    from rnnbench.plots import model_comparison
+    from rnnbench.figures.plots import model_comparison
 
     runs = _runs()
     models(runs).to_csv(tmp_path / "models.csv", index=False)
@@ -164,7 +164,7 @@ def test_readme_answer_is_the_published_fair_experiment():
     """The README's table is what the committed results/reference/fair/ files give."""
     import re
 
-    from rnnbench.aggregate import run_record
+    from rnnbench.analysis.aggregate import run_record
 
     dirs = sorted(p.parent for p in FAIR.glob("*/train.json"))
     if not dirs:

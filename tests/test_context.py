@@ -1,5 +1,6 @@
-"""Effective context (rnnbench.context, contextstats, contextplots): constructed models whose
-answer is known, then the command line and the tables on tiny trained runs."""
+"""Effective context (rnnbench.diagnostics.context, contextstats; rnnbench.figures.contextplots):
+constructed models whose answer is known, then the command line and the tables on tiny trained
+runs."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnbench.context import COLUMNS, ablation_losses, target_positions
-from rnnbench.context import main as context_main
-from rnnbench.contextplots import main as contextplots_main
-from rnnbench.contextstats import (
+from rnnbench.diagnostics.context import COLUMNS, ablation_losses, target_positions
+from rnnbench.diagnostics.context import main as context_main
+from rnnbench.diagnostics.contextstats import (
     ContextSettings,
     bootstrap,
     context_settings,
@@ -23,10 +23,11 @@ from rnnbench.contextstats import (
     k_grid,
     settings_problem,
 )
-from rnnbench.evaluate import main as evaluate_main
+from rnnbench.diagnostics.evaluate import main as evaluate_main
+from rnnbench.figures.contextplots import main as contextplots_main
 from rnnbench.io import read_json
-from rnnbench.model import RNNModel
-from rnnbench.train import main as train_main
+from rnnbench.model.model import RNNModel
+from rnnbench.training.train import main as train_main
 
 SMALL = ContextSettings(targets=40, prefix=200, resamples=200)
 
@@ -195,7 +196,7 @@ def test_cli_writes_both_curves_and_the_effective_context(runs):
     meta = read_json(runs[0] / "context.json")
     assert meta["status"] == "ok" and meta["effective_context"] in k_grid(50)
     assert meta["full_loss"] == pytest.approx(table["full_loss"].iloc[0])
-    assert meta["targets"] == 20 and "rnnbench.context" in meta["command"]
+    assert meta["targets"] == 20 and "rnnbench.diagnostics.context" in meta["command"]
     diverged = read_json(runs[2] / "context.json")
     assert diverged["status"] == "skipped" and "effective_context" not in diverged
     assert pd.read_csv(runs[2] / "context.csv").empty

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnbench.download import DownloadError, verify_downloaded
-from rnnbench.download import main as download_main
-from rnnbench.tokenizer import main as tokenize_main
-from rnnbench.tokenizer import tokenize
+from rnnbench.data.download import DownloadError, verify_downloaded
+from rnnbench.data.download import main as download_main
+from rnnbench.data.tokenizer import main as tokenize_main
+from rnnbench.data.tokenizer import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "valid", "test")
@@ -111,7 +111,7 @@ def test_disk_full_during_tokenize_says_so_in_one_line(tmp_path, full_disk):
     words = " ".join(f"w{i % 500}" for i in range(30_000))  # train.pt alone ~240 KB
     paths = corpus(tmp_path / "raw", train=words + "\n")
     out, log = full_disk / "data", full_disk / "tokenize.log"
-    assert run_logged("rnnbench.tokenizer", tokenizer_args(paths, out), log) == 1
+    assert run_logged("rnnbench.data.tokenizer", tokenizer_args(paths, out), log) == 1
     text = log.read_text()
     assert f"ERROR no space left on device: {out / 'train.pt'}" in text, text
     assert "Traceback" not in text and len(text.splitlines()) == 1
@@ -122,7 +122,7 @@ def test_disk_full_during_download_says_so_in_one_line(tmp_path, full_disk, ptb_
     out, log = full_disk / "raw/valid.txt", full_disk / "download.log"
     args = ["--url", "http://127.0.0.1:9/ptb.valid.txt", "--out", str(out),
             "--mirror", str(ptb_mirror)]
-    assert run_logged("rnnbench.download", args, log) == 1
+    assert run_logged("rnnbench.data.download", args, log) == 1
     text = log.read_text()
     assert f"ERROR no space left on device: {out}" in text, text
     assert "could not download" not in text and "Traceback" not in text

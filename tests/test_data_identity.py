@@ -16,10 +16,10 @@ import yaml
 from conftest import write_corpus
 from test_corpus_inputs import ROOT, SPLITS, corpus, run_logged, snakemake, tokenizer_args
 
-from rnnbench.download import download
-from rnnbench.sources import KNOWN_TOKENS, corpus_tokens, plan_size
-from rnnbench.tokenizer import main as tokenize_main
-from rnnbench.tokenizer import tokenize
+from rnnbench.data.download import download
+from rnnbench.data.sources import KNOWN_TOKENS, corpus_tokens, plan_size
+from rnnbench.data.tokenizer import main as tokenize_main
+from rnnbench.data.tokenizer import tokenize
 
 OUTPUTS = ("train.pt", "valid.pt", "test.pt", "vocab.txt", "stats.json")
 
@@ -152,13 +152,13 @@ def test_a_symlink_loop_is_one_paragraph_from_download_and_tokenizer(tmp_path):
     loop = symlink_loop(tmp_path / "mine")
     log = tmp_path / "download.log"
     args = ["--url", str(loop), "--out", str(tmp_path / "out/train.txt"), "--mirror", ""]
-    assert run_logged("rnnbench.download", args, log) == 1
+    assert run_logged("rnnbench.data.download", args, log) == 1
     text = log.read_text()
     errors = [line for line in text.splitlines() if " ERROR " in line]
     assert "Traceback" not in text and len(errors) == 1
     assert f"the corpus file {loop} is a symbolic link that loops" in errors[0]
     paths = {**corpus(tmp_path / "raw"), "train": loop}
-    assert run_logged("rnnbench.tokenizer", tokenizer_args(paths, tmp_path / "data"), log) == 1
+    assert run_logged("rnnbench.data.tokenizer", tokenizer_args(paths, tmp_path / "data"), log) == 1
     text = log.read_text()
     assert "Traceback" not in text and f"cannot read the corpus file {loop}" in text
 

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from rnnbench.download import DownloadError, download, main
+from rnnbench.data.download import DownloadError, download, main
 
 SHA = {  # from ../shared/data/ptb/SHA256SUMS
     "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnbench.evaluate import main as evaluate_main
+from rnnbench.diagnostics.evaluate import main as evaluate_main
 from rnnbench.io import read_json, write_json
-from rnnbench.losses import NoTokens, evaluate
-from rnnbench.model import RNNModel
-from rnnbench.train import main as train_main
+from rnnbench.model.losses import NoTokens, evaluate
+from rnnbench.model.model import RNNModel
+from rnnbench.training.train import main as train_main
 
 # tiny models on one thread: fast, and immune to a busy second core (conftest.one_thread)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +95,8 @@ def test_full_disk_while_writing_eval_json_is_one_line(trained, tiny_data, small
     assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]  # no eval.json, no temp
 
 
-@pytest.mark.parametrize(("stage", "other"), [("train", "evaluate"), ("evaluate", "train")])
+@pytest.mark.parametrize(("stage", "other"), [("training.train", "diagnostics.evaluate"),
+                                              ("diagnostics.evaluate", "training.train")])
 def test_training_and_evaluation_do_not_import_each_other(stage, other):
     code = (f"import sys, rnnbench.{stage}; "
             f"sys.exit('rnnbench.{other}' in sys.modules)")
@@ -105,7 +106,7 @@ def test_training_and_evaluation_do_not_import_each_other(stage, other):
 @pytest.fixture(scope="module")
 def ptb_data(ptb_mirror, tmp_path_factory) -> Path:
     """Real PTB, tokenized (a few seconds)."""
-    from rnnbench.tokenizer import main as tokenize_main
+    from rnnbench.data.tokenizer import main as tokenize_main
 
     out = tmp_path_factory.mktemp("ptb") / "data"
     assert tokenize_main([*(a for s in ("train", "valid", "test")

@@ -1,12 +1,13 @@
-"""Tests for rnnbench.fastloss: the chunked fused decoder + cross-entropy equals the naive one."""
+"""Tests for rnnbench.model.fastloss: the chunked fused decoder + cross-entropy equals the
+naive one."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rnnbench import fastloss
-from rnnbench.fastloss import (
+from rnnbench.model import fastloss
+from rnnbench.model.fastloss import (
     FusedLinearCrossEntropy,
     clear_workspaces,
     fused_linear_cross_entropy,

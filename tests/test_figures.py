@@ -1,5 +1,5 @@
 """Every figure on the smallest and the largest shapes of tables: no crash, no empty panel,
-labels that say what is shown (rnnbench.plots, rnnbench.gradplots)."""
+labels that say what is shown (rnnbench.figures.plots, rnnbench.figures.gradplots)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnbench import gradplots, plots
+from rnnbench.figures import gradplots, plots
 
-# The columns of the real tables (runs.csv as rnnbench.aggregate writes it, the gradient
+# The columns of the real tables (runs.csv as rnnbench.analysis.aggregate writes it, the gradient
 # tables as gradplots.collect writes them).
 RUNS_COLUMNS = (
     "experiment,run_id,cell,hidden,layers,seed,epochs,lr,decay_start,decay_factor,batch_size,"
@@ -253,7 +253,7 @@ def _close_figures():
 
 def add_variant(folder: Path, cell: str, axis: str, shift: float) -> None:
     """Every table of ``folder`` gets a variant of ``cell`` (run ids with ``axis``, as
-    rnnbench.grid writes them), its perplexities and norms shifted by ``shift``."""
+    rnnbench.experiment.grid writes them), its perplexities and norms shifted by ``shift``."""
     for path in folder.glob("*.csv"):
         df = pd.read_csv(path)
         twin = df[df["cell"] == cell].copy()
@@ -285,7 +285,7 @@ def test_variants_are_models_of_their_own_in_distinct_colours(name, tmp_path):
 
 
 def test_learning_curve_table_gives_the_t_interval_over_seeds_per_tokens_seen(tmp_path):
-    from rnnbench.curves import learning_curve_table
+    from rnnbench.figures.curves import learning_curve_table
 
     rows = [{"experiment": "e", "run_id": f"{c}-h8-l1-s{s}", "cell": c, "hidden": 8,
              "layers": 1, "seed": s, "epoch": e, "tokens": 500, "valid_ppl": v}
@@ -308,7 +308,7 @@ def test_learning_curve_table_gives_the_t_interval_over_seeds_per_tokens_seen(tm
 
 
 def test_tuning_curve_leaves_out_an_overflowing_trial_and_uses_a_log_axis(tmp_path):
-    from rnnbench.curves import tuning_curve
+    from rnnbench.figures.curves import tuning_curve
 
     group = "rnn_relu-p250k-l1-irnn1"
     trials = [{"corpus": "ptb", "experiment": "fair", "model": group, "cell": "rnn_relu",

@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rnnbench import gpus
 from rnnbench.io import read_json
+from rnnbench.training import gpus
 
 # A process that takes a slot, prints "device slot", and holds it until its stdin closes.
 HOLDER = """
 import sys
 from pathlib import Path
-from rnnbench.gpus import NoFreeGpu, acquire
+from rnnbench.training.gpus import NoFreeGpu, acquire
 devices, slots, folder, wait = sys.argv[1].split(","), int(sys.argv[2]), Path(sys.argv[3]), \
     float(sys.argv[4]) if len(sys.argv) > 4 else None
 try:
@@ -172,7 +172,7 @@ def test_cuda_visible_devices_list_stops_at_a_negative_index_like_cuda():
 
 
 def test_importing_the_pool_does_not_import_torch():
-    code = "import sys, rnnbench.gpus; sys.exit('torch' in sys.modules)"
+    code = "import sys, rnnbench.training.gpus; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -184,7 +184,7 @@ def test_training_runs_on_the_gpu_no_other_run_holds(tiny_data, tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
         env.update(CUDA_VISIBLE_DEVICES="0,1", RNNBENCH_GPU_LOCK_DIR=str(locks))
         # device auto: a CPU-only torch falls back to the CPU after the claim
-        cmd = [sys.executable, "-m", "rnnbench.train", "--cell", "gru", "--hidden", "8",
+        cmd = [sys.executable, "-m", "rnnbench.training.train", "--cell", "gru", "--hidden", "8",
                "--epochs", "1", "--batch-size", "4", "--bptt", "10", "--max-batches", "3",
                "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "run"),
                "--checkpoint", str(tmp_path / "c.pt"), "--threads", "1"]

@@ -1,4 +1,5 @@
-"""Gradient diagnostics per run (rnnbench.gradients) and across runs (rnnbench.gradplots)."""
+"""Gradient diagnostics per run (rnnbench.diagnostics.gradients) and across runs
+(rnnbench.figures.gradplots)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnbench.gradients import DECAY_COLUMNS, GRAD_COLUMNS, decay_rows, held_out_windows
-from rnnbench.gradients import main as gradients_main
-from rnnbench.gradplots import FIGURES, LABELS, STEP_QUANTILES
-from rnnbench.gradplots import main as gradplots_main
+from rnnbench.diagnostics.gradients import DECAY_COLUMNS, GRAD_COLUMNS, decay_rows, held_out_windows
+from rnnbench.diagnostics.gradients import main as gradients_main
+from rnnbench.figures.gradplots import FIGURES, LABELS, STEP_QUANTILES
+from rnnbench.figures.gradplots import main as gradplots_main
 from rnnbench.io import read_json
-from rnnbench.train import main as train_main
+from rnnbench.training.train import main as train_main
 
 MAX_LAG = 12
 SETTINGS = ["--max-lag", str(MAX_LAG), "--windows", "2", "--batch", "3", "--warmup", "4",

@@ -1,4 +1,5 @@
-"""Tests for rnnbench.gradtime: exact unrolling and analytic gradient-through-time cases."""
+"""Tests for rnnbench.diagnostics.gradtime: exact unrolling and analytic gradient-through-time
+cases."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnbench.gradtime import (
+from rnnbench.diagnostics.gradtime import (
     decay_rate,
     final_hidden,
     fit_decay,
     gradient_through_time,
-    recurrent_spectra,
     sample_windows,
     unroll,
     window_length,
 )
-from rnnbench.model import CELLS, RNNModel
+from rnnbench.model.model import CELLS, RNNModel
+from rnnbench.model.spectra import recurrent_spectra
 
 VOCAB = 11
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnbench.config import TRAINING_KEYS, RunConfig
-from rnnbench.grid import expand, run_args, run_id
-from rnnbench.schema import ConfigError, check_config
-from rnnbench.train import build_parser
+from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
+from rnnbench.experiment.grid import expand, run_args, run_id
+from rnnbench.experiment.schema import check_config
+from rnnbench.training.train import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config/schema/config.schema.yaml"

@@ -1,4 +1,4 @@
-"""rnnbench.gridtable on hand-made run folders, and the CPU dry run of .ci/gpu-grid.sh."""
+"""rnnbench.analysis.gridtable on hand-made run folders, and the CPU dry run of .ci/gpu-grid.sh."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench.gridtable import collect, main, markdown
+from rnnbench.analysis.gridtable import collect, main, markdown
 
 
 def make_run(root: Path, cell: str, hidden: int, seed: int, status: str = "ok",

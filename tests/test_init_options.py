@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnbench.checkpoint import _config_of
 from rnnbench.config import RunConfig
-from rnnbench.grid import run_args
-from rnnbench.model import build_model
-from rnnbench.train import build_parser
+from rnnbench.experiment.grid import run_args
+from rnnbench.model.model import build_model
+from rnnbench.training.checkpoint import _config_of
+from rnnbench.training.train import build_parser
 
 
 def _model(**keys):

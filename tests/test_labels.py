@@ -1,4 +1,4 @@
-"""One name per model (rnnbench.labels): every variant option and grid axis is in it, and a
+"""One name per model (rnnbench.analysis.labels): every variant option and grid axis is in it, and a
 trial's group id gets the same name as its final runs."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnnbench.compare import model_label as compare_label
-from rnnbench.grid import expand
-from rnnbench.labels import group_label, model_label, parse_group, with_model
+from rnnbench.analysis.compare import model_label as compare_label
+from rnnbench.analysis.labels import group_label, model_label, parse_group, with_model
+from rnnbench.experiment.grid import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 

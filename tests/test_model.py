@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnnbench.model import CELLS, RNNModel, count_parameters, parameter_groups
+from rnnbench.model.model import CELLS, RNNModel, count_parameters, parameter_groups
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -47,7 +47,7 @@ def test_parameter_groups_partition_the_parameters(cell):
 
 def test_build_model_follows_the_run_config():
     from rnnbench.config import RunConfig
-    from rnnbench.model import build_model
+    from rnnbench.model.model import build_model
 
     cfg = RunConfig("gru", 12, layers=2, embedding_size=5, dropout=0.3, init="uniform",
                     init_scale=0.05)

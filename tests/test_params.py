@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnbench.model import RNNModel
-from rnnbench.params import (
+from rnnbench.model.model import RNNModel
+from rnnbench.model.params import (
     GATES,
     format_budget,
     param_counts,
@@ -76,8 +76,8 @@ def _quick(**spec):
 def test_budgets_axis_solves_hidden_per_cell_and_depth_with_readable_ids():
     from test_pipeline import ROOT
 
-    from rnnbench.grid import expand
-    from rnnbench.schema import check_config
+    from rnnbench.experiment.grid import expand
+    from rnnbench.experiment.schema import check_config
 
     config = _quick(budgets=[5_000, 250_000], layers=[1, 2])
     check_config(config, ROOT / "config/schema/config.schema.yaml")
@@ -92,8 +92,8 @@ def test_budgets_axis_solves_hidden_per_cell_and_depth_with_readable_ids():
 
 
 def test_an_experiment_needs_exactly_one_size_axis():
-    from rnnbench.grid import expand
-    from rnnbench.schema import ConfigError
+    from rnnbench.config import ConfigError
+    from rnnbench.experiment.grid import expand
 
     with pytest.raises(ConfigError, match="gives both `hidden` and `budgets`"):
         expand(_quick(hidden=[32], budgets=[5_000]))
@@ -140,8 +140,8 @@ def test_total_budget_below_the_embedding_and_decoder_is_refused():
 
 
 def test_total_budgets_axis_writes_t_ids_and_solves_with_the_corpus_vocabulary(tmp_path):
-    from rnnbench.grid import expand
-    from rnnbench.params import corpus_vocab
+    from rnnbench.experiment.grid import expand
+    from rnnbench.model.params import corpus_vocab
 
     config = _quick(budgets=[4_000_000], layers=[1, 2], budget_kind="total")
     vocab = corpus_vocab(config["corpus"], tmp_path / "no-stats.json")
@@ -162,7 +162,7 @@ def test_total_budgets_axis_writes_t_ids_and_solves_with_the_corpus_vocabulary(t
 def test_vocabulary_comes_from_stats_of_this_max_vocab_or_a_known_corpus(tmp_path):
     import json
 
-    from rnnbench.params import corpus_vocab
+    from rnnbench.model.params import corpus_vocab
 
     ptb = _quick()["corpus"]
     assert corpus_vocab({**ptb, "max_vocab": 5_000}, tmp_path / "none.json") == 5_000
@@ -175,8 +175,8 @@ def test_vocabulary_comes_from_stats_of_this_max_vocab_or_a_known_corpus(tmp_pat
 
 
 def test_total_budgets_without_a_known_vocabulary_stop_before_any_job():
-    from rnnbench.grid import expand
-    from rnnbench.schema import ConfigError
+    from rnnbench.config import ConfigError
+    from rnnbench.experiment.grid import expand
 
     with pytest.raises(ConfigError, match="tokenize_corpus") as err:
         expand(_quick(budgets=[4_000_000], budget_kind="total"), vocab=None)
@@ -187,7 +187,7 @@ def test_total_budgets_without_a_known_vocabulary_stop_before_any_job():
 
 def test_trainer_refuses_a_total_budget_solved_on_another_vocabulary(tiny_data, tmp_path):
     from rnnbench.config import RunConfig
-    from rnnbench.train import Trainer
+    from rnnbench.training.train import Trainer
 
     vocab = len((tiny_data / "vocab.txt").read_text().splitlines())
     right = solve_hidden("gru", 20_000, 1, vocab=vocab)[0]

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from rnnbench.config import RunConfig
-from rnnbench.grid import expand
-from rnnbench.plan import (
+from rnnbench.experiment.grid import expand
+from rnnbench.experiment.plan import (
     PTB_TRAIN_TOKENS,
     Estimate,
     Measured,
@@ -107,7 +107,7 @@ def test_estimate_scales_by_flops_and_tokens_and_spreads_runs_over_cores():
 
 
 def test_default_grid_estimate_agrees_with_the_benchmarked_37_hours():
-    # README "Running it": about 37 hours on 2 cores; docs/performance.md: `rnnbench.bench
+    # README "Running it": about 37 hours on 2 cores; docs/performance.md: `rnnbench.bench.bench
     # --grid` gave the same, a measurement independent of the reference runs' histories.
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     runs, _ = expand(config)

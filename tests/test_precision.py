@@ -10,13 +10,13 @@ from test_train import _train, tiny_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnbench.config import RunConfig
-from rnnbench.data import batchify
-from rnnbench.fastloss import fused_linear_cross_entropy, naive_linear_cross_entropy
-from rnnbench.grid import group_id, run_args
-from rnnbench.losses import evaluate
-from rnnbench.model import RNNModel
-from rnnbench.precision import autocast
-from rnnbench.train import Trainer
+from rnnbench.data.batching import batchify
+from rnnbench.experiment.grid import group_id, run_args
+from rnnbench.model.fastloss import fused_linear_cross_entropy, naive_linear_cross_entropy
+from rnnbench.model.losses import evaluate
+from rnnbench.model.model import RNNModel
+from rnnbench.model.precision import autocast
+from rnnbench.training.train import Trainer
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 PRODUCTS = ("mm", "addmm", "bmm", "matmul", "linear", "rnn", "lstm", "gru")

@@ -23,7 +23,7 @@ import yaml
 from snakemake_interface_logger_plugins.common import LogEvent
 from test_train import tiny_config
 
-from rnnbench.progress import (
+from rnnbench.experiment.progress import (
     GridProgress,
     PlanAtExit,
     ProgressHandler,
@@ -32,7 +32,7 @@ from rnnbench.progress import (
     stop_line,
     time_left,
 )
-from rnnbench.train import Trainer
+from rnnbench.training.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_stop_line_counts_the_checkpoints_present(tmp_path):
 STOPPED_PROCESS = textwrap.dedent("""
     import logging, os, signal, subprocess, sys, time
     from pathlib import Path
-    from rnnbench.progress import UserStop
+    from rnnbench.experiment.progress import UserStop
     tmp, signum = Path(sys.argv[1]), getattr(signal, sys.argv[2])
     job = subprocess.Popen([sys.executable, "-c", '''
     import signal, sys, time
@@ -199,7 +199,7 @@ def test_first_progress_lines_come_after_a_few_minibatches_of_each_start(tiny_da
                                                                           caplog, one_thread):
     trainer = Trainer(tiny_config(epochs=1), tiny_data, tmp_path / "c.pt", torch.device("cpu"),
                       log_interval=1000)
-    with caplog.at_level(logging.INFO, logger="rnnbench.train"):
+    with caplog.at_level(logging.INFO, logger="rnnbench.training.train"):
         trainer.train_epoch()
     batches = [m.split("batch ")[1].split()[0] for m in caplog.messages if "batch " in m]
     n = trainer.n_batches
@@ -264,7 +264,7 @@ def test_ctrl_c_checkpoints_every_run_and_the_same_command_resumes_to_identical_
         argv = shlex.split(meta["command"])[3:]
         argv[argv.index("--run-dir") + 1] = str(tmp_path / "whole" / run.name)
         argv[argv.index("--checkpoint") + 1] = str(tmp_path / "whole" / f"{run.name}.pt")
-        wholes[run] = subprocess.Popen([sys.executable, "-m", "rnnbench.train", *argv],
+        wholes[run] = subprocess.Popen([sys.executable, "-m", "rnnbench.training.train", *argv],
                                        cwd=tmp_path, env=JOB_ENV, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
     for run, proc in wholes.items():

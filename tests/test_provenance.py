@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rnnbench import provenance
-from rnnbench.publish import reference_markdown, reference_table
+from rnnbench.analysis.publish import reference_markdown, reference_table
+from rnnbench.training import provenance
 
 
 def test_cpu_model_is_the_model_name_not_the_architecture():
@@ -137,7 +137,7 @@ def _published_copy(tmp_path: Path, **meta) -> Path:
 
 
 def test_publish_refuses_a_run_of_uncommitted_training_code_before_copying(tmp_path, capsys):
-    from rnnbench.publish import main
+    from rnnbench.analysis.publish import main
 
     run = _published_copy(tmp_path, code_version="b" * 40 + "+dirty",
                           code_changes=["src/rnnbench/train.py"], code_sha256="c" * 64)
@@ -160,7 +160,7 @@ def test_publish_refuses_a_run_of_uncommitted_training_code_before_copying(tmp_p
 
 
 def test_publish_of_committed_code_names_the_commit_and_no_override(tmp_path, monkeypatch):
-    from rnnbench.publish import main
+    from rnnbench.analysis.publish import main
 
     run = _published_copy(tmp_path, code_version="d" * 40 + "+dirty", code_changes=[])
     monkeypatch.setenv("RNNBENCH_PUBLISH_DIRTY", "1")  # given, but nothing needs it

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from rnnbench.config import RunConfig
+from rnnbench.experiment.plan import machine_refusal, run_memory_bytes
 from rnnbench.io import BadJson, read_json, write_atomic
-from rnnbench.plan import machine_refusal, run_memory_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU visible, whatever the machine has
@@ -135,7 +135,8 @@ def test_a_killed_writer_leaves_a_temp_file_that_the_next_write_removes(tmp_path
 
 def test_a_figure_job_cancelled_with_sigterm_leaves_no_temp_file(tmp_path):
     # a real plot entry point, stopped by SIGTERM while it writes (Snakemake cancelling it)
-    code = ("import time, pathlib, rnnbench.plots as p, rnnbench.io as io; p.sigterm_exits(); "
+    code = ("import time, pathlib, rnnbench.figures.plots as p, rnnbench.io as io; "
+            "p.sigterm_exits(); "
             "io.write_atomic(pathlib.Path(r'%s'), lambda tmp: (tmp.write_bytes(b'x'), "
             "print('writing', flush=True), time.sleep(30)))" % (tmp_path / "fig.png"))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -148,7 +149,7 @@ def test_a_figure_job_cancelled_with_sigterm_leaves_no_temp_file(tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_training_job_prints_its_paragraph_on_the_terminal(tmp_path, ptb_mirror):
-    from rnnbench.checkpoint import exclusive
+    from rnnbench.training.checkpoint import exclusive
 
     work = tmp_path / "work"
     config = tiny_config(tmp_path / "tiny.yaml", ["gru"])

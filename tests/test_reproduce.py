@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnnbench.grid import expand
-from rnnbench.publish import reference_markdown, reference_table
+from rnnbench.analysis.publish import reference_markdown, reference_table
+from rnnbench.experiment.grid import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results/reference"
@@ -108,7 +108,7 @@ def _results_page_table() -> str:
 def test_committed_reference_files_agree_with_the_results_page_table():
     if not (REFERENCE / "reference.md").exists():
         pytest.skip("no committed reference results yet")
-    from rnnbench.aggregate import run_record
+    from rnnbench.analysis.aggregate import run_record
 
     published = {k: v.get("published") for k, v in reproduce_config()["experiments"].items()}
     order = list(published)
@@ -131,14 +131,15 @@ def test_published_runs_carry_what_the_issue_asks_for_and_no_weights():
         assert meta["device"] and (meta["gpu"] or meta["cpu"]), path
         assert meta["torch"] and meta["code_version"], path
         assert meta["config"]["seed"] >= 1 and meta["command"].startswith(
-            ("python -m rnnbench.train ", "/")), path  # older runs recorded argv[0]'s path
+            ("python -m rnnbench.training.train ", "python -m rnnbench.train ", "/")), path
+        # runs published before the stage packages name the old module; older ones argv[0]
         assert meta["wall_seconds"] > 0 and meta["train_seconds"] > 0, path
         assert (path.parent / "history.csv").exists() and (path.parent / "eval.json").exists()
     assert not [p for p in REFERENCE.rglob("*") if p.suffix in (".pt", ".gz")]
 
 
 def test_reproduction_figure_shows_every_published_experiment_and_names_a_missing_one(tmp_path):
-    from rnnbench.plots import reproduction
+    from rnnbench.figures.plots import reproduction
 
     runs = pd.DataFrame({"experiment": ["a", "a", "b", "c"], "status": ["ok"] * 4,
                          "test_ppl": [101.0, 99.0, 212.0, 50.0]})

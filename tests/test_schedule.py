@@ -1,6 +1,6 @@
-"""The lr schedule (rnnbench.schedule): the fixed one unchanged, the plateau one on a synthetic
-validation sequence, its keys at their defaults naming the same run, and a resume mid-schedule
-bitwise the uninterrupted run."""
+"""The lr schedule (rnnbench.training.schedule): the fixed one unchanged, the plateau one on a
+synthetic validation sequence, its keys at their defaults naming the same run, and a resume
+mid-schedule bitwise the uninterrupted run."""
 
 import json
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from test_train import _train, tiny_config
 
-from rnnbench import checkpoint as ckpt
 from rnnbench.config import PLATEAU_DEFAULTS, RunConfig
-from rnnbench.grid import run_args
-from rnnbench.schedule import Schedule
-from rnnbench.train import main
+from rnnbench.experiment.grid import run_args
+from rnnbench.training import checkpoint as ckpt
+from rnnbench.training.schedule import Schedule
+from rnnbench.training.train import main
 
 
 def _walk(cfg: RunConfig, valid_ppls: list[float]) -> tuple[list[float], str | None, int]:

@@ -269,7 +269,7 @@ def test_local_profile_runs_the_quick_grid_dry(tmp_path, ptb_mirror):
 # -- the time limit itself, without SLURM --------------------------------------------------
 
 def _train_cmd(data: Path, run_dir: Path, ckpt: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rnnbench.train", "--cell", "gru", "--hidden", "24",
+    return [sys.executable, "-m", "rnnbench.training.train", "--cell", "gru", "--hidden", "24",
             "--layers", "2", "--epochs", "3", "--batch-size", "4", "--bptt", "10",
             "--device", "cpu", "--data-dir", str(data), "--run-dir", str(run_dir),
             "--checkpoint", str(ckpt), "--threads", "1", *extra]

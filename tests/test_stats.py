@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rnnbench.stats import bootstrap_t_diff_ci, expected_best, holm, mean_ci, welch, welch_ci
+from rnnbench.analysis.stats import (
+    bootstrap_t_diff_ci,
+    expected_best,
+    holm,
+    mean_ci,
+    welch,
+    welch_ci,
+)
 
 
 def test_mean_ci_of_a_hand_computed_case():

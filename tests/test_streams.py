@@ -8,10 +8,10 @@ import json
 import pytest
 from test_pipeline import ROOT, snakemake
 
-from rnnbench.config import RunConfig
-from rnnbench.grid import Run, check_streams, stream_errors
-from rnnbench.schema import ConfigError
-from rnnbench.sources import KNOWN_TOKENS, corpus_tokens
+from rnnbench.config import ConfigError, RunConfig
+from rnnbench.data.sources import KNOWN_TOKENS, corpus_tokens
+from rnnbench.data.streams import stream_errors
+from rnnbench.experiment.grid import Run, check_streams
 
 PTB = {"train": 929_589, "valid": 73_760, "test": 82_430}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench.study import check_report_ready, study_name
+from rnnbench.experiment.study import check_report_ready, study_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from rnnbench.data import batchify, get_batch, num_batches
-from rnnbench.tokenizer import EOS, UNK, build_vocab, encode, main, tokenize
+from rnnbench.data.batching import batchify, get_batch, num_batches
+from rnnbench.data.tokenizer import EOS, UNK, build_vocab, encode, main, tokenize
 
 
 def test_vocab_is_in_order_of_first_appearance():

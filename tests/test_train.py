@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from rnnbench.config import RunConfig
-from rnnbench.data import batchify
+from rnnbench.data.batching import batchify
 from rnnbench.io import read_json, write_json
-from rnnbench.losses import evaluate
-from rnnbench.model import RNNModel
-from rnnbench.train import GradTreatment, Preempted, Trainer, main
+from rnnbench.model.losses import evaluate
+from rnnbench.model.model import RNNModel
+from rnnbench.training.train import GradTreatment, Preempted, Trainer, main
 
 
 def tiny_config(**kw) -> RunConfig:
@@ -149,7 +149,7 @@ def test_wall_time_adds_up_across_resumes_and_is_unknown_from_old_checkpoints(ti
 
 
 def _train_cmd(data, run_dir, ckpt, *extra):
-    return [sys.executable, "-m", "rnnbench.train", "--cell", "gru", "--hidden", "24",
+    return [sys.executable, "-m", "rnnbench.training.train", "--cell", "gru", "--hidden", "24",
             "--layers", "2", "--dropout", "0.1", "--epochs", "3", "--batch-size", "4",
             "--bptt", "10", "--device", "cpu", "--data-dir", str(data), "--run-dir",
             str(run_dir), "--checkpoint", str(ckpt), "--threads", "1", *extra]
@@ -178,7 +178,7 @@ def test_killed_job_resumes_mid_epoch_with_identical_results(tiny_data, tmp_path
     meta = json.loads((run / "train.json").read_text())
     assert (meta_ref["resumes"], meta["resumes"]) == (0, 1)
     assert meta["wall_seconds"] > wall_before_kill > 0
-    assert meta["command"] == shlex.join(["python", "-m", "rnnbench.train", *cmd[3:]])
+    assert meta["command"] == shlex.join(["python", "-m", "rnnbench.training.train", *cmd[3:]])
     a, b = pd.read_csv(ref / "history.csv"), pd.read_csv(run / "history.csv")
     cols = [c for c in a.columns if c not in ("seconds", "tokens_per_s")]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
@@ -218,7 +218,7 @@ def test_nan_loss_is_recorded_as_diverged_and_exits_zero(tiny_data, tmp_path):
 
 
 def test_stream_test_reads_the_test_set_as_one_column(tiny_data, tmp_path):
-    from rnnbench.evaluate import main as evaluate_main
+    from rnnbench.diagnostics.evaluate import main as evaluate_main
 
     run = tmp_path / "run"
     argv = ["--cell", "gru", "--hidden", "8", "--epochs", "1", "--batch-size", "4",
@@ -238,8 +238,8 @@ def test_stream_test_reads_the_test_set_as_one_column(tiny_data, tmp_path):
 
 
 def test_final_weights_are_kept_and_evaluated(tiny_data, tmp_path):
-    from rnnbench.evaluate import load_model
-    from rnnbench.evaluate import main as evaluate_main
+    from rnnbench.diagnostics.evaluate import load_model
+    from rnnbench.diagnostics.evaluate import main as evaluate_main
 
     run = tmp_path / "run"
     argv = ["--cell", "rnn_tanh", "--hidden", "8", "--epochs", "2", "--batch-size", "4",
@@ -322,7 +322,7 @@ def test_train_json_records_the_corpus_and_its_checksums(tiny_data, tmp_path):
 
 def test_train_json_splits_the_parameters_into_embedding_decoder_and_recurrent(tiny_data,
                                                                                 tmp_path):
-    from rnnbench.params import param_counts
+    from rnnbench.model.params import param_counts
 
     run = tmp_path / "run"
     assert main(["--cell", "gru", "--hidden", "8", "--layers", "2", "--epochs", "1",

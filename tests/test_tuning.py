@@ -12,11 +12,11 @@ import pytest
 import yaml
 from test_pipeline import ROOT, snakemake
 
-from rnnbench.config import TRAINING_KEYS, RunConfig
-from rnnbench.grid import Run, expand
-from rnnbench.schema import ConfigError, check_config
-from rnnbench.trials import annotate, edge_flags, with_edges
-from rnnbench.tuning import Tuning, main, score, select, selected_config
+from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
+from rnnbench.experiment.grid import Run, expand
+from rnnbench.experiment.schema import check_config
+from rnnbench.experiment.trials import annotate, edge_flags, with_edges
+from rnnbench.experiment.tuning import Tuning, main, score, select, selected_config
 
 SPEC = {"space": {"lr": [0.5, 2.0, 8.0]}, "keep": 0.5,  # no `trials`: the full grid
         "rungs": [{"epochs": 1, "max_batches": 4}, {"epochs": 1, "max_batches": 8}]}
@@ -277,7 +277,7 @@ def test_edges_of_the_space_are_flagged_on_selected_points_only():
 
 
 def test_an_edge_selection_is_marked_in_the_model_table(tmp_path):
-    from rnnbench.compare import comparisons, markdown, models
+    from rnnbench.analysis.compare import comparisons, markdown, models
 
     trials = pd.DataFrame([
         {"experiment": "e", "model": "rnn_tanh-p3k-l1", "selected": True, "edge": "lr=min"},

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnbench.config import FLOAT_FIELDS, INT_FIELDS, RunConfig
-from rnnbench.grid import expand
-from rnnbench.schema import ConfigError, check_config
+from rnnbench.config import FLOAT_FIELDS, INT_FIELDS, ConfigError, RunConfig
+from rnnbench.experiment.grid import expand
+from rnnbench.experiment.schema import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config/schema/config.schema.yaml"

@@ -24,9 +24,14 @@ BUDGET_KINDS = ("recurrent", "total")
 # The plateau schedule's keys and the values a null takes under `schedule: plateau`: the lr
 # divided by 4 at the first epoch whose validation perplexity is no better than the best so
 # far (pytorch/examples word_language_model's rule), and the run stopped at the plateau after
-# the third decay (rnnbench.schedule).
+# the third decay (rnnbench.training.schedule).
 PLATEAU_DEFAULTS = {"plateau_factor": 0.25, "plateau_patience": 0, "plateau_threshold": 0.0,
                     "max_decays": 3}
+
+
+class ConfigError(ValueError):
+    """The experiment config cannot run: a key against config/schema/config.schema.yaml, or a
+    grid, budget or tuning that does not work (the message names the value and the fix)."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,12 @@ class RunConfig:
     forget_bias: float | None = None  # lstm: effective forget-gate bias (Jozefowicz+ 2015)
     irnn: float | None = None  # rnn_relu: W_hh = irnn * I, recurrent biases 0 (Le+ 2015)
     # Arithmetic of the products: None is fp32 (``fp32`` is stored as None, so that spelling it
-    # out names the same run); ``bf16`` autocasts them (rnnbench.precision).
+    # out names the same run); ``bf16`` autocasts them (rnnbench.model.precision).
     precision: str | None = None
     # The lr schedule: None is the fixed one of lr, decay_start and decay_factor (``fixed`` is
     # stored as None, as every published recipe has it); ``plateau`` decays the lr when the
     # validation perplexity stops improving and stops after ``max_decays`` decays, with
-    # ``epochs`` the maximum (rnnbench.schedule). Its keys are None unless it is plateau.
+    # ``epochs`` the maximum (rnnbench.training.schedule). Its keys are None unless it is plateau.
     schedule: str | None = None
     plateau_factor: float | None = None  # lr multiplier at a decay
     plateau_patience: int | None = None  # epochs without improvement before a decay

@@ -22,7 +22,7 @@ rule collect_metrics:
         # per-step norms, or their binned copy in a published reference run
         steps=run_files("grad_bins.csv" if FROM_REFERENCE else "steps.csv.gz"),
         # the code that builds the tables: editing it rebuilds them (not the runs)
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("aggregate", "tables", "labels")],
+        code=[f"{SRC}/rnnbench/analysis/{m}.py" for m in ("aggregate", "tables", "labels")],
     output:
         runs="results/studies/{study}/tables/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
@@ -49,14 +49,17 @@ rule collect_metrics:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.aggregate --out-dir {params.tables} {params.run_dirs:q} > {log:q} 2>&1"
+        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
+        " > {log:q} 2>&1"
 
 
 rule compare_models:
     input:
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("compare", "stats", "labels", "trials")],
-        # a tuned config: selections on an edge of their space are marked (rnnbench.trials)
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/compare", "analysis/stats",
+                                                 "analysis/labels", "experiment/trials")],
+        # a tuned config: selections on an edge of their space are marked
+        # (rnnbench.experiment.trials)
         trials=TUNING_TARGETS[:1],
         # each model's effective context, where measured (context.smk)
         context=lambda wildcards: CONTEXT_TARGETS[:1],
@@ -78,7 +81,7 @@ rule compare_models:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.compare --runs {input.runs:q} --out-dir {params.tables}"
+        "python -m rnnbench.analysis.compare --runs {input.runs:q} --out-dir {params.tables}"
         " {params.trials} {params.context} > {log:q} 2>&1"
 
 
@@ -86,7 +89,7 @@ rule compare_baseline:
     input:
         runs=rules.collect_metrics.output.runs,
         baseline=[f"{d}/{name}" for d in BASELINE_DIRS for name in ("train.json", "eval.json")],
-        code=[f"{SRC}/rnnbench/baseline.py", f"{SRC}/rnnbench/stats.py"],
+        code=[f"{SRC}/rnnbench/analysis/baseline.py", f"{SRC}/rnnbench/analysis/stats.py"],
     output:
         csv=report(
             "results/studies/{study}/tables/precision.csv",
@@ -104,14 +107,15 @@ rule compare_baseline:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.baseline --runs {input.runs:q} --baselines {params.baselines:q}"
-        " --out-dir {params.tables} {params.dirs:q} > {log:q} 2>&1"
+        "python -m rnnbench.analysis.baseline --runs {input.runs:q}"
+        " --baselines {params.baselines:q} --out-dir {params.tables} {params.dirs:q} > {log:q} 2>&1"
 
 
 rule plot_model_comparison:
     input:
         models=rules.compare_models.output.models,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+                                                 "figures/figstyle", "analysis/labels")],
     output:
         png=report(
             "results/studies/{study}/figures/model_comparison.png",
@@ -127,7 +131,7 @@ rule plot_model_comparison:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.plots model_comparison --tables {params.tables}"
+        "python -m rnnbench.figures.plots model_comparison --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"
 
 
@@ -138,7 +142,8 @@ for _name, _category in FIGURE_CATEGORIES.items():
             f"plot_{_name}"
         input:
             tables=rules.collect_metrics.output,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+                                                     "figures/figstyle", "analysis/labels")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_name}.png",
@@ -155,7 +160,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.plots {params.figure} --tables {params.tables}"
+            "python -m rnnbench.figures.plots {params.figure} --tables {params.tables}"
             " --out {output.png:q} > {log:q} 2>&1"
 
 
@@ -163,7 +168,8 @@ rule plot_learning_curves:
     input:
         epochs=rules.collect_metrics.output.epochs,
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("curves", "figstyle", "labels", "stats")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/curves", "figures/figstyle",
+                                                 "analysis/labels", "analysis/stats")],
     output:
         png=report(
             "results/studies/{study}/figures/learning_curves.png",
@@ -185,7 +191,7 @@ rule plot_learning_curves:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.curves learning_curves --tables {params.tables}"
+        "python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
         " --out {output.png:q} --table-out {output.table:q} > {log:q} 2>&1"
 
 
@@ -194,7 +200,8 @@ if PUBLISHED:
     rule plot_reproduction:
         input:
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+                                                     "figures/figstyle", "analysis/labels")],
         output:
             png=report(
                 "results/studies/{study}/figures/reproduction.png",
@@ -211,5 +218,5 @@ if PUBLISHED:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.plots reproduction --tables {params.tables}"
+            "python -m rnnbench.figures.plots reproduction --tables {params.tables}"
             " --published {params.published:q} --out {output.png:q} > {log:q} 2>&1"

@@ -2,20 +2,20 @@
 import json
 import re
 import os
-import shlex
 import sys
 from pathlib import Path
 
 SRC = str(Path(workflow.basedir) / "src")
-# Rules run `python -m rnnbench.<stage>`; this makes them work from a plain clone too.
+# Rules run `python -m rnnbench.<package>.<module>`; this makes them work from a plain clone too.
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
-from rnnbench.grid import check_streams, expand as expand_grid, run_args
-from rnnbench.sources import corpus_tokens, plan_size, source_inputs
+from rnnbench.experiment.grid import check_streams, expand as expand_grid, run_args
+from rnnbench.data.sources import corpus_tokens, plan_size, source_inputs
 from rnnbench.config import TRAINING_KEYS
-from rnnbench.tuning import Tuning, selected_config
-from rnnbench.schema import check_config
+from rnnbench.experiment.tuning import Tuning, selected_config
+from rnnbench.experiment.schema import check_config
+from rnnbench.experiment import wiring
 
 check_config(config, Path(workflow.basedir) / "config/schema/config.schema.yaml")
 
@@ -27,7 +27,7 @@ os.environ["RNNBENCH_MIRROR"] = config.get("mirror") or ""
 # local rule, so no envvars entry is needed): adding the right checksum to a config must not
 # retrain anything. Instead, files already downloaded are checked against it here, before
 # any job (6 MB for PTB), and a mismatch stops the run with one paragraph.
-from rnnbench.download import verify_downloaded
+from rnnbench.data.download import verify_downloaded
 
 for _split, _spec in config["corpus"]["files"].items():
     os.environ[f"RNNBENCH_SHA256_{_split}"] = _spec.get("sha256") or ""
@@ -43,7 +43,7 @@ envvars:
 CORPUS = config["corpus"]["name"]
 # The study: its tables, figures and aggregate logs live in results/studies/{study}/, so a
 # report or table of one config never shows another config's results.
-from rnnbench.study import check_report_ready, study_name
+from rnnbench.experiment.study import check_report_ready, study_name
 
 STUDY = study_name(config, workflow.configfiles)
 # `--report` of a study whose tables are not built stops here with one paragraph.
@@ -51,65 +51,30 @@ if workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.a
     check_report_ready(STUDY, [f"results/studies/{STUDY}/tables/runs.csv"])
 # `source: reference` builds the tables from the committed results/reference/ (no training).
 FROM_REFERENCE = config.get("source", "runs") == "reference"
-PUBLISHED = {
-    name: spec["published"]
-    for name, spec in config["experiments"].items()
-    if spec.get("published")
-}
-# Experiments compared with a published one (`baseline:`, rnnbench.baseline), and the
-# published runs they are compared with.
-BASELINES = {
-    name: spec["baseline"]
-    for name, spec in config["experiments"].items()
-    if spec.get("baseline")
-}
-BASELINE_DIRS = sorted(
-    str(p.parent)
-    for base in set(BASELINES.values())
-    for p in Path(f"results/reference/{base}").glob("*/train.json")
-)
-for _name, _base in BASELINES.items():
-    if not any(d.startswith(f"results/reference/{_base}/") for d in BASELINE_DIRS):
-        raise ValueError(
-            f"experiment {_name!r}: baseline {_base!r} has no published run under "
-            f"results/reference/{_base}/ (looked for */train.json). Publish it first (e.g. "
-            "config/reproduce.yaml publishes seed_rnn, seed_lstm and zaremba_small), or "
-            "check out the committed reference files."
-        )
+PUBLISHED = wiring.experiments_with(config, "published")
+# Experiments compared with a published one (`baseline:`, rnnbench.analysis.baseline), and the
+# published runs they are compared with (a baseline without any stops here, named).
+BASELINES = wiring.experiments_with(config, "baseline")
+BASELINE_DIRS = wiring.baseline_dirs(BASELINES)
 # Publish the runs' small files to results/reference/ (by default when an experiment has a
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
 # Total-parameter budgets need the vocabulary size: from stats.json, or a known corpus's.
-from rnnbench.params import corpus_vocab
+from rnnbench.model.params import corpus_vocab
 
 RUNS, SKIPPED = expand_grid(
     config, corpus_vocab(config["corpus"], f"results/data/{CORPUS}/stats.json")
 )
-# A tuned experiment's trial runs (rnnbench.tuning) train and are ranked on validation only:
-# no evaluation, no gradient measurements, not in the tables of runs.
+# A tuned experiment's trial runs (rnnbench.experiment.tuning) train and are ranked on validation
+# only: no evaluation, no gradient measurements, not in the tables of runs.
 TRIALS = [r for r in RUNS if r.role == "trial"]
 RUNS = [r for r in RUNS if r.role != "trial"]
 if FROM_REFERENCE:
     TRIALS = []
     # Only what is published: a reproduction still running elsewhere leaves runs out, said.
-    _published = [
-        r for r in RUNS if Path(f"results/reference/{r.experiment}/{r.run_id}/train.json").exists()
-    ]
-    if not _published:
-        raise ValueError(
-            "source: reference, but no run of this config is published under "
-            "results/reference/ (looked for results/reference/{experiment}/{run}/train.json). "
-            "Run the config with `source: runs` first, or check out the committed reference "
-            "files."
-        )
-    if len(_published) < len(RUNS):
-        _missing = ", ".join(f"{r.experiment}/{r.run_id}" for r in RUNS if r not in _published)
-        print(
-            f"source: reference: {len(RUNS) - len(_published)} of {len(RUNS)} runs of this "
-            f"config are not published under results/reference/ and are left out: {_missing}",
-            file=sys.stderr,
-        )
-    RUNS = _published
+    RUNS, _left_out = wiring.published_runs(RUNS)
+    if _left_out:
+        print(_left_out, file=sys.stderr)
 # Published files the tables and comparisons read: a truncated one stops here, named.
 from rnnbench.io import first_bad_json
 
@@ -146,7 +111,7 @@ def run_of(wildcards):
 
 def train_args(wildcards, input):
     """Training flags of one run (its whole configuration); a tuned experiment's final run
-    takes the point its model's last rung selected (rnnbench.tuning)."""
+    takes the point its model's last rung selected (rnnbench.experiment.tuning)."""
     run = run_of(wildcards)
     if run.role != "final":
         return run_args(run.config)
@@ -161,34 +126,24 @@ def tuning_of(experiment):
     return Tuning.from_spec(experiment, spec["tuning"], TRAINING_KEYS, spec["seeds"])
 
 
-def load_json(path):
-    """A JSON file's content."""
-    return json.loads(Path(path).read_text())
-
-
 def uses_gpu(wildcards):
     """1 when the run may use CUDA (device auto or cuda), else 0."""
     return 0 if run_of(wildcards).config.device == "cpu" else 1
 
 
 def train_mem_mb(wildcards):
-    """Rough peak memory of a training job: a base plus the model's share."""
-    cfg = run_of(wildcards).config
-    return 2000 + 4 * cfg.hidden * cfg.layers
+    """Rough peak memory (MB) of a training job."""
+    return wiring.train_mem_mb(run_of(wildcards).config)
 
 
 def train_runtime(wildcards, attempt):
-    """Minutes for a training job, generous for a CPU; grows with each retry."""
-    cfg = run_of(wildcards).config
-    per_epoch = 2 + cfg.hidden * cfg.layers * (4 if cfg.cell == "lstm" else 3) // 150
-    return (10 + cfg.epochs * per_epoch) * attempt
+    """Minutes for a training job; grows with each retry."""
+    return wiring.train_runtime(run_of(wildcards).config, attempt)
 
 
 def eval_args(wildcards):
     """Evaluation flags of an experiment (`eval_weights`, `stream_test`)."""
-    spec = config["experiments"][wildcards.experiment]
-    flags = ["--weights", spec.get("eval_weights", "best")]
-    return " ".join(flags + (["--stream-test"] if spec.get("stream_test") else []))
+    return wiring.eval_flags(config["experiments"][wildcards.experiment])
 
 
 def input_dir(wildcards, input):
@@ -219,9 +174,7 @@ def corpus_source(wildcards):
 
 def run_dirs():
     """Folder of every run: its training outputs, or its published reference copy."""
-    if FROM_REFERENCE:
-        return [f"results/reference/{r.experiment}/{r.run_id}" for r in RUNS]
-    return [r.path for r in RUNS]
+    return wiring.run_dirs(RUNS, FROM_REFERENCE)
 
 
 def run_files(name):
@@ -267,11 +220,7 @@ def all_targets():
 
 # --- Tuning (tuning.smk): the trials of each model, per rung. ---
 # (corpus, experiment, group) -> {rung: [trial Run, ...]} in point order
-TRIAL_GROUPS = {}
-for _t in TRIALS:
-    TRIAL_GROUPS.setdefault((_t.corpus, _t.experiment, _t.group), {}).setdefault(
-        _t.rung, []
-    ).append(_t)
+TRIAL_GROUPS = wiring.trial_groups(TRIALS)
 # Tuned experiments: with `source: reference`, their published trials.csv stands in for the
 # trials (which are not published run by run).
 TUNED = [name for name, spec in config["experiments"].items() if spec.get("tuning")]
@@ -302,8 +251,7 @@ def entrants(wildcards):
     if rung == 0:
         return trials
     previous = checkpoints.select_trials.get(**{**wildcards, "rung": str(rung - 1)})
-    promoted = {json.dumps(p, sort_keys=True) for p in load_json(previous.output[0])["promoted"]}
-    return [t for t in trials if json.dumps(dict(t.point), sort_keys=True) in promoted]
+    return wiring.promoted(trials, previous.output[0])
 
 
 def entrant_files(wildcards):
@@ -312,22 +260,11 @@ def entrant_files(wildcards):
 
 
 def selection_params(wildcards):
-    """Flags of `rnnbench.tuning select` for one rung of one model."""
-    trials = entrants(wildcards)
-    tuning = tuning_of(wildcards.experiment)
-    last = int(wildcards.rung) == last_rung(wildcards)
+    """Flags of `rnnbench.experiment.tuning select` for one rung of one model."""
     labels = {"corpus": wildcards.corpus, "experiment": wildcards.experiment,
-              "model": wildcards.group, **({} if not trials else {
-                  "cell": trials[0].config.cell, "hidden": trials[0].config.hidden,
-                  "layers": trials[0].config.layers, "budget": trials[0].config.budget,
-                  "budget_kind": trials[0].config.budget_kind})}
-    return {
-        "dirs": " ".join(shlex.quote(t.path) for t in trials),
-        "points": json.dumps([dict(t.point) for t in trials]),
-        "labels": json.dumps(labels),
-        "rungs": last_rung(wildcards) + 1,
-        "keep": 1 if last else tuning.promoted_count(len(trials)),
-    }
+              "model": wildcards.group}
+    return wiring.selection_flags(entrants(wildcards), tuning_of(wildcards.experiment), labels,
+                                  int(wildcards.rung), last_rung(wildcards))
 
 
 def final_selection(wildcards):
@@ -356,39 +293,26 @@ def all_selections(wildcards):
 
 
 def trial_tunings():
-    """`rnnbench.tuning collect --tunings`: each tuned experiment's space, trial seed and
+    """`rnnbench.experiment.tuning collect --tunings`: each tuned experiment's space, trial seed and
     final seeds (the edge and seed columns of trials.csv)."""
-    tunings = {e: tuning_of(e) for e in TUNED}
-    return json.dumps({e: {"space": t.space, "trial_seed": t.trial_seed,
-                           "seeds": config["experiments"][e]["seeds"]} for e, t in tunings.items()})
+    return wiring.tuning_flags({e: tuning_of(e) for e in TUNED}, config)
 
 
 def planned_trials():
     """The trials successive halving trains if none diverges: every point at rung 0, then
     as many as each rung promotes (which ones is known only then; the count is the plan's)."""
-    planned = []
-    for (corpus, experiment, group), rungs in TRIAL_GROUPS.items():
-        counts = tuning_of(experiment).planned()
-        for rung, trials in sorted(rungs.items()):
-            before = Path(f"results/tuning/{corpus}/{experiment}/{group}/rung{rung - 1}.json")
-            if rung and before.exists():  # this rung's entrants are known already
-                promoted = {json.dumps(p, sort_keys=True) for p in load_json(before)["promoted"]}
-                planned += [t for t in trials
-                            if json.dumps(dict(t.point), sort_keys=True) in promoted]
-            else:
-                planned += trials[: counts[rung]]
-    return planned
+    return wiring.planned_trials(TRIAL_GROUPS, tuning_of)
 
 
-# --- The plan (rnnbench.plan) and the progress of a run (rnnbench.progress). ---
-# Printed by the main process only: cluster and subprocess jobs re-parse this file (exec mode
+# --- The plan (rnnbench.experiment.plan) and the progress of a run (rnnbench.experiment.progress).
+# --- Printed by the main process only: cluster and subprocess jobs re-parse this file (exec mode
 # remote or subprocess) and stay quiet. Nothing for `source: reference`. A run prints the plan
 # when it starts (start_session, Snakefile's onstart); a dry run after its list of jobs, which
 # would scroll it away.
 PLAN_TEXT, PROGRESS = "", None
 if workflow.is_main_process and not FROM_REFERENCE:
-    from rnnbench.plan import machine_memory_bytes, machine_refusal, make_plan
-    from rnnbench.progress import GridProgress, PlanAtExit
+    from rnnbench.experiment.plan import machine_memory_bytes, machine_refusal, make_plan
+    from rnnbench.experiment.progress import GridProgress, PlanAtExit
 
     # This machine's limits only where the jobs run here: a cluster executor's --jobs is
     # `nodes` (a local one's is its --cores), and a cluster's nodes are other machines.
@@ -438,7 +362,7 @@ def start_session():
     SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
     if PROGRESS is None:
         return
-    from rnnbench.progress import ProgressHandler, UserStop
+    from rnnbench.experiment.progress import ProgressHandler, UserStop
 
     if PLAN_TEXT:
         print(PLAN_TEXT, file=sys.stderr)

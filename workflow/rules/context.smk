@@ -1,7 +1,7 @@
 # Effective context (Khandelwal et al. 2018): per evaluated run, the loss increase when the
 # context is truncated to (or shuffled beyond) the last k tokens; a table across runs, a figure
 # from it. Needs common.smk (run_dirs, uses_gpu, ...). Off with `context: false`.
-from rnnbench.contextstats import context_settings, settings_problem
+from rnnbench.diagnostics.contextstats import context_settings, settings_problem
 
 CONTEXT = context_settings(config.get("context", True))  # None: not measured
 # The runs measured: every run, or with `source: reference` those published with their
@@ -47,7 +47,7 @@ rule measure_context:
     params:
         data_dir=data_dir,
         device=config.get("device", "auto"),
-        # targets, prefix, seed, resamples (rnnbench.contextstats.ContextSettings)
+        # targets, prefix, seed, resamples (rnnbench.diagnostics.contextstats.ContextSettings)
         settings=CONTEXT.flags() if CONTEXT else "",
         # the weights the experiment's perplexities are measured with
         weights=lambda w: config["experiments"][w.experiment].get("eval_weights", "best"),
@@ -63,7 +63,7 @@ rule measure_context:
     conda:
         "../../environment.yml"
     shell:
-        "exec python -m rnnbench.context"
+        "exec python -m rnnbench.diagnostics.context"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} {params.settings} --weights {params.weights}"
         " --device {params.device} --threads {threads} --out {output.table:q}"
@@ -78,7 +78,8 @@ rule collect_context:
         train=[f"{d}/train.json" for d in CONTEXT_DIRS],
         eval=[f"{d}/eval.json" for d in CONTEXT_DIRS],
         history=[f"{d}/history.csv" for d in CONTEXT_DIRS],
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("contextplots", "contextstats", "aggregate")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "diagnostics/contextstats",
+                                                 "analysis/aggregate")],
     output:
         table="results/studies/{study}/tables/context.csv",
         summary=report(
@@ -95,14 +96,14 @@ rule collect_context:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.contextplots collect --out-dir {params.tables}"
+        "python -m rnnbench.figures.contextplots collect --out-dir {params.tables}"
         " {params.run_dirs:q} > {log:q} 2>&1"
 
 
 rule plot_context:
     input:
         table=rules.collect_context.output.table,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("contextplots", "figstyle", "plots")],
+        code=[f"{SRC}/rnnbench/figures/{m}.py" for m in ("contextplots", "figstyle", "plots")],
     output:
         png=report(
             "results/studies/{study}/figures/context_vs_k.png",
@@ -118,5 +119,5 @@ rule plot_context:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.contextplots context_vs_k --tables {params.tables}"
+        "python -m rnnbench.figures.contextplots context_vs_k --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"

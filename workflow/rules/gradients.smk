@@ -39,7 +39,7 @@ rule measure_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "exec python -m rnnbench.gradients"
+        "exec python -m rnnbench.diagnostics.gradients"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} {params.settings} --device {params.device}"
         " --threads {threads} --out {output.grads:q} --decay-out {output.decay:q}"
@@ -55,7 +55,8 @@ rule collect_gradients:
         steps=run_files("grad_quantiles.csv" if FROM_REFERENCE else "steps.csv.gz"),
         train=run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradtables", "gradplots", "tables", "labels")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/gradtables", "figures/gradplots",
+                                                 "analysis/tables", "analysis/labels")],
     output:
         grads="results/studies/{study}/tables/grad_through_time.csv",
         decay=report(
@@ -81,8 +82,8 @@ rule collect_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.gradplots collect --out-dir {params.tables} {params.run_dirs:q}"
-        " > {log:q} 2>&1 && python -m rnnbench.tables grad_decay {output.decay:q}"
+        "python -m rnnbench.figures.gradplots collect --out-dir {params.tables} {params.run_dirs:q}"
+        " > {log:q} 2>&1 && python -m rnnbench.analysis.tables grad_decay {output.decay:q}"
         " --out {output.decay_html:q} >> {log:q} 2>&1"
 
 
@@ -95,7 +96,8 @@ for _grad_figure in GRADIENT_FIGURES:
             tables=rules.collect_gradients.output,
             # which runs diverged (and at which step), for the figures' notes
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("gradplots", "figstyle", "labels")],
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/gradplots", "figures/figstyle",
+                                                     "analysis/labels")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_grad_figure}.png",
@@ -112,5 +114,5 @@ for _grad_figure in GRADIENT_FIGURES:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.gradplots {params.figure} --tables {params.tables}"
+            "python -m rnnbench.figures.gradplots {params.figure} --tables {params.tables}"
             " --out {output.png:q} > {log:q} 2>&1"

@@ -56,8 +56,8 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.publish --out results/reference --published {params.published:q}"
-            " {params.run_dirs:q} > {log:q} 2>&1"
+            "python -m rnnbench.analysis.publish --out results/reference"
+            " --published {params.published:q} {params.run_dirs:q} > {log:q} 2>&1"
 
     rule publish_trials:
         input:
@@ -69,5 +69,5 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.tuning split {input.trials:q} --out-dir results/reference"
-            " > {log:q} 2>&1"
+            "python -m rnnbench.experiment.tuning split {input.trials:q}"
+            " --out-dir results/reference > {log:q} 2>&1"

@@ -36,7 +36,7 @@ rule train_model:
         # trainer runs in the background, and a SIGTERM/SIGINT to the shell (Snakemake, SLURM)
         # is passed on to it, which checkpoints (exit 75: retried, resumed).
         " n=$(( $( {{ wc -l < {log:q}; }} 2>/dev/null || echo 0) + 1 ));"
-        " python -m rnnbench.train {params.args} --data-dir {params.data_dir}"
+        " python -m rnnbench.training.train {params.args} --data-dir {params.data_dir}"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
         # In a SLURM job, stop before its time limit (the runtime, minutes): checkpoint and
@@ -75,7 +75,7 @@ rule evaluate_model:
     shell:
         # exec: a kill of the job kills the evaluator too, which must not write eval.json after
         # Snakemake has marked the job failed
-        "exec python -m rnnbench.evaluate"
+        "exec python -m rnnbench.diagnostics.evaluate"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} --device {params.device} --threads {threads}"
         " {params.extra} --out {output:q} > {log:q} 2>&1"

@@ -1,5 +1,5 @@
-# Tuning (rnnbench.tuning): every model of a tuned experiment trains the same trial points;
-# each rung's finished trials are ranked on validation perplexity and the best promoted
+# Tuning (rnnbench.experiment.tuning): every model of a tuned experiment trains the same trial
+# points; each rung's finished trials are ranked on validation perplexity and the best promoted
 # (a checkpoint rule: what the next rung trains depends on this one's results); the last
 # rung's best point configures the model's final runs (train_model's `selection` input).
 # Needs common.smk (TRIAL_GROUPS, entrant_files, selection_params, all_selections).
@@ -19,8 +19,8 @@ checkpoint select_trials:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.tuning select {params.flags[dirs]} --points {params.flags[points]:q}"
-        " --labels {params.flags[labels]:q} --rung {wildcards.rung}"
+        "python -m rnnbench.experiment.tuning select {params.flags[dirs]}"
+        " --points {params.flags[points]:q} --labels {params.flags[labels]:q} --rung {wildcards.rung}"
         " --rungs {params.flags[rungs]} --keep-count {params.flags[keep]}"
         " --out {output:q} > {log:q} 2>&1"
 
@@ -43,7 +43,7 @@ rule collect_trials:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.tuning collect {input:q} --tunings {params.tunings:q}"
+        "python -m rnnbench.experiment.tuning collect {input:q} --tunings {params.tunings:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -52,7 +52,8 @@ rule plot_tuning_curve:
         trials=rules.collect_trials.output,
         # the vocabulary size (a trial above it diverged) and the runs' notes
         runs="results/studies/{study}/tables/runs.csv",
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("plots", "curves", "figstyle", "labels")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+                                                 "figures/figstyle", "analysis/labels")],
     output:
         png=report(
             "results/studies/{study}/figures/tuning_curve.png",
@@ -68,5 +69,5 @@ rule plot_tuning_curve:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.plots tuning_curve --tables {params.tables}"
+        "python -m rnnbench.figures.plots tuning_curve --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"

@@ -1,0 +1,1 @@
+"""Tables across runs: aggregation, model labels, statistics, comparisons, baselines, publishing."""

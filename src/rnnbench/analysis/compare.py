@@ -1,0 +1,260 @@
+"""Comparisons of models at one size and depth, with their uncertainty (no torch import).
+
+From ``runs.csv`` (finished runs only; a diverged seed is counted, never averaged)::
+
+    python -m rnnbench.analysis.compare --runs results/studies/grid/tables/runs.csv \
+        --out-dir results/studies/grid/tables
+
+writes ``models.csv`` (per model, size and depth: n, test perplexity mean, sd and the t-based
+95% CI over seeds), ``comparisons.csv`` (per pair of models at the same corpus, experiment,
+size and depth: the difference in mean test perplexity with Welch's 95% t interval, its
+Welch-Satterthwaite df, t and p; the p-value Holm-adjusted within two families, every pair of
+the block and every model against the reference model; a studentized bootstrap 95% CI as a
+secondary check), and ``comparisons.md``, one table per size and depth: model | recurrent
+params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference model [Welch 95% CI]
+and its Holm-adjusted p within the family "every model against the reference".
+
+A *model* is a cell with its variant options (rnnbench.analysis.labels: ``irnn`` for rnn_relu with
+the IRNN initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
+recurrent-parameter budget when the experiment gives budgets (``p250k``), the total-parameter
+one with ``budget_kind: total`` (``t4M``), else the hidden size (``h150``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import math
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from rnnbench.analysis.labels import MODEL_ORDER as MODEL_ORDER  # re-exported: one label, in labels
+from rnnbench.analysis.labels import model_label, size_label
+from rnnbench.analysis.labels import model_rank as _order
+from rnnbench.analysis.stats import bootstrap_t_diff_ci, holm, mean_ci, welch_ci
+from rnnbench.experiment.trials import with_edges
+from rnnbench.io import write_csv, write_text
+
+log = logging.getLogger(__name__)
+KEYS = ["corpus", "experiment", "size", "layers"]
+PAIR_COLUMNS = [*KEYS, "model_a", "model_b", "n_a", "n_b", "diff", "diff_ci_low", "diff_ci_high",
+                "welch_df", "welch_t", "p_value", "boot_t_ci_low", "boot_t_ci_high", "reference",
+                "p_holm_all_pairs", "p_holm_vs_reference"]
+
+
+def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``model`` and ``size`` columns (``corpus`` defaults to ptb)."""
+    runs = runs.copy()
+    if "corpus" not in runs:
+        runs["corpus"] = "ptb"
+    runs["model"] = runs.apply(model_label, axis=1)
+    runs["size"] = runs.apply(size_label, axis=1)
+    return runs
+
+
+def with_context(runs: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each run's ``effective_context`` (tokens) from the study's context.csv
+    (rnnbench.contextplots); NaN for a run not measured or whose measurement is not ok."""
+    per_run = context.drop_duplicates(["experiment", "run_id"])
+    ok = per_run["status"] == "ok"
+    values = per_run.loc[ok, ["experiment", "run_id", "effective_context"]]
+    return runs.drop(columns="effective_context", errors="ignore").merge(
+        values, on=["experiment", "run_id"], how="left")
+
+
+def _context_stats(ok: pd.DataFrame) -> dict:
+    """Mean and t 95% CI of the finished runs' effective context (none when not measured)."""
+    if "effective_context" not in ok:
+        return {}
+    ci = mean_ci(ok["effective_context"].dropna().tolist())
+    return {"context_n": ci["n"], "context_mean": ci["mean"], "context_ci_low": ci["ci_low"],
+            "context_ci_high": ci["ci_high"]}
+
+
+def models(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI, and
+    the effective context's mean and CI where it was measured."""
+    rows = []
+    for key, block in label_runs(runs).groupby([*KEYS, "model"], sort=False):
+        ok = block[block["status"] == "ok"]
+        stats = mean_ci(ok["test_ppl"].tolist())
+        first = block.iloc[0]
+        rows.append({**dict(zip([*KEYS, "model"], key, strict=True)),
+                     "hidden": int(first["hidden"]), "lr": first.get("lr"),
+                     "grad": first.get("grad"), "tuning_edge": first.get("tuning_edge"),
+                     "recurrent_params": first.get("recurrent_params"),
+                     "n_runs": len(block), "n_diverged": int((block["status"] == "diverged").sum()),
+                     **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()},
+                     **_context_stats(ok)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["_rank"] = table["model"].map(_order)
+    return table.sort_values([*KEYS, "_rank"], kind="stable").drop(columns="_rank")
+
+
+def reference_model(models: Iterable[str], reference: str) -> str:
+    """``reference`` when the block has it, else the block's last model in MODEL_ORDER."""
+    models = list(models)
+    return reference if reference in models else max(models, key=_order)
+
+
+def _vs_reference(pairs: pd.DataFrame, ref: str) -> pd.Series:
+    """Holm-adjusted p of the family "every model against ``ref``" of one block, indexed like
+    the pairs that involve ``ref``."""
+    family = pairs[(pairs["model_a"] == ref) | (pairs["model_b"] == ref)]
+    return pd.Series(holm(family["p_value"]), index=family.index, dtype=float)
+
+
+def _pair(a: str, b: str, xa: list[float], xb: list[float], resamples: int) -> dict:
+    """One pair's row: Welch's interval and test, the studentized-bootstrap interval."""
+    w = welch_ci(xa, xb)
+    boot_low, boot_high = bootstrap_t_diff_ci(xa, xb, resamples=resamples)
+    return {"model_a": a, "model_b": b, "n_a": len(xa), "n_b": len(xb), "diff": w["diff"],
+            "diff_ci_low": w["ci_low"], "diff_ci_high": w["ci_high"], "welch_df": w["df"],
+            "welch_t": w["t"], "p_value": w["p"], "boot_t_ci_low": boot_low,
+            "boot_t_ci_high": boot_high}
+
+
+def comparisons(runs: pd.DataFrame, resamples: int = 10_000,
+                reference: str = "lstm") -> pd.DataFrame:
+    """Every pair of models at the same corpus, experiment, size and depth (a before b in
+    MODEL_ORDER): mean(a) - mean(b) of test perplexity with Welch's 95% CI, df, t and p; p
+    Holm-adjusted over every pair of the block (``p_holm_all_pairs``) and over every model
+    against ``reference`` (``p_holm_vs_reference``, NaN for the other pairs); a studentized
+    bootstrap 95% CI (``boot_t_ci_*``)."""
+    blocks = []
+    for key, block in label_runs(runs).groupby(KEYS, sort=False):
+        ok = block[block["status"] == "ok"]
+        by_model = {m: b["test_ppl"].tolist() for m, b in ok.groupby("model")}
+        pairs = pd.DataFrame([_pair(a, b, by_model[a], by_model[b], resamples)
+                              for a, b in itertools.combinations(sorted(by_model, key=_order), 2)])
+        if pairs.empty:
+            continue
+        pairs[KEYS] = list(key)
+        ref = reference_model(block["model"], reference)
+        pairs["reference"] = ref
+        pairs["p_holm_all_pairs"] = holm(pairs["p_value"])
+        pairs["p_holm_vs_reference"] = _vs_reference(pairs, ref)
+        blocks.append(pairs[PAIR_COLUMNS])
+    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=PAIR_COLUMNS)
+
+
+def _interval(low: float, high: float) -> str:
+    return "" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
+
+
+def _p(p: float) -> str:
+    return "" if math.isnan(p) else ", p < 0.001" if p < 0.001 else f", p = {p:.3f}"
+
+
+def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
+    """Δ of ``model`` against ``reference`` with Welch's CI and the Holm p of the family
+    "every model against ``reference``", from whichever way the pair is kept."""
+    if model == reference:
+        return "—"
+    holm_p = _vs_reference(pairs, reference)
+    row = pairs[(pairs["model_a"] == model) & (pairs["model_b"] == reference)]
+    sign = 1
+    if row.empty:
+        row, sign = pairs[(pairs["model_a"] == reference) & (pairs["model_b"] == model)], -1
+    if row.empty:
+        return "–"
+    r = row.iloc[0]
+    low, high = sorted((sign * r["diff_ci_low"], sign * r["diff_ci_high"]))
+    return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
+
+
+def _footnote(references: set[str], edges: bool = False) -> str:
+    family = (f"every model against {next(iter(references))}" if len(references) == 1
+              else "every model against the model of its Δ column")
+    edge = (" [edge: lr min]: the tuned value is the smallest (max: the largest) of its search "
+            "space, so a wider space might have selected beyond it." if edges else "")
+    return ("CIs: t interval over seeds (per model); Welch's t interval of the difference of "
+            "means, Welch-Satterthwaite df (Δ). p: Welch's test of Δ, Holm-adjusted within the "
+            f'family "{family}" of each table; comparisons.csv also has Holm over every pair '
+            f"and a studentized-bootstrap CI. Finished runs only.{edge}")
+
+
+def _context_cell(r: pd.Series) -> str:
+    """Mean effective context over the seeds measured, with its t interval (n > 1)."""
+    if not r.get("context_n"):
+        return "–"
+    return f"{r['context_mean']:.1f}" + _interval(r["context_ci_low"], r["context_ci_high"])
+
+
+def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") -> str:
+    """One table per corpus, experiment, size and depth; Δ against ``reference`` (or the
+    block's last model when it has none)."""
+    out = []
+    references = set()
+    for key, block in table.groupby(KEYS, sort=False):
+        ref = reference_model(block["model"], reference)
+        references.add(ref)
+        mask = pd.Series(True, index=pairs.index) if pairs.empty else (
+            (pairs[KEYS] == pd.Series(dict(zip(KEYS, key, strict=True)))).all(axis=1))
+        sub = pairs[mask] if not pairs.empty else pairs
+        corpus, experiment, size, layers = key
+        measured = "context_n" in block and bool((block["context_n"] > 0).any())
+        out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
+                "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] "
+                f"(n) | Δ vs {ref} [95% CI], Holm p |"
+                + (" effective context, tokens [95% CI] |" if measured else ""),
+                "|---|---|---|---|---|---|" + ("---|" if measured else "")]
+        for _, r in block.iterrows():
+            if r["n"] == 0:
+                ppl = f"all {r['n_runs']} diverged"
+            elif r["n"] == 1:
+                ppl = f"{r['test_ppl_mean']:.1f} (n = 1)"
+            else:
+                ppl = (f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f}"
+                       f"{_interval(r['test_ppl_ci_low'], r['test_ppl_ci_high'])} (n = {r['n']})")
+            if r["n_diverged"] and r["n"]:
+                ppl += f", {r['n_diverged']} diverged"
+            params = "–" if pd.isna(r["recurrent_params"]) else f"{int(r['recurrent_params']):,}"
+            lr = "–" if pd.isna(r["lr"]) else f"{r['lr']:g}"
+            if isinstance(r.get("grad"), str):  # the gradient treatment: normalize, clip, none
+                lr += f" ({r['grad']})"
+            if isinstance(r.get("tuning_edge"), str):  # the selection is at an end of its space
+                lr += f" [edge: {r['tuning_edge'].replace('=', ' ')}]"
+            delta = _delta(sub, r["model"], ref) if r["n"] else "–"
+            context = f" {_context_cell(r)} |" if measured else ""
+            out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |"
+                       + context)
+        out.append("")
+    edges = "tuning_edge" in table and table["tuning_edge"].map(
+        lambda e: isinstance(e, str)).any()
+    out.append(_footnote(references, edges))
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", required=True, type=Path, help="runs.csv")
+    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--reference", default="lstm", help="model the Δ column is against")
+    parser.add_argument("--trials", type=Path, help="trials.csv: mark edge selections")
+    parser.add_argument("--context", type=Path,
+                        help="context.csv: each model's effective context (rnnbench.contextplots)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    runs = pd.read_csv(args.runs)
+    if args.trials:
+        runs = with_edges(runs, pd.read_csv(args.trials))
+    if args.context:
+        runs = with_context(runs, pd.read_csv(args.context))
+    table, pairs = models(runs), comparisons(runs, reference=args.reference)
+    write_csv(table, args.out_dir / "models.csv")
+    write_csv(pairs, args.out_dir / "comparisons.csv")
+    write_text(args.out_dir / "comparisons.md", markdown(table, pairs, args.reference))
+    log.info("%d models, %d pairs -> %s", len(table), len(pairs), args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

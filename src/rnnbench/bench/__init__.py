@@ -1,0 +1,1 @@
+"""Speed benchmarks of the training step: timings, profiles, peak memory, the naive loop."""

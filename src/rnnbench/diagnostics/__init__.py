@@ -1,0 +1,1 @@
+"""Measurements of a trained run: evaluation, gradients through time, effective context."""

@@ -1,0 +1,127 @@
+"""Effective context (Khandelwal, He, Qi and Jurafsky 2018, "Sharp Nearby, Fuzzy Far Away"):
+the settings, the context grid and the statistics, with no torch import (Snakemake imports
+this module to check a config before any job).
+
+For a fixed sample of ``n`` target positions of the validation stream, the measurement
+(:mod:`rnnbench.diagnostics.context`) gives the loss of each target with the full context
+(the ``prefix`` tokens before it, read from a zero state) and with two ablations per ``k`` of the
+grid: ``truncate`` (only the last ``k`` tokens, the state reset to zero before them) and ``shuffle``
+(all ``prefix`` tokens, those beyond distance ``k`` in a random order). From the per-target
+losses, here:
+
+- the relative loss increase ``mean(ablated) / mean(full) - 1`` per ``k``;
+- the effective context: the smallest ``k`` of the grid from which on every increase is at
+  most ``threshold`` (1%, Khandelwal et al.'s). On a curve that falls monotonically this is
+  their "smallest k within 1%"; requiring every larger ``k`` too keeps a noise dip below the
+  line from ending the context early. ``k = prefix`` is the full context itself (increase 0),
+  so it always exists; when it *is* the prefix, the model uses at least ``prefix`` tokens
+  (``censored``);
+- percentile-bootstrap intervals of both, resampling the target positions (the same resample
+  for the full and the ablated losses, which are paired).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+# Context lengths measured: a log grid (about 1, 1.5, 2, 3, 5, 7 per decade) up to 1,000;
+# the grid of a run is the part below its prefix, then the prefix itself.
+K_GRID = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000)
+THRESHOLD = 0.01  # Khandelwal et al. 2018, section 4: "within 1%" of the full-context loss
+ABLATIONS = ("truncate", "shuffle")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextSettings:
+    """What is measured: ``targets`` positions of valid, each after ``prefix`` tokens."""
+
+    targets: int = 300  # target positions, evenly spaced over the validation stream
+    prefix: int = 1000  # tokens of "full" context before each target (state zero before them)
+    seed: int = 0  # of the shuffles and the bootstrap: the same for every run (paired)
+    resamples: int = 1000  # bootstrap resamples of the target positions
+
+    def flags(self) -> str:
+        """The command-line flags of :mod:`rnnbench.diagnostics.context` that set these."""
+        return " ".join(f"--{f.name} {getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+
+def context_settings(value: bool | dict | None) -> ContextSettings | None:
+    """The config's ``context`` key: true or absent (the defaults), false (off: None), or a
+    mapping of :class:`ContextSettings` fields that overrides the defaults."""
+    if value is None or value is True:
+        return ContextSettings()
+    if value is False:
+        return None
+    return ContextSettings(**value)
+
+
+def k_grid(prefix: int) -> list[int]:
+    """The context lengths measured with a ``prefix``: ``K_GRID`` below it, then ``prefix``."""
+    if prefix < 1:
+        raise ValueError(f"prefix must be >= 1, got {prefix}")
+    return [k for k in K_GRID if k < prefix] + [prefix]
+
+
+def settings_problem(settings: ContextSettings, valid_tokens: int, where: str) -> str | None:
+    """One paragraph when the validation stream (``valid_tokens`` long) cannot hold
+    ``targets`` distinct positions each ``prefix`` tokens in, else None."""
+    room = valid_tokens - settings.prefix
+    if settings.prefix >= 2 and settings.targets >= 1 and room >= settings.targets:
+        return None
+    return (f"cannot measure the effective context: `context: {{targets: {settings.targets}, "
+            f"prefix: {settings.prefix}}}` needs a prefix of at least 2 tokens and "
+            f"{settings.targets} target positions after the first {settings.prefix} tokens of "
+            f"the validation split, which has {valid_tokens} ({where}). Lower `prefix` or "
+            "`targets` under `context:` in the config, or turn the measurement off with "
+            "`context: false`.")
+
+
+def relative_increase(full: np.ndarray, ablated: np.ndarray) -> np.ndarray:
+    """``mean(ablated) / mean(full) - 1`` per row of ``ablated`` (K, n) against ``full`` (n,)."""
+    return ablated.mean(axis=-1) / full.mean(axis=-1, keepdims=full.ndim > 1) - 1.0
+
+
+def effective_index(increase: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """Index of the first ``k`` from which on every increase is <= ``threshold``, along the
+    last axis of ``increase`` (..., K); K (past the end) where even the last one is above."""
+    within = increase <= threshold
+    # suffix_all[..., j]: every entry from j on is within
+    suffix_all = np.flip(np.cumprod(np.flip(within, -1), axis=-1), -1).astype(bool)
+    first = np.argmax(suffix_all, axis=-1)
+    return np.where(suffix_all.any(axis=-1), first, increase.shape[-1])
+
+
+def effective_context(ks: list[int], increase: np.ndarray, threshold: float = THRESHOLD) -> float:
+    """The smallest ``k`` from which on every increase is <= ``threshold`` (NaN if none)."""
+    i = int(effective_index(np.asarray(increase, dtype=float), threshold))
+    return float(ks[i]) if i < len(ks) else math.nan
+
+
+def bootstrap(full: np.ndarray, ablated: np.ndarray, ks: list[int], resamples: int, seed: int,
+              threshold: float = THRESHOLD, level: float = 0.95) -> dict:
+    """Point estimates and percentile-bootstrap intervals over the ``n`` target positions.
+
+    ``full`` (n,) and ``ablated`` (K, n) are per-target losses. Returns ``increase``,
+    ``ci_low``, ``ci_high`` (each (K,)) and ``effective``, ``effective_ci_low``,
+    ``effective_ci_high`` (``k`` values of the grid).
+    """
+    if ablated.shape != (len(ks), full.shape[0]):
+        raise ValueError(f"ablated losses {ablated.shape} do not match {len(ks)} k x "
+                         f"{full.shape[0]} targets")
+    increase = relative_increase(full, ablated)  # (K,)
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, full.shape[0], (resamples, full.shape[0]))  # (B, n)
+    boot = ablated[:, index].mean(-1).T / full[index].mean(-1)[:, None] - 1.0  # (B, K)
+    low, high = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2], axis=0)  # each (K,)
+    grid = np.asarray([*ks, math.nan], dtype=float)  # past the end: undefined
+    eff = grid[effective_index(boot, threshold)]  # (B,)
+    # grid values, not interpolations between them (NaN, never reached when the last k is
+    # the full context, would make both NaN)
+    eff_low = np.quantile(eff, 0.5 - level / 2, method="lower")
+    eff_high = np.quantile(eff, 0.5 + level / 2, method="higher")
+    return {"increase": increase, "ci_low": low, "ci_high": high,
+            "effective": effective_context(ks, increase, threshold),
+            "effective_ci_low": float(eff_low), "effective_ci_high": float(eff_high)}

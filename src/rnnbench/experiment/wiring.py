@@ -1,0 +1,140 @@
+"""What the workflow's wiring computes from the config and the run list (no torch import:
+``workflow/rules/common.smk`` imports this to build the job graph and keeps only the calls).
+
+Paths are relative to the working directory, as the rules write them: runs under
+``results/runs/``, published copies under ``results/reference/``, tuning selections under
+``results/tuning/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rnnbench.config import RunConfig
+from rnnbench.experiment.grid import Run
+from rnnbench.experiment.tuning import Tuning, point_key
+
+REFERENCE = "results/reference"
+TUNING = "results/tuning"
+# (corpus, experiment, group) -> {rung: [trial Run, ...] in point order}
+TrialGroups = dict[tuple[str, str, str], dict[int, list[Run]]]
+
+
+def experiments_with(config: dict, key: str) -> dict[str, Any]:
+    """Each experiment's value of ``key`` (``published``, ``baseline``), where it is set."""
+    return {name: spec[key] for name, spec in config["experiments"].items() if spec.get(key)}
+
+
+def baseline_dirs(baselines: dict[str, str], reference: str = REFERENCE) -> list[str]:
+    """The published run folders that ``baselines`` (experiment -> published experiment)
+    compare with; ValueError naming an experiment whose baseline has no published run."""
+    dirs = sorted(str(p.parent) for base in set(baselines.values())
+                  for p in Path(f"{reference}/{base}").glob("*/train.json"))
+    for name, base in baselines.items():
+        if not any(d.startswith(f"{reference}/{base}/") for d in dirs):
+            raise ValueError(
+                f"experiment {name!r}: baseline {base!r} has no published run under "
+                f"{reference}/{base}/ (looked for */train.json). Publish it first (e.g. "
+                "config/reproduce.yaml publishes seed_rnn, seed_lstm and zaremba_small), or "
+                "check out the committed reference files.")
+    return dirs
+
+
+def published_runs(runs: list[Run], reference: str = REFERENCE) -> tuple[list[Run], str]:
+    """The runs that have a published copy (``source: reference``) and a line naming the runs
+    left out ('' when none is); ValueError when no run is published."""
+    published = [r for r in runs
+                 if Path(f"{reference}/{r.experiment}/{r.run_id}/train.json").exists()]
+    if not published:
+        raise ValueError(
+            f"source: reference, but no run of this config is published under {reference}/ "
+            f"(looked for {reference}/{{experiment}}/{{run}}/train.json). Run the config with "
+            "`source: runs` first, or check out the committed reference files.")
+    missing = [f"{r.experiment}/{r.run_id}" for r in runs if r not in published]
+    note = (f"source: reference: {len(missing)} of {len(runs)} runs of this config are not "
+            f"published under {reference}/ and are left out: {', '.join(missing)}"
+            if missing else "")
+    return published, note
+
+
+def run_dirs(runs: list[Run], from_reference: bool, reference: str = REFERENCE) -> list[str]:
+    """Folder of every run: its training outputs, or its published copy."""
+    if from_reference:
+        return [f"{reference}/{r.experiment}/{r.run_id}" for r in runs]
+    return [r.path for r in runs]
+
+
+def eval_flags(spec: dict) -> str:
+    """Evaluation flags of an experiment (``eval_weights``, ``stream_test``)."""
+    flags = ["--weights", spec.get("eval_weights", "best")]
+    return " ".join(flags + (["--stream-test"] if spec.get("stream_test") else []))
+
+
+def train_mem_mb(cfg: RunConfig) -> int:
+    """Rough peak memory of a training job (MB): a base plus the model's share."""
+    return 2000 + 4 * cfg.hidden * cfg.layers
+
+
+def train_runtime(cfg: RunConfig, attempt: int) -> int:
+    """Minutes for a training job, generous for a CPU; grows with each retry."""
+    per_epoch = 2 + cfg.hidden * cfg.layers * (4 if cfg.cell == "lstm" else 3) // 150
+    return (10 + cfg.epochs * per_epoch) * attempt
+
+
+def trial_groups(trials: list[Run]) -> TrialGroups:
+    """The trials of each tuned model, per rung, in point order."""
+    groups: TrialGroups = {}
+    for t in trials:
+        groups.setdefault((t.corpus, t.experiment, t.group), {}).setdefault(t.rung, []).append(t)
+    return groups
+
+
+def promoted(trials: list[Run], selection: str | Path) -> list[Run]:
+    """The ``trials`` whose point the previous rung's selection file promoted."""
+    chosen = {point_key(p) for p in json.loads(Path(selection).read_text())["promoted"]}
+    return [t for t in trials if point_key(dict(t.point)) in chosen]
+
+
+def selection_flags(trials: list[Run], tuning: Tuning, labels: dict[str, str], rung: int,
+                    last_rung: int) -> dict[str, Any]:
+    """Flags of ``rnnbench.experiment.tuning select`` for the ``trials`` entering one rung of
+    one model (``labels``: its corpus, experiment and model); the last rung keeps one."""
+    if trials:
+        cfg = trials[0].config
+        labels = {**labels, "cell": cfg.cell, "hidden": cfg.hidden, "layers": cfg.layers,
+                  "budget": cfg.budget, "budget_kind": cfg.budget_kind}
+    return {
+        "dirs": " ".join(shlex.quote(t.path) for t in trials),
+        "points": json.dumps([dict(t.point) for t in trials]),
+        "labels": json.dumps(labels),
+        "rungs": last_rung + 1,
+        "keep": 1 if rung == last_rung else tuning.promoted_count(len(trials)),
+    }
+
+
+def planned_trials(groups: TrialGroups, tuning_of: Callable[[str], Tuning],
+                   root: str = TUNING) -> list[Run]:
+    """The trials successive halving trains if none diverges: every point at rung 0, then
+    those a finished selection promoted, or as many as the rung promotes (the plan's count)."""
+    planned = []
+    for (corpus, experiment, group), rungs in groups.items():
+        counts = tuning_of(experiment).planned()
+        for rung, trials in sorted(rungs.items()):
+            before = Path(f"{root}/{corpus}/{experiment}/{group}/rung{rung - 1}.json")
+            if rung and before.exists():  # this rung's entrants are known already
+                planned += promoted(trials, before)
+            else:
+                planned += trials[: counts[rung]]
+    return planned
+
+
+def tuning_flags(tunings: dict[str, Tuning], config: dict) -> str:
+    """``rnnbench.experiment.tuning collect --tunings``: each tuned experiment's space, trial
+    seed and final seeds (the edge and seed columns of trials.csv)."""
+    return json.dumps({e: {"space": t.space, "trial_seed": t.trial_seed,
+                           "seeds": config["experiments"][e]["seeds"]}
+                       for e, t in tunings.items()})

@@ -1,0 +1,1 @@
+"""Figures built from the tables only (never from the runs themselves)."""

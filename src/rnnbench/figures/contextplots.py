@@ -1,0 +1,207 @@
+"""Effective context across runs: tables from the run folders, the figure from the tables.
+
+No torch import. Usage::
+
+    python -m rnnbench.figures.contextplots collect --out-dir results/studies/grid/tables \\
+        results/runs/ptb/grid/*/
+    python -m rnnbench.figures.contextplots context_vs_k --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/context_vs_k.png     # also writes the .svg beside it
+
+``collect`` writes ``context.csv`` (every run's context.csv with the run labels first and,
+per run, its ``status``, ``effective_context`` and ``order_context`` with their bootstrap
+intervals; a run not measured, or measured with a non-finite loss, is one row with its status
+and no number) and ``context_summary.csv`` (the summary across seeds of
+:func:`rnnbench.analysis.aggregate.summarize`, one row per configuration, with the effective context
+and the word-order context over its measured seeds: n, mean, sd, t-based 95% CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.ticker as ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from rnnbench.analysis.aggregate import GROUP_COLUMNS, run_record, summarize  # noqa: E402
+from rnnbench.analysis.stats import mean_ci  # noqa: E402
+from rnnbench.diagnostics.contextstats import THRESHOLD  # noqa: E402
+from rnnbench.figures import figstyle as fs  # noqa: E402
+from rnnbench.figures.figstyle import CELL_ORDER, SERIES_COLORS  # noqa: E402
+from rnnbench.figures.plots import save  # noqa: E402  (PNG + SVG, atomically)
+from rnnbench.io import write_csv  # noqa: E402
+
+log = logging.getLogger(__name__)
+LABELS = ["corpus", "experiment", "run_id", "cell", "hidden", "layers", "seed"]
+CONTEXTS = ("effective_context", "order_context")  # from truncation, from shuffling
+PER_RUN = ["status", *[f"{c}{s}" for c in CONTEXTS for s in ("", "_ci_low", "_ci_high",
+                                                               "_censored")]]
+STYLES = {"truncate": {"linestyle": "-", "linewidth": 1.8},
+          "shuffle": {"linestyle": (0, (4, 2)), "linewidth": 1.4}}
+NAMES = {"truncate": "truncated to the last k", "shuffle": "order beyond k shuffled"}
+
+
+# -- tables ------------------------------------------------------------------------------------
+def run_rows(run_dir: Path, record: dict) -> pd.DataFrame:
+    """One run's context.csv rows with its labels and per-run numbers (one row, no k, when it
+    has none: not measured, or a non-finite loss)."""
+    info = json.loads((run_dir / "context.json").read_text())
+    labels = {k: record[k] for k in LABELS}
+    per_run = {k: info.get(k, np.nan) for k in PER_RUN}
+    rows = pd.read_csv(run_dir / "context.csv").drop(columns=["run_id", "cell", "hidden",
+                                                               "layers", "seed"])
+    if rows.empty:  # every column still there, so a table of such runs alone has them too
+        return pd.DataFrame([{**labels, **per_run, **{c: np.nan for c in rows.columns}}])
+    return pd.concat([pd.DataFrame({k: [v] * len(rows) for k, v in {**labels, **per_run}.items()}),
+                      rows], axis=1)
+
+
+def context_summary(runs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
+    """``summarize(runs)`` with, per configuration, each context's n, mean, sd and 95% CI over
+    the seeds measured (status ok); NaN, never a number, where none was."""
+    joined = runs.merge(per_run, on=["experiment", "run_id"], how="left")
+    rows = []
+    for key, block in joined.groupby(_config_key(joined), sort=False):
+        ok = block[block["context_status"] == "ok"]
+        row = {"_key": key}
+        for name in CONTEXTS:
+            ci = mean_ci(ok[name].tolist())
+            row.update({f"{name}_n": ci["n"], f"{name}_mean": ci["mean"],
+                        f"{name}_sd": ci["sd"], f"{name}_ci_low": ci["ci_low"],
+                        f"{name}_ci_high": ci["ci_high"],
+                        f"{name}_censored": bool(ok[f"{name}_censored"].eq(True).any())})
+        rows.append(row)
+    summary = summarize(runs)
+    merged = summary.assign(_key=_config_key(summary)).merge(pd.DataFrame(rows), on="_key",
+                                                              how="left", validate="1:1")
+    return merged.drop(columns="_key")
+
+
+def _config_key(frame: pd.DataFrame) -> pd.Series:
+    """One string per row naming its configuration (GROUP_COLUMNS): the same for a run and its
+    summary row whatever the column dtypes (None or NaN, 1 or 1.0)."""
+    def norm(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        return float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) \
+            else v
+
+    return frame[GROUP_COLUMNS].apply(lambda r: repr(tuple(norm(v) for v in r)), axis=1)
+
+
+def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
+    """Build and write context.csv and context_summary.csv; return them."""
+    records = [run_record(d) for d in run_dirs]
+    table = pd.concat([run_rows(d, r) for d, r in zip(run_dirs, records, strict=True)],
+                      ignore_index=True)
+    per_run = (table.drop_duplicates(["experiment", "run_id"])
+               [["experiment", "run_id", *PER_RUN]].rename(columns={"status": "context_status"}))
+    tables = {"context.csv": table,
+              "context_summary.csv": context_summary(pd.DataFrame(records), per_run)}
+    for name, frame in tables.items():
+        write_csv(frame, out_dir / name)
+    return tables
+
+
+# -- the figure --------------------------------------------------------------------------------
+def _band(block: pd.DataFrame) -> pd.DataFrame:
+    """Per k: the mean increase (%) over seeds and its 95% band, the t interval over seeds
+    when there are several, else the one seed's bootstrap interval over target positions."""
+    rows = []
+    for k, d in block.groupby("k"):
+        if len(d) > 1:
+            ci = mean_ci((100 * d["loss_increase"]).tolist())
+            rows.append({"k": k, "mean": ci["mean"], "low": ci["ci_low"], "high": ci["ci_high"]})
+        else:
+            rows.append({"k": k, "mean": 100 * d["loss_increase"].iloc[0],
+                         "low": 100 * d["ci_low"].iloc[0], "high": 100 * d["ci_high"].iloc[0]})
+    return pd.DataFrame(rows)
+
+
+def context_vs_k(tables: Path) -> Figure:
+    """Relative loss increase (%) against the context length k (log x, symlog y above 1%):
+    one panel per experiment, hidden size and depth; colour the cell, line style the ablation,
+    the 1% line and each cell's effective context marked on it."""
+    df = pd.read_csv(tables / "context.csv")
+    missing = [f"{r.experiment}/{r.run_id}: {r.status}"
+               for r in df.drop_duplicates(["experiment", "run_id"]).itertuples()
+               if r.status != "ok"]
+    df = df[(df["status"] == "ok") & df["k"].notna()]
+    if df.empty:
+        return fs.note_figure("Nothing to plot: no run's effective context was measured.",
+                              missing or ["(the table holds no row)"])
+    df, panels = fs.with_panels(df, ["hidden", "layers"])
+    fig, axes = fs.panel_grid(len(panels), width=4.0, height=3.3)
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        for cell in fs.present(CELL_ORDER, d["cell"]):
+            c = d[d["cell"] == cell]
+            for ablation, style in STYLES.items():
+                band = _band(c[c["ablation"] == ablation])
+                ax.plot(band["k"], band["mean"], color=SERIES_COLORS[cell], **style)
+                ax.fill_between(band["k"], band["low"], band["high"], color=SERIES_COLORS[cell],
+                                alpha=0.15, linewidth=0)
+            eff = c.drop_duplicates("run_id")["effective_context"].mean()
+            ax.plot([eff], [100 * THRESHOLD], marker="v", markersize=7, linestyle="none",
+                    color=SERIES_COLORS[cell], markeredgecolor="black", markeredgewidth=0.5)
+        ax.axhline(100 * THRESHOLD, color="0.3", linestyle=":", linewidth=1, gid="reference")
+        ax.set(xscale="log", title=panel, xlabel="context k (tokens before the target, log)")
+        ax.set_yscale("symlog", linthresh=100 * THRESHOLD)
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _p: f"{y:g}"))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _p: f"{x:g}"))
+        ax.set_ylabel("loss increase over full context (%)\n(linear below 1%, log above)")
+        handles = [Line2D([], [], color=SERIES_COLORS[c], linewidth=2)
+                   for c in fs.present(CELL_ORDER, d["cell"])]
+        handles += [Line2D([], [], color="0.2", **st) for st in STYLES.values()]
+        handles.append(Line2D([], [], color="0.5", marker="v", linestyle="none"))
+        ax.legend(handles, [*fs.present(CELL_ORDER, d["cell"]), *NAMES.values(),
+                            "effective context"], fontsize=6.5, loc="upper right")
+    seeds = df.groupby(["panel", "cell"])["run_id"].nunique()
+    prefix, targets = int(df["k"].max()), int(df["targets"].max())
+    width = 70 * min(len(panels), 3)  # characters of footnote under the panels
+    fs.footnote(fig, [fs.wrap(line, width) for line in [
+        f"{targets} validation targets, full context = the {prefix} tokens before each. "
+        + (f"Lines: mean over up to {seeds.max()} seeds, band: 95% t interval over seeds (one "
+           "seed: its bootstrap 95% interval over targets)." if seeds.max() > 1 else
+           "Lines: one seed each, band: its bootstrap 95% interval over target positions."),
+        "Triangle: the effective context, the smallest k from which on truncation costs "
+        f"at most {100 * THRESHOLD:g}% (dotted line); mean over seeds.",
+        *fs.not_shown(missing, "Not measured (no trained weights or a non-finite loss):")]])
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``collect`` or ``context_vs_k``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    col = sub.add_parser("collect", help="the runs' context files into tables")
+    col.add_argument("runs", nargs="+", type=Path, help="run folders")
+    col.add_argument("--out-dir", required=True, type=Path)
+    fig = sub.add_parser("context_vs_k", help=context_vs_k.__doc__)
+    fig.add_argument("--tables", required=True, type=Path, help="folder of the tables")
+    fig.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "collect":
+        tables = collect(args.runs, args.out_dir)
+        log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
+    else:
+        sns.set_theme(style="whitegrid", context="paper")
+        save(context_vs_k(args.tables), args.out)
+        log.info("wrote %s and .svg", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

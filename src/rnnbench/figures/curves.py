@@ -1,0 +1,276 @@
+"""Curves over training and over tuning, one line per model (no torch import). Usage::
+
+    python -m rnnbench.figures.curves learning_curves --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/learning_curves.png  # + .svg, tables/learning_curves.csv
+
+- :func:`learning_curves`: validation perplexity against training tokens seen, the mean over
+  seeds with its t-based 95% band, from ``epochs.csv`` (table: ``learning_curves.csv``);
+- :func:`grad_norms`: the global gradient norm over training, from ``grad_norms.csv``;
+- :func:`tuning_curve`: expected best validation perplexity of n tuning trials, from
+  ``trials.csv`` (Dodge et al. 2019), diverged trials left out and named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.ticker as ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from rnnbench.analysis.labels import group_label, model_rank, size_label, with_model  # noqa: E402
+from rnnbench.analysis.stats import expected_best, mean_ci  # noqa: E402
+from rnnbench.figures import figstyle as fs  # noqa: E402
+from rnnbench.io import write_csv  # noqa: E402
+
+log = logging.getLogger(__name__)
+MARKERS = ["o", "X", "s", "D", "^", "v", "P", "*"]
+PANEL = ["experiment", "size", "layers"]  # what a learning curve's panel holds fixed
+
+
+def _nothing(what: str, lines: list[str]) -> Figure:
+    return fs.note_figure(f"No finished run to plot: {what}.",
+                          lines or ["(the tables hold no run)"])
+
+
+def _positive(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows of ``df`` with a finite, positive ``column`` (none when there is no such
+    column: epochs.csv of runs that all diverged before their first validation)."""
+    if column not in df.columns:
+        return df.iloc[0:0]
+    values = pd.to_numeric(df[column], errors="coerce")
+    return df[np.isfinite(values) & (values > 0)].assign(**{column: values})
+
+
+def _status(df: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """``df`` with each run's ``status`` from runs.csv (``ok`` where unknown) and its model."""
+    df = with_model(df)
+    if runs is None:
+        return df.assign(status="ok")
+    status = runs[["experiment", "run_id", "status"]]
+    return df.merge(status, on=["experiment", "run_id"], how="left").fillna({"status": "ok"})
+
+
+def _size_panels(df: pd.DataFrame, runs: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
+    """Panels per experiment, size (hidden size or budget: one panel for the models of one
+    budget, whatever their hidden sizes) and depth, sizes in numeric order."""
+    several = runs["experiment"].nunique() > 1 if runs is not None else None
+    number = df["size"].str[1:].str.replace("k", "e3").str.replace("M", "e6").astype(float)
+    order = list(dict.fromkeys(df.assign(_n=number).sort_values("_n")["size"]))
+    df = df.assign(size=pd.Categorical(df["size"], order))
+    return fs.with_panels(df, ["size", "layers"], {"size": ""}, experiment=several)
+
+
+def _dotted_runs(ax: Axes, d: pd.DataFrame, x: str, y: str, color: str, model: str) -> None:
+    """Each run of ``d`` that did not finish: dotted, ending in a cross."""
+    for _, run in d[d["status"] != "ok"].groupby("run_id"):
+        ax.plot(run[x], run[y], linestyle=":", color=color, label=f"{model}, diverged")
+        ax.plot(run[x].iloc[-1:], run[y].iloc[-1:], marker="x", color=color, markersize=7)
+
+
+def grad_norms(tables: Path) -> Figure:
+    """Global gradient norm (before normalisation/clipping) over training, log y, one line per
+    model (mean of seeds, band their range); runs that diverged dotted up to the divergence."""
+    runs = fs.read_runs(tables)
+    grads = _positive(pd.read_csv(tables / "grad_norms.csv"), "grad_norm_median")
+    if grads.empty:
+        return _nothing("gradient norms (no finite gradient norm recorded)", fs.not_finished(runs))
+    df, panels = _size_panels(_status(grads, runs), runs)
+    colors = fs.model_colors(df["model"])
+    fig, axes = fs.panel_grid(len(panels), height=2.8)
+    seeds = 1
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        for model in fs.model_order(d["model"]):
+            m, color = d[d["model"] == model], colors[model]
+            st = m[m["status"] == "ok"].groupby("progress")["grad_norm_median"].agg(
+                ["mean", "min", "max", "count"])
+            if len(st):
+                ax.plot(st.index, st["mean"], color=color, label=model)
+                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.2,
+                                linewidth=0)
+                seeds = max(seeds, int(st["count"].max()))
+            _dotted_runs(ax, m, "progress", "grad_norm_median", color, model)
+        ax.set_title(panel)
+        fs.legend(ax, "model")
+    fs.plain_log_ticks(axes)
+    what = "median per bin" + (f"; mean of up to {seeds} seeds of each model, band: their range"
+                               if seeds > 1 else "")
+    for ax in axes:
+        ax.set(xlabel="share of training",
+               ylabel=fs.log_label("global gradient norm") + f"\n({what})")
+    fs.footnote(fig, fs.not_shown(fs.not_finished(runs), "Did not finish (dotted, ending in a "
+                                  "cross at the last finite bin):"))
+    return fig
+
+
+def _with_tokens(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Each epoch with ``tokens_seen``: the training tokens of that epoch and every one before
+    it (history.csv's ``tokens``, so a ``max_batches`` cap counts as trained, not as nominal)."""
+    epochs = epochs.sort_values(["experiment", "run_id", "epoch"], kind="stable")
+    tokens = pd.to_numeric(epochs["tokens"], errors="coerce")
+    return epochs.assign(tokens_seen=tokens.groupby([epochs["experiment"],
+                                                     epochs["run_id"]]).cumsum())
+
+
+def learning_curve_table(epochs: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """Per experiment, size, depth, model and tokens seen: ``n`` finished seeds, their mean
+    validation perplexity and its t 95% CI (``ci_low``/``ci_high``, NaN for one seed)."""
+    columns = [*PANEL, "model", "tokens", "epoch", "n", "mean", "ci_low", "ci_high"]
+    epochs = _positive(epochs, "valid_ppl")
+    if epochs.empty:
+        return pd.DataFrame(columns=columns)
+    d = _with_tokens(_status(epochs, runs))
+    rows = []
+    for key, block in d[d["status"] == "ok"].groupby([*PANEL, "model", "tokens_seen"],
+                                                      sort=False):
+        st = mean_ci(block["valid_ppl"].tolist())
+        rows.append({**dict(zip([*PANEL, "model", "tokens"], key, strict=True)),
+                     "epoch": int(block["epoch"].max()), "n": st["n"], "mean": st["mean"],
+                     "ci_low": st["ci_low"], "ci_high": st["ci_high"]})
+    table = pd.DataFrame(rows, columns=columns)
+    rank = table["model"].map(model_rank)
+    return table.assign(_rank=rank).sort_values([*PANEL, "_rank", "tokens"], kind="stable").drop(
+        columns="_rank").reset_index(drop=True)
+
+
+def _seeds_text(table: pd.DataFrame) -> str:
+    """How many seeds a line is, for the y label."""
+    n = table.groupby([*PANEL, "model"])["n"].max()
+    if n.max() <= 1:
+        return "one seed per model, no band"
+    spread = str(n.max()) if n.min() == n.max() else f"{n.min()}–{n.max()}"
+    return f"mean, 95% CI over {spread} seeds of each model" + (
+        " (no band where 1)" if n.min() == 1 else "")
+
+
+def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
+    """Validation perplexity against training tokens seen (log y): one line per model, the
+    mean over its finished seeds with the t-based 95% band; one panel per experiment, size and
+    depth. Runs that diverged after an epoch dotted, up to their last validation."""
+    runs = fs.read_runs(tables)
+    epochs = _positive(pd.read_csv(tables / "epochs.csv"), "valid_ppl")
+    table = learning_curve_table(epochs, runs)
+    if table_out is not None:
+        write_csv(table, table_out)
+    if epochs.empty:
+        return _nothing("validation perplexity per epoch (no run completed an epoch)",
+                        fs.not_finished(runs))
+    d, panels = _size_panels(_with_tokens(_status(epochs, runs)), runs)
+    colors = fs.model_colors(d["model"])
+    fig, axes = fs.panel_grid(len(panels), height=2.8)
+    cut = False
+    for ax, panel in zip(axes, panels, strict=True):
+        mine = d[d["panel"] == panel]
+        first = mine.iloc[0]
+        block = table[(table["experiment"] == first["experiment"])
+                      & (table["size"] == first["size"]) & (table["layers"] == first["layers"])]
+        for model in fs.model_order(mine["model"]):
+            line, color = block[block["model"] == model], colors[model]
+            ax.plot(line["tokens"], line["mean"], color=color, label=model, markersize=4,
+                    marker="o" if len(line) < 30 else None)
+            low = line["ci_low"].clip(lower=line["mean"] / 10)  # a log axis has no 0
+            cut |= bool((low > line["ci_low"]).any())
+            ax.fill_between(line["tokens"], low, line["ci_high"], color=color, alpha=0.2,
+                            linewidth=0)
+            _dotted_runs(ax, mine[mine["model"] == model], "tokens_seen", "valid_ppl", color,
+                         model)
+        ax.set_title(panel)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(fs.si))
+        fs.legend(ax, "model")
+    fs.plain_log_ticks(axes)
+    for ax in axes:
+        ax.set(xlabel="training tokens seen", ylabel=fs.log_label("validation perplexity")
+               + "\n(" + _seeds_text(table) + ")")
+    fs.footnote(fig, [*(["Bands cut at a tenth of the mean (the interval reaches 0)."]
+                        if cut else []),
+                      *fs.not_shown(fs.not_finished(runs), "Did not finish (dotted, ending in a"
+                                    " cross, where they completed an epoch):"),
+                      *fs.capped_note(runs)])
+    return fig
+
+
+def _left_out(first: pd.DataFrame, vocab: float) -> pd.Series:
+    """Why each first-rung trial is left out of the expectation ('' where it is kept): not
+    finished, a perplexity that is not a number, or one above the vocabulary size (worse than
+    a uniform guess: the trial diverged without a non-finite loss)."""
+    ppl = pd.to_numeric(first["valid_ppl"], errors="coerce")
+    why = pd.Series("", index=first.index)
+    why[first["status"] != "ok"] = first["status"].astype(str)
+    why[(why == "") & ~np.isfinite(ppl)] = "no finite validation perplexity"
+    if math.isfinite(vocab):
+        above = (why == "") & (ppl > vocab)
+        why[above] = [f"validation perplexity {p:.3g} > vocabulary size {vocab:g}"
+                      for p in ppl[above]]
+    return why
+
+
+def tuning_curve(tables: Path) -> Figure:
+    """Expected best validation perplexity of n random first-rung trials, n = 1..N, log y, one
+    line per model (Dodge et al. 2019); one panel per experiment, size and depth. Diverged
+    trials are left out of the expectation and named."""
+    trials = pd.read_csv(tables / "trials.csv")
+    runs = fs.read_runs(tables)
+    vocab = (float(runs["vocab_size"].max()) if runs is not None and "vocab_size" in runs
+             else math.nan)
+    first = trials[trials["rung"] == 0]
+    first = first.assign(model=first["model"].map(group_label),
+                         size=first.apply(size_label, axis=1) if len(first) else "")
+    why = _left_out(first, vocab)
+    lost = [f"{r['experiment']}/{r['run_id']} ({r['model']}): {w}"
+            for (_, r), w in zip(first.iterrows(), why, strict=True) if w]
+    done = first[why == ""].assign(valid_ppl=lambda d: d["valid_ppl"].astype(float))
+    if done.empty:
+        return _nothing("no first-rung trial finished", lost)
+    done, panels = fs.with_panels(done, ["size", "layers"], {"size": ""},
+                                  experiment=True)
+    colors = fs.model_colors(done["model"])
+    fig, axes = fs.panel_grid(len(panels))
+    for ax, panel in zip(axes, panels, strict=True):
+        block = done[done["panel"] == panel]
+        for i, model in enumerate(fs.model_order(block["model"])):
+            ppl = block.loc[block["model"] == model, "valid_ppl"].tolist()
+            n = np.arange(1, len(ppl) + 1)
+            ax.plot(n, [expected_best(ppl, int(k)) for k in n], color=colors[model],
+                    marker=MARKERS[i % len(MARKERS)], label=f"{model} ({len(ppl)} trials)")
+        ax.set(title=panel, xlabel="trials (first rung)")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        fs.legend(ax, "model (finished trials)")
+    fs.plain_log_ticks(axes)
+    for ax in axes:
+        ax.set_ylabel(fs.log_label("expected best validation perplexity"))
+    fs.footnote(fig, fs.not_shown(lost, "Diverged first-rung trials, left out of the "
+                                  "expectation:"))
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: the learning curves' figure and table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=["learning_curves"])
+    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
+    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    parser.add_argument("--table-out", type=Path,
+                        help="learning_curves.csv (default: beside the tables)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sns.set_theme(style="whitegrid", context="paper")
+    table_out = args.table_out or args.tables / "learning_curves.csv"
+    fs.save(learning_curves(args.tables, table_out), args.out)
+    log.info("wrote %s (and .svg) and %s", args.out, table_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""What every figure shares: cell colours, panels with no empty ones, honest labels.
+
+No torch import. Used by :mod:`rnnbench.figures.plots` and :mod:`rnnbench.figures.gradplots`:
+a figure built from tables that may hold one run or hundreds, and runs that finished or diverged,
+must say what it shows (how many seeds a point is, which runs are missing and why, where an axis is
+cut) rather than crash or mislead.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import textwrap
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.colors as mcolors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from rnnbench.analysis.labels import base_cell, model_rank  # noqa: E402
+from rnnbench.io import write_atomic  # noqa: E402
+
+CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+# Curves of the gradient figures: the cells, plus the LSTM's cell state as a series of its own.
+SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru"]
+# One colour per curve name, the same in every figure (seaborn "deep": blue, orange, green,
+# red, purple), so a reader learns them once.
+SERIES_COLORS = dict(zip(SERIES_ORDER, sns.color_palette("deep", 5).as_hex(), strict=True))
+# The gate-block panels of the spectra figure (the vanilla cells' W_hh has one block).
+GATE_BLOCKS = {"lstm": "LSTM gate blocks", "gru": "GRU gate blocks"}
+MAX_LISTED = 8  # runs named in a note before "and N more"
+# A variant of a cell (irnn of rnn_relu, lstm+fb1 of lstm) is a shade of its cell's colour:
+# the lightness scaled by these factors in turn (darker first), so a reader sees the family
+# and still tells the two curves apart.
+SHADES = (0.55, 1.45, 0.35, 1.7)
+
+
+def _shade(color: str, factor: float) -> str:
+    h, light, s = colorsys.rgb_to_hls(*mcolors.to_rgb(color))
+    return mcolors.to_hex(colorsys.hls_to_rgb(h, min(0.9, light * factor), s))
+
+
+def _series_base(name: str) -> str:
+    """``lstm+fb1 (c)`` -> ``lstm (c)``; ``irnn`` -> ``rnn_relu``: the curve family."""
+    model, _, state = name.partition(" ")
+    return " ".join(filter(None, [base_cell(model), state]))
+
+
+def model_order(names: Iterable[str]) -> list[str]:
+    """The distinct model (or ``model (c)``) names in the comparison's order."""
+    return sorted(dict.fromkeys(names), key=lambda n: (model_rank(n.split(" ")[0]), n))
+
+
+def model_colors(names: Iterable[str]) -> dict[str, str]:
+    """One colour per model name (or ``model (c)`` curve): a plain cell gets its own colour
+    (SERIES_COLORS), each variant of it a shade of that colour, in the comparison's order;
+    a name of no known cell a colour of its own. Give every name of a figure at once, so
+    its panels agree."""
+    out, taken = {}, {}
+    spare = iter(sns.color_palette("deep", 10).as_hex()[5:] * 10)
+    for name in model_order(names):
+        base = _series_base(name)
+        if base not in SERIES_COLORS:
+            out[name] = next(spare)
+        elif name == base:
+            out[name] = SERIES_COLORS[base]
+        else:
+            k = taken[base] = taken.get(base, -1) + 1
+            out[name] = _shade(SERIES_COLORS[base], SHADES[k % len(SHADES)])
+    return out
+
+
+def present(order: Iterable, values: Iterable) -> list:
+    """The entries of ``order`` that occur in ``values``, in that order."""
+    seen = set(values)
+    return [v for v in order if v in seen]
+
+
+def panel_grid(n: int, ncols: int = 3, width: float = 3.6,
+               height: float = 2.9) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` panels, at most ``ncols`` a row; the unused cells of the last row are
+    removed, so no panel is ever empty."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    return fig, flat[:n]
+
+
+def wrap(text: str, width: int = 60) -> str:
+    """``text`` broken into lines of at most ``width`` characters."""
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def not_finished(runs: pd.DataFrame | None) -> list[str]:
+    """One line per run that did not finish: ``experiment/run: diverged at step N``."""
+    if runs is None or runs.empty:
+        return []
+    lines = []
+    for _, r in runs[runs["status"] != "ok"].iterrows():
+        step = r.get("diverged_step")
+        where = f" at step {int(step)}" if pd.notna(step) else ""
+        lines.append(f"{r['experiment']}/{r['run_id']}: {r['status']}{where}")
+    if len(lines) > MAX_LISTED:
+        lines = [*lines[:MAX_LISTED], f"... and {len(lines) - MAX_LISTED} more (runs.csv)"]
+    return lines
+
+
+def note_figure(title: str, lines: list[str]) -> Figure:
+    """A one-panel figure that says, in words, why there is nothing to plot."""
+    fig, ax = plt.subplots(figsize=(6.4, 0.4 + 0.2 * (len(lines) + 2)))
+    ax.set_axis_off()
+    body = "\n".join([wrap(title, 70), "", *lines])
+    ax.text(0.0, 1.0, body, ha="left", va="top", transform=ax.transAxes, fontsize=10)
+    return fig
+
+
+def footnote(fig: Figure, lines: list[str]) -> None:
+    """Lines of small text under the panels (kept by ``bbox_inches="tight"``)."""
+    if lines:
+        fig.text(0.0, 0.0, "\n".join(lines), ha="left", va="top", fontsize=8, color="0.25")
+
+
+def not_shown(lines: list[str], header: str = "Not shown (no finished result):") -> list[str]:
+    """``lines`` under a header, or nothing when there are none."""
+    return [header, *lines] if lines else []
+
+
+def with_panels(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None = None,
+                experiment: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` with a ``panel`` column (see :func:`panel_key`) and the panels that exist, in
+    the experiments' order of appearance, then by ``parts``."""
+    df = df.assign(panel=panel_key(df, parts, names, experiment))
+    rank = {e: i for i, e in enumerate(dict.fromkeys(df["experiment"]))}
+    first = df.drop_duplicates("panel")
+    first = first.assign(_rank=first["experiment"].map(rank)).sort_values(
+        ["_rank", *parts], kind="stable")
+    return df, first["panel"].tolist()
+
+
+def spread(counts: pd.Series, what: str = "seeds") -> str:
+    """What a point and its bar are, given how many runs each point pools: ``one seed per
+    point`` when every ``n`` is 1 (no bar), ``mean ± sd over 3 seeds``, or a range."""
+    counts = counts[counts > 0]
+    if counts.empty or counts.max() == 1:
+        return f"one {what[:-1]} per point, no spread"
+    low, high = int(counts.min()), int(counts.max())
+    n = str(high) if low == high else f"{low}–{high}"
+    return f"mean ± sd over {n} {what}" + (" (no bar where 1)" if low == 1 else "")
+
+
+def log_label(label: str) -> str:
+    """An axis label that says the axis is logarithmic."""
+    return f"{label} (log scale)"
+
+
+def si(value: float, _pos=None) -> str:
+    """``652k``, ``653.5k``, ``1.5M``: a count in up to four significant digits."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.4g}{suffix}"  # 653.5k: close ticks stay distinct
+    return f"{value:.4g}"
+
+
+def count_axis(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
+    """Scale an axis for counts such as parameters: logarithmic when they span more than a
+    factor of 3, else linear (a log axis over 652k-658k has no tick inside it); labelled in
+    k/M either way. Returns whether the axis is logarithmic."""
+    values = values[values > 0]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    is_log = bool(len(values)) and values.max() / values.min() > 3
+    if is_log:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        target.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+        target.set_minor_locator(ticker.NullLocator())
+    else:
+        target.set_major_locator(ticker.MaxNLocator(5))
+    target.set_major_formatter(ticker.FuncFormatter(si))
+    return is_log
+
+
+def legend(ax: Axes, title: str | None = None, **kwargs) -> None:
+    """A legend inside one panel with each label once (seaborn and loops can repeat them)."""
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if unique:
+        ax.legend(unique.values(), unique.keys(), title=title, fontsize=7, title_fontsize=7,
+                  **kwargs)
+
+
+def capped_note(runs: pd.DataFrame | None) -> list[str]:
+    """A line when some shown perplexities cover only part of a split (``eval_capped``)."""
+    if runs is None or "eval_capped" not in runs.columns:
+        return []
+    capped = runs["eval_capped"].fillna(False).astype(bool)
+    if not capped.any():
+        return []
+    return [f"Capped evaluation (max_eval_batches) in {int(capped.sum())} of {len(runs)} runs: "
+            "their perplexities cover only the first minibatches of each split."]
+
+
+def read_runs(tables: Path) -> pd.DataFrame | None:
+    """``runs.csv`` of the tables folder, or None when it is not there."""
+    path = tables / "runs.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def plain_log_ticks(axes: Iterable[Axes]) -> None:
+    """Log y axes labelled 100, 200, 300 rather than 10², 2×10², 3×10²: 120, 150, 200, 250,
+    ... when an axis spans under a decade, the ticks at 1, 2, 3 and 5 × 10^k under two, and
+    matplotlib's own 10^k labels on the decades beyond."""
+    def label(y: float, _pos) -> str:
+        mantissa = round(y / 10 ** math.floor(math.log10(y) + 1e-9), 6) if y > 0 else 0
+        return f"{y:g}" if mantissa in (1, 2, 3, 5) else ""
+
+    for ax in axes:
+        ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        if 0 < low and high / low < 10:  # about evenly spaced on a log axis
+            k = math.floor(math.log10(low))
+            ticks = [m * 10 ** e for e in (k, k + 1) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
+            ax.yaxis.set_major_locator(ticker.FixedLocator(
+                [round(t, 9) for t in ticks if low <= t <= high]))
+            ax.yaxis.set_minor_locator(ticker.NullLocator())
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _pos: f"{y:g}"))
+        elif 0 < low and high / low < 100:
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(label))
+            ax.yaxis.set_minor_formatter(ticker.FuncFormatter(label))
+
+
+def dodged_points(ax: Axes, df: pd.DataFrame, x: str, y: str, key: str,
+                  styles: dict[str, dict]) -> pd.Series:
+    """Mean ± sd of ``y`` per (``x``, ``key``) on a categorical ``x`` (its sorted values, so a
+    single hidden size is one column, not a line), each ``key`` shifted sideways so that no
+    point hides another; ``styles[key]`` holds its matplotlib style and label. Returns the
+    number of values behind each point."""
+    xs = sorted(df[x].unique())
+    pos = {v: i for i, v in enumerate(xs)}
+    keys = present(styles, df[key])
+    step = min(0.18, 0.7 / max(len(keys), 1))
+    stats = df.groupby([key, x])[y].agg(["mean", "std", "count"]).reset_index()
+    for i, k in enumerate(keys):
+        s = stats[stats[key] == k]
+        px = s[x].map(pos) + (i - (len(keys) - 1) / 2) * step
+        ax.errorbar(px, s["mean"], yerr=s["std"].fillna(0.0), capsize=3, markersize=6,
+                    linestyle="-" if len(s) > 1 else "none", linewidth=1, **styles[k])
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_xlim(-0.6, len(xs) - 0.4)
+    return stats["count"]
+
+
+def panel_key(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None = None,
+              experiment: bool | None = None) -> pd.Series:
+    """A panel title per row, e.g. ``hidden 32, layers 1``, led by ``experiment:`` when the
+    frame holds several experiments (each has its own recipe, so they never share a panel)."""
+    names = names or {}
+    if not parts:
+        return df["experiment"].astype(str)
+    label = pd.Series([""] * len(df), index=df.index)
+    for i, col in enumerate(parts):
+        name = names.get(col, col)
+        label = label + ("" if i == 0 else ", ") + (f"{name} " if name else "") \
+            + df[col].astype(str)
+    if experiment if experiment is not None else df["experiment"].nunique() > 1:
+        label = df["experiment"] + ": " + label
+    return label
+
+
+def decade_ticks(axes: list[Axes], most: int = 7) -> None:
+    """Log-axis ticks every 1, 2, 5, 10, 20, ... decades: round exponents, at most ``most``."""
+    for ax in axes:
+        low, high = ax.get_ylim()
+        lo, hi = math.floor(math.log10(low)), math.ceil(math.log10(high))
+        step = next(n * 10**e for e in range(6) for n in (1, 2, 5) if (hi - lo) / (n * 10**e)
+                    < most)
+        ax.set_yticks([10.0**k for k in range(lo - lo % step, hi + 1, step)])
+        ax.yaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_ylim(low, high)
+
+
+def save(figure: Figure | sns.FacetGrid | Axes, png: Path) -> None:
+    """Write the PNG and the SVG beside it, each atomically."""
+    fig = figure.figure  # a Figure's .figure is itself
+    # SVG text stays text (searchable, selectable), not glyph outlines.
+    plt.rcParams["svg.fonttype"] = "none"
+    for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
+        write_atomic(path, lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=120,
+                                                          bbox_inches="tight"))
+    plt.close(fig)

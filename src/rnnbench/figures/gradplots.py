@@ -1,0 +1,313 @@
+"""Gradient diagnostics across runs: tables from the run folders, figures from the tables.
+
+No torch import. Usage::
+
+    python -m rnnbench.figures.gradplots collect --out-dir results/studies/grid/tables \\
+        results/runs/grid/*/
+    python -m rnnbench.figures.gradplots grad_vs_lag --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/grad_vs_lag.png          # also writes the .svg beside it
+
+``collect`` writes the gradient tables (rnnbench.analysis.gradtables); the figures draw one
+curve, box or point per model (rnnbench.analysis.labels), never pooling a variant into its cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from rnnbench.analysis.gradtables import LABELS as LABELS  # noqa: E402  (re-exported, as below)
+from rnnbench.analysis.gradtables import STEP_QUANTILES as STEP_QUANTILES  # noqa: E402
+from rnnbench.analysis.gradtables import collect  # noqa: E402
+from rnnbench.analysis.labels import model_rank, with_model  # noqa: E402
+from rnnbench.figures import figstyle as fs  # noqa: E402
+from rnnbench.figures.figstyle import GATE_BLOCKS, save, wrap  # noqa: E402
+from rnnbench.io import sigterm_exits  # noqa: E402
+
+log = logging.getLogger(__name__)
+KINDS = ["trained", "init"]
+# Legend titles.
+CURVE, WEIGHTS = "model (state)", "weights"
+# Gate blocks in distinct colours (not shades of one hue, which a reader cannot tell apart).
+GATE_COLORS = dict(zip("ifgorzn", sns.color_palette("colorblind", 7).as_hex(), strict=True))
+LAYER_DASHES = ["-", "--", ":", "-."]
+# Weights x state of grad_vs_lag: trained thick, init thin; the LSTM's c dashed so its h line,
+# often right under it, stays visible.
+LAG_STYLES = {"trained, h": {"linestyle": "-", "linewidth": 1.8},
+              "trained, c": {"linestyle": (0, (5, 2)), "linewidth": 1.8},
+              "init, h": {"linestyle": (0, (1, 1.5)), "linewidth": 1.2},
+              "init, c": {"linestyle": (0, (4, 1.5, 1, 1.5)), "linewidth": 1.2}}
+# grad_vs_lag's y axis ends this many decades below its top: a trained tanh RNN decays by
+# ~3 nats per step (10^-135 at lag 100), which would flatten every other curve.
+CUT_DECADES = 25
+
+
+# -- figures -----------------------------------------------------------------------------------
+def _depth(df: pd.DataFrame) -> pd.Series:
+    """Which layer of which depth: ``1 layer`` or ``2 layers, layer 0`` etc."""
+    return np.where(df["layers"] == 1, "1 layer",
+                    df["layers"].astype(str) + " layers, layer " + df["layer"].astype(str))
+
+
+def _series(df: pd.DataFrame) -> pd.Series:
+    """Curve name: the model, or ``lstm+fb1 (c)`` for an LSTM's cell state."""
+    return np.where(df["state"] == "c", df["model"] + " (c)", df["model"])
+
+
+def _count(seeds: pd.Series) -> str:
+    """``3``, or ``1–3`` where the curves pool different numbers of seeds."""
+    low, high = int(seeds.min()), int(seeds.max())
+    return str(high) if low == high else f"{low}–{high}"
+
+
+def _seeds_line(seeds: pd.Series) -> str:
+    """What a line of grad_vs_lag is, given the seeds behind each curve."""
+    if seeds.max() <= 1:
+        return "Lines: one seed of each model."
+    return f"Lines: geometric mean over {_count(seeds)} seeds of each model, band: their range."
+
+
+def _gate_block(df: pd.DataFrame) -> pd.Series:
+    """The gate-block panel of each row: ``LSTM gate blocks``, ``LSTM gate blocks, lstm+fb1``
+    for a variant (each model's gates apart, never pooled)."""
+    block = df["cell"].map(GATE_BLOCKS).fillna("W_hh")
+    return np.where(df["model"] == df["cell"], block, block + ", " + df["model"])
+
+
+def _block_rank(block: str) -> tuple:
+    """The whole matrix first, then the LSTM's and the GRU's gates, plain model first."""
+    if block == "whole W_hh":
+        return (0,)
+    kind, _, model = block.partition(", ")
+    return (1, list(GATE_BLOCKS.values()).index(kind) if kind in GATE_BLOCKS.values() else 9,
+            model_rank(model) if model else (-1, ""))
+
+
+def _missing_trained(df: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
+    """A note per run measured at initialisation only (it diverged before any validation)."""
+    kinds = df.groupby(["experiment", "run_id"])["kind"].agg(set)
+    steps = ({} if runs is None else
+             runs.set_index(["experiment", "run_id"])["diverged_step"].dropna().to_dict())
+    lines = [f"{e}/{r}: init only" + (f" (diverged at step {int(steps[e, r])})"
+                                      if (e, r) in steps else "")
+             for (e, r), k in kinds.items() if "trained" not in k]
+    return fs.not_shown(lines, "No trained weights (no validation before divergence):")
+
+
+def _nothing(what: str, tables: Path) -> Figure:
+    lines = fs.not_finished(fs.read_runs(tables))
+    return fs.note_figure(f"Nothing to plot: {what}.", lines or ["(the tables hold no row)"])
+
+
+def _style_legends(ax: Axes, colors: dict[str, str], styles: dict[str, dict]) -> None:
+    """One legend in a panel (lower left, where decaying curves leave room): the colours of
+    its curves, then its line styles."""
+    handles = [Line2D([], [], color=c, linewidth=2) for c in colors.values()]
+    handles += [Line2D([], [], color="0.2", **st) for st in styles.values()]
+    ax.legend(handles, [*colors, *styles], fontsize=6.5, loc="lower left", ncols=2,
+              title=f"{CURVE}; {WEIGHTS}, state", title_fontsize=6.5)
+
+
+def grad_vs_lag(tables: Path) -> Figure:
+    """Gradient norm vs lag (log y, cut CUT_DECADES below the top): one panel per experiment,
+    hidden size and layer present; colour the cell (LSTM c apart), line style weights/state."""
+    df = with_model(pd.read_csv(tables / "grad_through_time.csv"))
+    # Lags where some norm was an exact zero or underflowed are dropped, as in the decay fit.
+    df = df[(df["frac_floored"] == 0) & np.isfinite(df["log_grad_norm"])]
+    if df.empty:
+        return _nothing("no finite gradient norm through time", tables)
+    df = df.assign(norm=np.exp(df["log_grad_norm"]), depth=_depth, series=_series,
+                   style=lambda d: d["kind"] + ", " + d["state"])
+    df, panels = fs.with_panels(df, ["hidden", "depth"], {"depth": ""})
+    fig, axes = fs.panel_grid(len(panels), height=3.2)
+    seeds = df.groupby(["panel", "series", "style"])["run_id"].nunique()
+    colors = fs.model_colors(df["series"])
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        top = d["norm"].max() * 3
+        floor = max(d["norm"].min() / 3, top * 10.0**-CUT_DECADES)
+        left = []
+        for series in fs.model_order(d["series"]):
+            for style in fs.present(LAG_STYLES, d["style"]):
+                c = d[(d["series"] == series) & (d["style"] == style)]
+                if c.empty:
+                    continue
+                st = c.groupby("lag")["log_grad_norm"].agg(["mean", "min", "max"])
+                color = colors[series]
+                ax.plot(st.index, np.exp(st["mean"]), color=color, **LAG_STYLES[style])
+                if seeds[panel, series, style] > 1:
+                    ax.fill_between(st.index, np.exp(st["min"]), np.exp(st["max"]), color=color,
+                                    alpha=0.15, linewidth=0)
+                below = st.index[np.exp(st["mean"]) < floor]
+                if len(below):
+                    left.append(f"{series} ({style.split(',')[0]}) at lag {below[0]}")
+        ax.set(yscale="log", ylim=(floor, top), title=panel,
+               xlabel="lag $k$ (steps back from the loss)")
+        if left:
+            ax.text(0.98, 0.98, wrap("below the axis: " + "; ".join(left), 40), fontsize=6.5,
+                    transform=ax.transAxes, va="top", ha="right", color="0.3")
+        _style_legends(ax, {s: colors[s] for s in fs.model_order(d["series"])},
+                       {s: LAG_STYLES[s] for s in fs.present(LAG_STYLES, d["style"])})
+    fs.decade_ticks(axes)
+    for ax in axes:
+        ax.set_ylabel(fs.log_label(r"$\|\partial\ell_t / \partial h_{t-k}\|$"))
+    fs.footnote(fig, [_seeds_line(seeds),
+                      f"Each y axis ends {CUT_DECADES} decades below its top; a curve that "
+                      "falls below it is named in its panel.",
+                      *_missing_trained(df, fs.read_runs(tables))])
+    return fig
+
+
+def grad_norm_distribution(tables: Path) -> Figure:
+    """Per-step global gradient norms (quantile samples): one box per cell and depth, one panel
+    per experiment and hidden size present."""
+    df = with_model(pd.read_csv(tables / "grad_steps.csv")).dropna(subset=["grad_norm"])
+    df = df[np.isfinite(df["grad_norm"]) & (df["grad_norm"] > 0)]
+    if df.empty:
+        return _nothing("no finite per-step gradient norm", tables)
+    df, panels = fs.with_panels(df, ["hidden"])
+    colors = fs.model_colors(df["model"])
+    fig, axes = fs.panel_grid(len(panels), width=3.4, height=3.2)
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        depths = d["layers"].nunique() > 1
+        boxes = [(model, layers) for model in fs.model_order(d["model"])
+                 for layers in sorted(d.loc[d["model"] == model, "layers"].unique())]
+        art = ax.boxplot([d[(d["model"] == m) & (d["layers"] == n)]["grad_norm"]
+                          for m, n in boxes],
+                         tick_labels=[f"{c}\n{n} layers" if depths else c for c, n in boxes],
+                         patch_artist=True, widths=0.6, flierprops={"markersize": 1.5},
+                         medianprops={"color": "black"})
+        for patch, (model, _) in zip(art["boxes"], boxes, strict=True):
+            patch.set(facecolor=colors[model], alpha=0.6)
+        ax.set(title=panel)
+    fs.plain_log_ticks(axes)
+    runs = df.groupby(["panel", "model", "layers"])["run_id"].nunique()
+    pooled = (f", {_count(runs)} seeds of each model pooled" if runs.max() > 1 else "")
+    for ax in axes:
+        ax.set_ylabel(fs.log_label("global gradient norm per step")
+                      + f"\n(before normalising or clipping{pooled})")
+    fs.footnote(fig, fs.not_shown(fs.not_finished(fs.read_runs(tables)),
+                                  "Did not finish (their steps up to the divergence are in):"))
+    return fig
+
+
+def grad_spectra(tables: Path) -> Figure:
+    """sigma_max of W_hh per epoch: one panel per experiment, size and block (whole matrix;
+    LSTM/GRU gate blocks) present, each with its own legend; dotted line at 1."""
+    df = with_model(pd.read_csv(tables / "spectra.csv")).dropna(subset=["sigma_max"])
+    if df.empty:
+        return _nothing("no singular values recorded", tables)
+    df = df.assign(block=np.where(df["gate"] == "all", "whole W_hh", _gate_block(df)),
+                   curve=np.where(df["gate"] == "all", df["model"], df["gate"]))
+    order = sorted(set(df["block"]), key=_block_rank)  # whole matrix, then each model's gates
+    df["block"] = pd.Categorical(df["block"], order)
+    colors = fs.model_colors(df.loc[df["gate"] == "all", "model"])
+    df, panels = fs.with_panels(df, ["hidden", "layers", "block"], {"block": ""})
+    fig, axes = fs.panel_grid(len(panels), height=3.0)
+    for ax, panel in zip(axes, panels, strict=True):
+        d = df[df["panel"] == panel]
+        layered = d["layers"].iloc[0] > 1
+        for curve in [*fs.model_order(set(d["curve"]) - set(GATE_COLORS)),
+                      *fs.present(GATE_COLORS, d["curve"])]:
+            color = GATE_COLORS[curve] if curve in GATE_COLORS else colors[curve]
+            for layer, c in d[d["curve"] == curve].groupby("layer"):
+                st = c.groupby("epoch")["sigma_max"].agg(["mean", "min", "max"])
+                ax.plot(st.index, st["mean"], marker="o", markersize=3, color=color,
+                        linestyle=LAYER_DASHES[layer % len(LAYER_DASHES)],
+                        label=f"{curve}, layer {layer}" if layered else curve)
+                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.15,
+                                linewidth=0)
+        ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
+        epochs = sorted(d["epoch"].unique())
+        ax.set_xticks(epochs, ["init" if e < 0 else str(e) for e in epochs])
+        ax.set(title=panel, xlabel="after epoch", ylabel="largest singular value")
+        fs.legend(ax, "gate" if "gate" in panel else "model", loc="best", ncols=2)
+    fs.footnote(fig, ["Band: range over seeds where there are several.",
+                      *fs.not_shown(fs.not_finished(fs.read_runs(tables)),
+                                    "Did not finish (values up to the divergence included):")])
+    return fig
+
+
+def grad_decay_rate_vs_hidden(tables: Path) -> Figure:
+    """Fitted log-norm decay per step vs hidden size (one column per size, points dodged):
+    colour the cell (LSTM c apart), filled circle trained, cross init; a panel per depth."""
+    df = with_model(pd.read_csv(tables / "grad_decay.csv"))
+    df = df[np.isfinite(df["decay_rate"])]
+    if df.empty:
+        return _nothing("no finite decay rate", tables)
+    df = df.assign(depth=_depth, key=lambda d: _series(d) + ", " + d["kind"])
+    df, panels = fs.with_panels(df, ["depth"], {"depth": ""})
+    series = fs.model_order(_series(df))
+    styles = {f"{s}, {k}": {"color": c, "marker": "o" if k == "trained" else "X",
+                            "label": f"{s}, {k}"}
+              for s, c in fs.model_colors(series).items() for k in KINDS}
+    styles = {k: styles[k] for k in (f"{s}, {k}" for s in series for k in KINDS)}
+    fig, axes = fs.panel_grid(len(panels), width=3.8, height=3.2)
+    counts = []
+    for ax, panel in zip(axes, panels, strict=True):
+        counts.append(fs.dodged_points(ax, df[df["panel"] == panel], "hidden", "decay_rate",
+                                       "key", styles))
+        ax.axhline(0.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
+        ax.set(title=panel, xlabel="hidden size")
+        fs.legend(ax, f"{CURVE}, {WEIGHTS}", loc="upper center", bbox_to_anchor=(0.5, -0.3),
+                  ncols=2)
+    for ax in axes:
+        ax.set_ylabel("decay rate per step\n(" + fs.spread(pd.concat(counts)) + ")")
+    fs.footnote(fig, _missing_trained(df, fs.read_runs(tables)))
+    return fig
+
+
+FIGURES: dict[str, Callable[[Path], Figure]] = {
+    "grad_vs_lag": grad_vs_lag,
+    "grad_norm_distribution": grad_norm_distribution,
+    "grad_spectra": grad_spectra,
+    "grad_decay_rate_vs_hidden": grad_decay_rate_vs_hidden,
+}
+
+
+def plot(name: str, tables: Path, png: Path) -> None:
+    """Build figure ``name`` from the tables in ``tables`` and save it (PNG and SVG)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    save(FIGURES[name](tables), png)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``collect`` or one figure's name."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    col = sub.add_parser("collect", help="concatenate the runs' gradient files into tables")
+    col.add_argument("runs", nargs="+", type=Path, help="run folders")
+    col.add_argument("--out-dir", required=True, type=Path)
+    for name, func in FIGURES.items():
+        fig = sub.add_parser(name, help=func.__doc__)
+        fig.add_argument("--tables", required=True, type=Path, help="folder of the tables")
+        fig.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sigterm_exits()  # a cancelled job leaves no .tmp beside its figure
+    if args.command == "collect":
+        tables = collect(args.runs, args.out_dir)
+        log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
+    else:
+        plot(args.command, args.tables, args.out)
+        log.info("wrote %s and .svg", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Figures built from the tables alone, so they regenerate without retraining. Usage::
+
+    python -m rnnbench.figures.plots perplexity_vs_hidden --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/perplexity_vs_hidden.png  # and the .svg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from rnnbench.analysis.labels import with_model  # noqa: E402
+from rnnbench.figures import curves  # noqa: E402
+from rnnbench.figures import figstyle as fs  # noqa: E402
+from rnnbench.figures.figstyle import save  # noqa: E402  (re-exported: gradplots, tests)
+from rnnbench.io import sigterm_exits  # noqa: E402
+
+log = logging.getLogger(__name__)
+MARKERS = curves.MARKERS
+
+
+def finished(runs: pd.DataFrame, column: str) -> tuple[pd.DataFrame, list[str]]:
+    """Runs with status ok and a finite ``column``; one line for every other run, saying why."""
+    ok = runs["status"] == "ok"
+    finite = np.isfinite(pd.to_numeric(runs[column], errors="coerce"))
+    lines = fs.not_finished(runs)
+    lines += [f"{r['experiment']}/{r['run_id']}: ok, but {column} is {r[column]}"
+              for _, r in runs[ok & ~finite].iterrows()]
+    return runs[ok & finite], lines
+
+
+def _nothing(what: str, lines: list[str]) -> Figure:
+    return fs.note_figure(f"No finished run to plot: {what}.",
+                          lines or ["(the tables hold no run)"])
+
+
+def perplexity_vs_hidden(tables: Path) -> Figure:
+    """Test perplexity vs hidden size (one column per size), one panel per experiment and layer
+    count present; one colour per model, mean ± sd over the seeds that finished."""
+    runs = with_model(pd.read_csv(tables / "runs.csv"))
+    ok, missing = finished(runs, "test_ppl")
+    if ok.empty:
+        return _nothing("test perplexity against hidden size", missing)
+    # name the experiment when the config has several, even if one has finished runs
+    ok, panels = fs.with_panels(ok, ["layers"], experiment=runs["experiment"].nunique() > 1)
+    fig, axes = fs.panel_grid(len(panels))
+    styles = {m: {"color": c, "marker": "o", "label": m}
+              for m, c in fs.model_colors(ok["model"]).items()}
+    counts = []
+    for ax, panel in zip(axes, panels, strict=True):
+        counts.append(fs.dodged_points(ax, ok[ok["panel"] == panel], "hidden", "test_ppl",
+                                       "model", styles))
+        ax.set(title=panel, xlabel="hidden size")
+        fs.legend(ax, "model")
+    for ax in axes:
+        ax.set_ylabel(f"test perplexity\n({fs.spread(pd.concat(counts))})")
+    fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(runs)])
+    return fig
+
+
+def perplexity_vs_params(tables: Path) -> Figure:
+    """Test perplexity against parameter count, one dot per finished run; colour model, marker
+    layers (or, with several experiments, experiment), all in one panel."""
+    runs = with_model(pd.read_csv(tables / "runs.csv"))
+    ok, missing = finished(runs, "test_ppl")
+    if ok.empty:
+        return _nothing("test perplexity against parameter count", missing)
+    style = "experiment" if runs["experiment"].nunique() > 1 else "layers"
+    markers = dict(zip(dict.fromkeys(ok[style]), MARKERS * 4, strict=False))
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
+    colors = fs.model_colors(ok["model"])
+    for (model, value), d in ok.groupby(["model", style], sort=False):
+        ax.scatter(d["params"], d["test_ppl"], color=colors[model], s=40, alpha=0.85,
+                   marker=markers[value], label=f"{model}, {style} {value}", edgecolor="white")
+    is_log = fs.count_axis(ax, ok["params"])
+    label = "trainable parameters"
+    ax.set(xlabel=fs.log_label(label) if is_log else label, ylabel="test perplexity")
+    fs.legend(ax, None, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(runs)])
+    return fig
+
+
+FIGURES: dict[str, Callable[[Path], Figure]] = {
+    "perplexity_vs_hidden": perplexity_vs_hidden,
+    "learning_curves": curves.learning_curves,
+    "grad_norms": curves.grad_norms,
+    "perplexity_vs_params": perplexity_vs_params,
+}
+
+
+def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
+    """Each experiment's test perplexity against its published number, in percent: one dot
+    per seed, the mean ± sd, the ±2% band of config/reproduce.yaml's goal."""
+    runs = pd.read_csv(tables / "runs.csv")
+    ok, missing = finished(runs, "test_ppl")
+    order = [e for e in published if e in set(ok["experiment"])]
+    if not order:
+        return _nothing(f"no finished run of an experiment with a published number "
+                        f"({', '.join(published) or 'none'})", missing)
+    runs = ok[ok["experiment"].isin(order)].copy()
+    target = runs["experiment"].map({e: published[e]["test_ppl"] for e in order})
+    runs["delta_pct"] = 100 * (runs["test_ppl"] / target - 1)
+    fig, ax = plt.subplots(figsize=(1.3 + 2.2 * len(order), 3.6), layout="constrained")
+    ax.axhspan(-2, 2, color="0.88", zorder=0, label="within 2%", gid="reference")
+    ax.axhline(0, color="0.2", linewidth=1, label="published", gid="reference")
+    sns.stripplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, size=7,
+                  jitter=0.08, color="C0", label="one seed", legend=False)
+    stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
+    sns.pointplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, errorbar="sd",
+                  linestyle="none", marker="D", markersize=5, color="black", capsize=0.15,
+                  label="mean ± sd" if stats["count"].max() > 1 else "mean (one seed)")
+    ax.set_xticks(range(len(order)), [
+        f"{e}\npublished {published[e]['test_ppl']:g}\n"
+        f"ours {stats.loc[e, 'mean']:.1f} (n={stats.loc[e, 'count']})" for e in order])
+    bound = max(3.0, runs["delta_pct"].abs().max() * 1.25)
+    ax.set_ylim(-bound, bound)
+    ax.set_xlabel("")
+    ax.set_ylabel("test perplexity vs published (%)")
+    fs.legend(ax, None, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(ok)])
+    return fig
+
+
+def model_comparison(tables: Path) -> Figure:
+    """Each model's test perplexity, mean over seeds with its 95% CI (models.csv), one panel
+    per experiment, size and depth; a model with one seed is its value alone, one with none
+    is named below."""
+    models = pd.read_csv(tables / "models.csv")
+    done = models[models["n"] > 0] if len(models) else models
+    lost = [f"{r['experiment']}/{r['model']} ({r['size']}, {r['layers']} "
+            f"layer{'s' * (r['layers'] > 1)}): all {r['n_runs']} diverged"
+            for _, r in models[models["n"] == 0].iterrows()] if len(models) else []
+    if done.empty:
+        return _nothing("no model has a finished run", lost)
+    keys = ["corpus", "experiment", "size", "layers"]
+    blocks = list(done.groupby(keys, sort=False))
+    colors = fs.model_colors(done["model"])
+    fig, axes = fs.panel_grid(len(blocks), ncols=2, width=4.6,
+                              height=0.9 + 0.45 * done.groupby(keys).size().max())
+    for ax, ((_, experiment, size, layers), block) in zip(axes, blocks, strict=True):
+        y = np.arange(len(block))[::-1]
+        for yi, (_, r) in zip(y, block.iterrows(), strict=True):
+            color = colors[r["model"]]
+            if r["n"] > 1:
+                ax.errorbar(r["test_ppl_mean"], yi, color=color, marker="o", capsize=3,
+                            xerr=[[r["test_ppl_mean"] - r["test_ppl_ci_low"]],
+                                  [r["test_ppl_ci_high"] - r["test_ppl_mean"]]])
+            else:
+                ax.plot(r["test_ppl_mean"], yi, color=color, marker="D")
+        ax.set_yticks(y, [f"{m} (n={n})" for m, n in zip(block["model"], block["n"],
+                                                          strict=True)])
+        ax.set_title(f"{experiment}: {size}, {layers} layer{'s' * (layers > 1)}")
+        ax.set_xlabel("test perplexity (mean, 95% CI over its seeds)")
+    fs.footnote(fig, [*fs.not_shown(lost), "Diamonds: one seed, no interval."]
+                if (done["n"] == 1).any() else fs.not_shown(lost))
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction", "tuning_curve",
+                                                  "model_comparison"]))
+    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
+    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    parser.add_argument("--published", default="{}",
+                        help="reproduction only; JSON: experiment -> {test_ppl: ...}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sigterm_exits()  # a cancelled job leaves no .tmp beside its figure
+    sns.set_theme(style="whitegrid", context="paper")
+    if args.figure == "reproduction":
+        save(reproduction(args.tables, json.loads(args.published)), args.out)
+    elif args.figure == "tuning_curve":  # a tuned config's trials.csv, not runs.csv
+        save(curves.tuning_curve(args.tables), args.out)
+    elif args.figure == "model_comparison":  # compare_models's models.csv
+        save(model_comparison(args.tables), args.out)
+    else:
+        save(FIGURES[args.figure](args.tables), args.out)
+    log.info("wrote %s and .svg", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The model and its parts: the recurrent LM, losses, precision, parameter accounting."""

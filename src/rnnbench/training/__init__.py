@@ -1,0 +1,1 @@
+"""One training run: the loop, lr schedule, gradient treatment, checkpoints, run record."""
