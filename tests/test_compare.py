@@ -187,7 +187,7 @@ def test_readme_answer_is_the_published_fair_experiment():
 
 
 def test_effective_context_is_a_column_only_where_it_was_measured():
-    from rnnbench.compare import with_context
+    from rnnbench.analysis.compare import with_context
 
     runs = _runs().assign(run_id=lambda d: [f"{c}-s{s}-{i}" for i, (c, s) in
                                             enumerate(zip(d["cell"], d["seed"], strict=True))])

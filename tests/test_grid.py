@@ -10,6 +10,7 @@ import yaml
 from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
 from rnnbench.experiment.grid import expand, run_args, run_id
 from rnnbench.experiment.schema import check_config
+from rnnbench.model.params import corpus_vocab
 from rnnbench.training.train import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +75,11 @@ def test_schema_defaults_equal_the_dataclass_defaults():
 
 @pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml",
                                   "fair.yaml", "converged.yaml"])
-def test_shipped_configs_are_valid(name):
+def test_shipped_configs_are_valid(name, tmp_path):
     check_config(load(name), SCHEMA)
-    runs, _ = expand(load(name))
+    # total-parameter budgets need the vocabulary: PTB's is known from its checksum
+    vocab = corpus_vocab(load(name)["corpus"], tmp_path / "stats.json")
+    runs, _ = expand(load(name), vocab)
     assert runs
 
 
