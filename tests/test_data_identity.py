@@ -30,6 +30,7 @@ def local_config(path: Path, name: str = "mine", **urls: str) -> Path:
     config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
     config["corpus"] = {"name": name, "max_vocab": None,
                         "files": {s: {"url": urls.get(s, f"{name}/{s}.txt")} for s in SPLITS}}
+    config["context"] = False  # a shortened valid split cannot hold the context sample
     path.write_text(yaml.safe_dump(config))
     return path
 
