@@ -232,3 +232,27 @@ def test_collect_tables_and_figure(runs, tmp_path):
     assert contextplots_main(["context_vs_k", "--tables", str(tmp_path / "none"), "--out",
                               str(tmp_path / "none.png")]) == 0
     assert "no run's effective context" in (tmp_path / "none.svg").read_text()
+
+
+def test_the_published_context_table_is_the_committed_runs():
+    """docs/results.md's gradients table (test perplexity and effective context of each model)
+    is what the committed results/reference/gradients/ files give."""
+    import json
+    import re
+
+    from rnnbench.analysis.aggregate import run_record
+    from rnnbench.analysis.compare import comparisons, markdown, models, with_context
+
+    root = Path(__file__).resolve().parents[1]
+    dirs = sorted(p.parent for p in (root / "results/reference/gradients").glob("*/context.json"))
+    assert len(dirs) == 9  # tanh, relu and LSTM, 3 seeds each
+    runs = pd.DataFrame([run_record(d) for d in dirs])
+    measured = [json.loads((d / "context.json").read_text()) for d in dirs]
+    context = pd.DataFrame({"experiment": "gradients", "run_id": [m["run_id"] for m in measured],
+                            "status": [m["status"] for m in measured],
+                            "effective_context": [m["effective_context"] for m in measured]})
+    table = markdown(models(with_context(runs, context)), comparisons(runs))
+    text = (root / "docs/results.md").read_text()
+    match = re.search(r"<!-- gradients-table -->\n(.*?)<!-- /gradients-table -->", text, re.S)
+    assert match, "docs/results.md lacks the gradients-table markers"
+    assert match.group(1) == table

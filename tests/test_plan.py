@@ -219,3 +219,14 @@ def test_dry_run_of_the_reference_prints_no_plan(tmp_path):
                       str(ROOT / "config/reproduce.yaml"), "--config", "source=reference")
     assert result.returncode == 0, result.stderr
     assert "rnnbench plan" not in result.stderr
+
+
+def test_only_the_experiments_calibration_txt_lists_calibrate_the_plan(tmp_path):
+    from rnnbench.experiment.calibration import calibration_experiments
+
+    assert calibration_experiments(tmp_path) is None  # no list: every experiment counts
+    (tmp_path / "calibration.txt").write_text("# trained alone\nseed_rnn\n\nseed_lstm  # x\n")
+    assert calibration_experiments(tmp_path) == {"seed_rnn", "seed_lstm"}
+    # the committed list leaves out the runs trained beside other work (gradients, fair)
+    names = {m.name for m in read_reference(REFERENCE)}
+    assert "rnn_relu-h150-l1" not in names and "lstm-h150-l1" not in names
