@@ -4,6 +4,7 @@ runs."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -256,3 +257,29 @@ def test_the_published_context_table_is_the_committed_runs():
     match = re.search(r"<!-- gradients-table -->\n(.*?)<!-- /gradients-table -->", text, re.S)
     assert match, "docs/results.md lacks the gradients-table markers"
     assert match.group(1) == table
+
+
+def test_the_context_figure_draws_each_model_variant_apart(tmp_path):
+    """irnn and lstm+fb1 are models of their own (rnnbench.analysis.labels), not pooled into
+    rnn_relu and lstm: one legend entry and one colour each, one panel per size."""
+    from rnnbench.figures.contextplots import context_vs_k
+
+    rows = []
+    for model, cell in [("rnn_relu", "rnn_relu"), ("irnn", "rnn_relu"), ("lstm", "lstm"),
+                        ("lstm+fb1", "lstm")]:
+        for seed in (1, 2):
+            for (k, inc), ablation in itertools.product([(1, 0.1), (10, 0.005), (100, 0.0)],
+                                                        ("truncate", "shuffle")):
+                rows.append({"corpus": "ptb", "experiment": "e", "run_id": f"{model}-s{seed}",
+                             "model": model, "size": "t4M", "cell": cell,
+                             "hidden": 196 if cell == "rnn_relu" else 186, "layers": 1,
+                             "seed": seed, "status": "ok", "effective_context": 10.0,
+                             "ablation": ablation, "k": k, "loss_increase": inc,
+                             "ci_low": inc, "ci_high": inc, "targets": 300})
+    pd.DataFrame(rows).to_csv(tmp_path / "context.csv", index=False)
+    fig = context_vs_k(tmp_path)
+    (ax,) = [a for a in fig.axes if a.get_legend() is not None]  # one panel: one size
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:4] == ["rnn_relu", "irnn", "lstm", "lstm+fb1"]
+    colors = {h.get_color() for h in ax.get_legend().legend_handles[:4]}
+    assert len(colors) == 4

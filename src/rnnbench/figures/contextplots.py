@@ -35,15 +35,15 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from rnnbench.analysis.aggregate import GROUP_COLUMNS, run_record, summarize  # noqa: E402
+from rnnbench.analysis.labels import size_label  # noqa: E402
 from rnnbench.analysis.stats import mean_ci  # noqa: E402
 from rnnbench.diagnostics.contextstats import THRESHOLD  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
-from rnnbench.figures.figstyle import CELL_ORDER, SERIES_COLORS  # noqa: E402
 from rnnbench.figures.plots import save  # noqa: E402  (PNG + SVG, atomically)
 from rnnbench.io import write_csv  # noqa: E402
 
 log = logging.getLogger(__name__)
-LABELS = ["corpus", "experiment", "run_id", "cell", "hidden", "layers", "seed"]
+LABELS = ["corpus", "experiment", "run_id", "model", "size", "cell", "hidden", "layers", "seed"]
 CONTEXTS = ("effective_context", "order_context")  # from truncation, from shuffling
 PER_RUN = ["status", *[f"{c}{s}" for c in CONTEXTS for s in ("", "_ci_low", "_ci_high",
                                                                "_censored")]]
@@ -57,7 +57,7 @@ def run_rows(run_dir: Path, record: dict) -> pd.DataFrame:
     """One run's context.csv rows with its labels and per-run numbers (one row, no k, when it
     has none: not measured, or a non-finite loss)."""
     info = json.loads((run_dir / "context.json").read_text())
-    labels = {k: record[k] for k in LABELS}
+    labels = {k: record[k] for k in LABELS if k != "size"} | {"size": size_label(record)}
     per_run = {k: info.get(k, np.nan) for k in PER_RUN}
     rows = pd.read_csv(run_dir / "context.csv").drop(columns=["run_id", "cell", "hidden",
                                                                "layers", "seed"])
@@ -131,8 +131,9 @@ def _band(block: pd.DataFrame) -> pd.DataFrame:
 
 def context_vs_k(tables: Path) -> Figure:
     """Relative loss increase (%) against the context length k (log x, symlog y above 1%):
-    one panel per experiment, hidden size and depth; colour the cell, line style the ablation,
-    the 1% line and each cell's effective context marked on it."""
+    one panel per experiment, size and depth; colour the model (rnnbench.analysis.labels: a
+    variant such as irnn or lstm+fb1 is a model of its own), line style the ablation, the 1%
+    line and each model's effective context marked on it."""
     df = pd.read_csv(tables / "context.csv")
     missing = [f"{r.experiment}/{r.run_id}: {r.status}"
                for r in df.drop_duplicates(["experiment", "run_id"]).itertuples()
@@ -141,33 +142,34 @@ def context_vs_k(tables: Path) -> Figure:
     if df.empty:
         return fs.note_figure("Nothing to plot: no run's effective context was measured.",
                               missing or ["(the table holds no row)"])
-    df, panels = fs.with_panels(df, ["hidden", "layers"])
+    df, panels = fs.with_panels(df, ["size", "layers"], {"size": ""})
+    colors = fs.model_colors(df["model"])
     fig, axes = fs.panel_grid(len(panels), width=4.0, height=3.3)
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
-        for cell in fs.present(CELL_ORDER, d["cell"]):
-            c = d[d["cell"] == cell]
+        models = fs.model_order(d["model"])
+        for model in models:
+            c = d[d["model"] == model]
             for ablation, style in STYLES.items():
                 band = _band(c[c["ablation"] == ablation])
-                ax.plot(band["k"], band["mean"], color=SERIES_COLORS[cell], **style)
-                ax.fill_between(band["k"], band["low"], band["high"], color=SERIES_COLORS[cell],
+                ax.plot(band["k"], band["mean"], color=colors[model], **style)
+                ax.fill_between(band["k"], band["low"], band["high"], color=colors[model],
                                 alpha=0.15, linewidth=0)
             eff = c.drop_duplicates("run_id")["effective_context"].mean()
             ax.plot([eff], [100 * THRESHOLD], marker="v", markersize=7, linestyle="none",
-                    color=SERIES_COLORS[cell], markeredgecolor="black", markeredgewidth=0.5)
+                    color=colors[model], markeredgecolor="black", markeredgewidth=0.5)
         ax.axhline(100 * THRESHOLD, color="0.3", linestyle=":", linewidth=1, gid="reference")
         ax.set(xscale="log", title=panel, xlabel="context k (tokens before the target, log)")
         ax.set_yscale("symlog", linthresh=100 * THRESHOLD)
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _p: f"{y:g}"))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _p: f"{x:g}"))
         ax.set_ylabel("loss increase over full context (%)\n(linear below 1%, log above)")
-        handles = [Line2D([], [], color=SERIES_COLORS[c], linewidth=2)
-                   for c in fs.present(CELL_ORDER, d["cell"])]
+        handles = [Line2D([], [], color=colors[m], linewidth=2) for m in models]
         handles += [Line2D([], [], color="0.2", **st) for st in STYLES.values()]
         handles.append(Line2D([], [], color="0.5", marker="v", linestyle="none"))
-        ax.legend(handles, [*fs.present(CELL_ORDER, d["cell"]), *NAMES.values(),
+        ax.legend(handles, [*models, *NAMES.values(),
                             "effective context"], fontsize=6.5, loc="upper right")
-    seeds = df.groupby(["panel", "cell"])["run_id"].nunique()
+    seeds = df.groupby(["panel", "model"])["run_id"].nunique()
     prefix, targets = int(df["k"].max()), int(df["targets"].max())
     width = 70 * min(len(panels), 3)  # characters of footnote under the panels
     fs.footnote(fig, [fs.wrap(line, width) for line in [
