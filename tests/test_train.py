@@ -346,3 +346,36 @@ def test_an_overflowing_perplexity_is_diverged_not_ok(tiny_data, tmp_path):
     meta = read_json(run / "train.json")
     assert meta["status"] == "diverged" and meta["diverged_step"] is not None
     assert meta["epochs_done"] == 1  # the epoch that overflowed is recorded, no later one
+
+
+def test_a_signal_before_the_trainer_exists_is_kept_and_checkpoints_at_once(tiny_data, tmp_path,
+                                                                            monkeypatch):
+    # SIGTERM while the data loads (here: as the trainer is built) must not kill the process
+    # with nothing saved: the trainer stops at its first minibatch with a checkpoint and exits
+    # 75 (retry), and the rerun finishes from it
+    import os
+
+    import rnnbench.training.train as train_module
+
+    built = Trainer.__init__
+
+    def signalled_init(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        built(self, *args, **kwargs)
+
+    run, ckpt = tmp_path / "run", tmp_path / "c.pt"
+    argv = ["--cell", "rnn_tanh", "--hidden", "8", "--epochs", "1", "--batch-size", "4",
+            "--bptt", "10", "--device", "cpu", "--data-dir", str(tiny_data), "--run-dir",
+            str(run), "--checkpoint", str(ckpt)]
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        monkeypatch.setattr(train_module.Trainer, "__init__", signalled_init)
+        assert main(argv) == 75
+        assert ckpt.exists() and not (run / "train.json").exists()
+        monkeypatch.setattr(train_module.Trainer, "__init__", built)
+        assert main(argv) == 0
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    meta = read_json(run / "train.json")
+    assert meta["status"] == "ok" and meta["resumes"] == 1

@@ -35,6 +35,9 @@ rule train_model:
         # is also printed to the terminal, as corpus.smk's rules do. So the shell stays: the
         # trainer runs in the background, and a SIGTERM/SIGINT to the shell (Snakemake, SLURM)
         # is passed on to it, which checkpoints (exit 75: retried, resumed).
+        # The trap comes first: a signal that lands before the trainer has started, or before
+        # its handler is installed, still ends in 75 (nothing trained, nothing lost: retry).
+        " pid=; stop=; trap 'stop=1; [ -z \"$pid\" ] || kill -TERM $pid 2>/dev/null' TERM INT;"
         " n=$(( $( {{ wc -l < {log:q}; }} 2>/dev/null || echo 0) + 1 ));"
         " python -m rnnbench.training.train {params.args} --data-dir {params.data_dir}"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
@@ -43,9 +46,10 @@ rule train_model:
         # exit 75; the retry gets more runtime and resumes. Not outside SLURM: nothing
         # enforces the runtime there.
         " ${{SLURM_JOB_ID:+--time-limit-s $(({resources.runtime} * 60))}}"
-        " >> {log:q} 2>&1 & pid=$!;"
-        " trap 'kill -TERM $pid 2>/dev/null' TERM INT;"
+        " >> {log:q} 2>&1 & pid=$!; [ -z \"$stop\" ] || kill -TERM $pid 2>/dev/null;"
         " rc=0; while kill -0 $pid 2>/dev/null; do wait $pid && rc=0 || rc=$?; done;"
+        # killed by the signal itself (128 + TERM or INT) before it could checkpoint
+        " [ -z \"$stop\" ] || [ $rc -ne 143 -a $rc -ne 130 ] || rc=75;"
         " [ $rc -eq 0 ] || grep ' ERROR ' <(tail -n +$n {log:q}) >&2"
         " || tail -n +$n {log:q} | tail -n 20 >&2; exit $rc"
 

@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import math
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from rnnbench.training.gradtreat import GradTreatment
 from rnnbench.training.metrics import GLOBAL_STATS, group_grad_stats
 from rnnbench.training.runrecord import environment, write_outputs
 from rnnbench.training.schedule import Schedule
+from rnnbench.training.stopping import StopRequests
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"; Snakemake retries the job
@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     started = time.monotonic()
+    stops = StopRequests()  # first: a signal while the data loads is kept, not fatal
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     fields = {f.name for f in dataclasses.fields(RunConfig)} - {"extra"}
@@ -295,15 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # one trainer per run for the whole process: a second one stops here, naming this one
         with ckpt.exclusive(args.checkpoint):
-            return train_run(args, cfg, started, command)
+            return train_run(args, cfg, started, command, stops)
     except DiskFullError as err:  # the previous checkpoint is intact; say it in one line
         raise SystemExit(str(err)) from None
 
 
-def train_run(args: argparse.Namespace, cfg: RunConfig, started: float, command: str) -> int:
+def train_run(args: argparse.Namespace, cfg: RunConfig, started: float, command: str,
+              stops: StopRequests) -> int:
     """Claim the device, train (resuming the checkpoint) and write the outputs; exit status."""
-    import threading
-
     # Before anything initialises CUDA, which reads CUDA_VISIBLE_DEVICES once, at its start.
     try:
         gpus.claim_gpu(cfg.device, args.gpu_slots_per_device, args.gpu_lock_dir,
@@ -315,25 +315,9 @@ def train_run(args: argparse.Namespace, cfg: RunConfig, started: float, command:
     log.info("run %s on %s: %s", args.run_id, env["gpu"] or env["device"], cfg)
     trainer = Trainer(cfg, args.data_dir, args.checkpoint, device, args.log_interval,
                       args.checkpoint_interval)
-
-    def on_signal(signum, _frame):
-        log.warning("received signal %d: checkpointing at the next minibatch", signum)
-        trainer.stop_signal = signum
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stops.attach(trainer)
     if args.time_limit_s is not None:
-        # Stop on our own before the job's limit rather than trust the scheduler's signal.
-        stop_at = args.time_limit_s - min(args.time_limit_margin_s, args.time_limit_s / 2)
-
-        def on_time_limit() -> None:
-            log.warning("%.0f s of the %g s time limit used: checkpointing at the next "
-                        "minibatch", time.monotonic() - started, args.time_limit_s)
-            trainer.stop_signal = signal.SIGALRM
-
-        timer = threading.Timer(max(0.0, stop_at - (time.monotonic() - started)), on_time_limit)
-        timer.daemon = True
-        timer.start()
+        stops.time_limit(args.time_limit_s, args.time_limit_margin_s, started)
     try:
         status = trainer.run()
     except Preempted:
