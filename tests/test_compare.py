@@ -206,3 +206,44 @@ def test_effective_context_is_a_column_only_where_it_was_measured():
     assert "effective context, tokens [95% CI] |" in text
     assert f"| 25.0 [{25 - half:.1f}, {25 + half:.1f}] |" in text
     assert "| rnn_tanh |" in text and text.count("| – |") >= 1  # not measured: a dash
+
+
+def test_every_model_in_bf16_reads_against_the_lstm_in_bf16():
+    # the converged experiment trains every model in bf16, so no model is named plain "lstm":
+    # the Δ column is against lstm+bf16, not against the last model of the order (lstm+fb1+bf16)
+    runs = _runs().assign(precision="bf16")
+    pairs, table = comparisons(runs), models(runs)
+    assert set(pairs["reference"]) == {"lstm+bf16"}
+    text = markdown(table, pairs)
+    assert "Δ vs lstm+bf16" in text
+    assert "| lstm+bf16 | 249,216 | 176 | 2 (normalize) | 102.0 ± 2.0" in text
+    # with one lstm variant only, the fallback is the block's last model, as before
+    only_fb = runs[~((runs["cell"] == "lstm") & runs["forget_bias"].isna())]
+    assert set(comparisons(only_fb)["reference"]) == {"lstm+fb1+bf16"}
+
+
+def test_plateau_runs_give_epochs_to_convergence_and_total_params():
+    runs = _runs().assign(budget=4_000_000, budget_kind="total", params=4_001_234,
+                          schedule="plateau", epochs=15)
+    # rows: lstm x3, rnn_tanh x3, irnn x2 ok + 1 diverged, lstm+fb1, gru x2 diverged
+    runs["best_epoch"] = [5, 6, 7, 9, 9, 9, 9, 12, 14, 14, 14, 14]
+    runs["epochs_done"] = [9, 10, 11, 13, 13, 13, 13, 15, 15, 15, 15, 15]
+    runs["stopped"] = ["plateau_decays"] * 7 + ["max_epochs", "diverged", "plateau_decays",
+                                                "diverged", "diverged"]
+    table = models(runs).set_index("model")
+    lstm = table.loc["lstm"]
+    assert (lstm["best_epoch_min"], lstm["best_epoch_max"]) == (6, 8)  # 1-based
+    assert (lstm["epochs_min"], lstm["epochs_max"], lstm["n_at_max_epochs"]) == (9, 11, 0)
+    assert table.loc["irnn", "n_at_max_epochs"] == 1  # the diverged seed is not counted
+    text = markdown(models(runs), comparisons(runs))
+    header = next(line for line in text.splitlines() if line.startswith("| model"))
+    assert header.startswith("| model | total params | hidden | lr (steps) | "
+                             "epochs to best valid (trained) | test ppl")
+    assert "| lstm | 4,001,234 | 176 | 2 (normalize) | 6–8 (9–11) | 102.0" in text
+    assert "| rnn_tanh | 4,001,234 | 176 | 2 (normalize) | 10 (13) | 152.0" in text
+    assert "| irnn | 4,001,234 | 176 | 2 (normalize) | 10–13 (13–15), 1 stopped at the cap " \
+           "of 15 |" in text
+    assert "Epochs: the epoch of best validation perplexity" in text
+    # a fixed schedule (the fair table): neither column, recurrent params
+    fixed = markdown(models(_runs()), comparisons(_runs()))
+    assert "epochs to best" not in fixed and "| model | recurrent params |" in fixed

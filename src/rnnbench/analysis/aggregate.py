@@ -109,7 +109,9 @@ def run_record(run_dir: Path) -> dict:
     # (rnnbench.diagnostics.evaluate)
     status = "diverged" if ev.get("status") == "diverged" else meta["status"]
     row.update(params=meta["params"], status=status, diverged_step=meta["diverged_step"],
-               epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"])
+               epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"],
+               # why training ended: plateau_decays (converged), max_epochs, diverged
+               stopped=meta.get("stopped"))
     last = hist.iloc[-1] if len(hist) else {}
     row.update(train_ppl=last.get("train_ppl", np.nan), valid_ppl=ev.get("valid_ppl", np.nan),
                test_ppl=ev.get("test_ppl", np.nan),

@@ -75,9 +75,23 @@ def _context_stats(ok: pd.DataFrame) -> dict:
             "context_ci_high": ci["ci_high"]}
 
 
+def _epoch_stats(block: pd.DataFrame, ok: pd.DataFrame) -> dict:
+    """Under the plateau schedule (trained until validation stops improving): the range over
+    finished runs of the epoch of best validation perplexity (1-based) and of the epochs
+    trained, and how many ended at the epoch cap instead (not converged by the schedule)."""
+    if "schedule" not in block or not (block["schedule"] == "plateau").any() or ok.empty:
+        return {}
+    best, done = ok["best_epoch"] + 1, ok["epochs_done"]
+    capped = ok["stopped"].eq("max_epochs").sum() if "stopped" in ok else math.nan
+    return {"best_epoch_min": int(best.min()), "best_epoch_max": int(best.max()),
+            "epochs_min": int(done.min()), "epochs_max": int(done.max()),
+            "n_at_max_epochs": capped, "max_epochs": int(block["epochs"].max())}
+
+
 def models(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI, and
-    the effective context's mean and CI where it was measured."""
+    """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI, the
+    epochs to convergence under the plateau schedule, and the effective context's mean and CI
+    where it was measured."""
     rows = []
     for key, block in label_runs(runs).groupby([*KEYS, "model"], sort=False):
         ok = block[block["status"] == "ok"]
@@ -87,9 +101,10 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
                      "hidden": int(first["hidden"]), "lr": first.get("lr"),
                      "grad": first.get("grad"), "tuning_edge": first.get("tuning_edge"),
                      "recurrent_params": first.get("recurrent_params"),
+                     "params": first.get("params"), "budget_kind": first.get("budget_kind"),
                      "n_runs": len(block), "n_diverged": int((block["status"] == "diverged").sum()),
                      **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()},
-                     **_context_stats(ok)})
+                     **_epoch_stats(block, ok), **_context_stats(ok)})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -98,9 +113,19 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_model(models: Iterable[str], reference: str) -> str:
-    """``reference`` when the block has it, else the block's last model in MODEL_ORDER."""
+    """``reference`` when the block has it; else ``reference`` with the options every model of
+    the block shares (``lstm+bf16`` where every run is bf16); else the block's last model in
+    MODEL_ORDER."""
     models = list(models)
-    return reference if reference in models else max(models, key=_order)
+    if reference in models:
+        return reference
+    shared = set.intersection(*(set(m.split("+")[1:]) for m in models)) if models else set()
+    base, *options = reference.split("+")
+    for model in models:
+        cell, *own = model.split("+")
+        if cell == base and set(own) == shared | set(options):
+            return model
+    return max(models, key=_order)
 
 
 def _vs_reference(pairs: pd.DataFrame, ref: str) -> pd.Series:
@@ -169,7 +194,7 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
 
 
-def _footnote(references: set[str], edges: bool = False) -> str:
+def _footnote(references: set[str], edges: bool = False, plateau: bool = False) -> str:
     family = (f"every model against {next(iter(references))}" if len(references) == 1
               else "every model against the model of its Δ column")
     edge = (" [edge: lr min]: the tuned value is the smallest (max: the largest) of its search "
@@ -177,7 +202,26 @@ def _footnote(references: set[str], edges: bool = False) -> str:
     return ("CIs: t interval over seeds (per model); Welch's t interval of the difference of "
             "means, Welch-Satterthwaite df (Δ). p: Welch's test of Δ, Holm-adjusted within the "
             f'family "{family}" of each table; comparisons.csv also has Holm over every pair '
-            f"and a studentized-bootstrap CI. Finished runs only.{edge}")
+            f"and a studentized-bootstrap CI. Finished runs only.{edge}"
+            + (" Epochs: the epoch of best validation perplexity and, in brackets, the epochs "
+               "trained until the plateau schedule stopped (min–max over seeds)."
+               if plateau else ""))
+
+
+def _span(low: float, high: float) -> str:
+    return f"{int(low)}" if low == high else f"{int(low)}–{int(high)}"
+
+
+def _epochs_cell(r: pd.Series) -> str:
+    """``7 (10)``, or ranges over seeds ``6–8 (9–11)``; runs that hit the epoch cap, named."""
+    if pd.isna(r.get("epochs_min")):
+        return "–"
+    cell = (f"{_span(r['best_epoch_min'], r['best_epoch_max'])} "
+            f"({_span(r['epochs_min'], r['epochs_max'])})")
+    capped = r.get("n_at_max_epochs")
+    if pd.notna(capped) and capped:
+        cell += f", {int(capped)} stopped at the cap of {int(r['max_epochs'])}"
+    return cell
 
 
 def _context_cell(r: pd.Series) -> str:
@@ -200,11 +244,15 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
         sub = pairs[mask] if not pairs.empty else pairs
         corpus, experiment, size, layers = key
         measured = "context_n" in block and bool((block["context_n"] > 0).any())
+        total = bool((block["budget_kind"] == "total").all()) if "budget_kind" in block else False
+        plateau = "epochs_min" in block and bool(block["epochs_min"].notna().any())
         out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
-                "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] "
-                f"(n) | Δ vs {ref} [95% CI], Holm p |"
+                f"| model | {'total' if total else 'recurrent'} params | hidden | lr (steps) |"
+                + (" epochs to best valid (trained) |" if plateau else "")
+                + f" test ppl mean ± sd [95% CI] (n) | Δ vs {ref} [95% CI], Holm p |"
                 + (" effective context, tokens [95% CI] |" if measured else ""),
-                "|---|---|---|---|---|---|" + ("---|" if measured else "")]
+                "|---|---|---|---|---|---|" + ("---|" if plateau else "")
+                + ("---|" if measured else "")]
         for _, r in block.iterrows():
             if r["n"] == 0:
                 ppl = f"all {r['n_runs']} diverged"
@@ -215,7 +263,8 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
                        f"{_interval(r['test_ppl_ci_low'], r['test_ppl_ci_high'])} (n = {r['n']})")
             if r["n_diverged"] and r["n"]:
                 ppl += f", {r['n_diverged']} diverged"
-            params = "–" if pd.isna(r["recurrent_params"]) else f"{int(r['recurrent_params']):,}"
+            count = r["params"] if total else r["recurrent_params"]
+            params = "–" if pd.isna(count) else f"{int(count):,}"
             lr = "–" if pd.isna(r["lr"]) else f"{r['lr']:g}"
             if isinstance(r.get("grad"), str):  # the gradient treatment: normalize, clip, none
                 lr += f" ({r['grad']})"
@@ -223,12 +272,14 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
                 lr += f" [edge: {r['tuning_edge'].replace('=', ' ')}]"
             delta = _delta(sub, r["model"], ref) if r["n"] else "–"
             context = f" {_context_cell(r)} |" if measured else ""
-            out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} | {ppl} | {delta} |"
-                       + context)
+            epochs = f" {_epochs_cell(r)} |" if plateau else ""
+            out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} |{epochs} {ppl} | "
+                       f"{delta} |" + context)
         out.append("")
     edges = "tuning_edge" in table and table["tuning_edge"].map(
         lambda e: isinstance(e, str)).any()
-    out.append(_footnote(references, edges))
+    plateau = "epochs_min" in table and bool(table["epochs_min"].notna().any())
+    out.append(_footnote(references, edges, plateau))
     return "\n".join(out) + "\n"
 
 
