@@ -29,6 +29,26 @@ def test_default_config_dry_run_lists_72_training_jobs(tmp_path):
     assert counts == {"train_model": "72", "evaluate_model": "72"}
 
 
+def test_each_run_is_published_as_soon_as_it_has_finished(tmp_path):
+    # one run's published copy needs that run alone (a long experiment commits its runs as
+    # they come); provenance.json waits for every run
+    quick = str(ROOT / "config/quick.yaml")
+    one = snakemake(tmp_path, "results/reference/quick/lstm-h32-l1-s1/train.json", "-n",
+                    "--cores", "1", "--quiet", "rules", "--configfile", quick, "--config",
+                    "publish=True")
+    assert one.returncode == 0, one.stderr
+    counts = dict(line.split()[:2] for line in one.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert counts["train_model"] == "1" and counts["publish_run"] == "1", counts
+    assert "publish_reference" not in counts
+    whole = snakemake(tmp_path, "-n", "--cores", "1", "--quiet", "rules", "--configfile", quick,
+                      "--config", "publish=True")
+    assert whole.returncode == 0, whole.stderr
+    assert any(line.split()[:2] == ["publish_run", "4"] for line in whole.stdout.splitlines())
+    assert any(line.split()[:2] == ["publish_reference", "1"]
+               for line in whole.stdout.splitlines())
+
+
 def test_snakemake_lint_has_no_findings():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -183,13 +183,33 @@ def run_files(name):
 
 
 def reference_files():
-    """What publish_reference writes (none when reading the reference)."""
+    """What publish_run, publish_reference and publish_trials write (none when reading the
+    reference)."""
     if FROM_REFERENCE or not PUBLISH:
         return []
     tables = ["results/reference/reference.md"] if PUBLISHED else []
     trials = [f"results/reference/{e}/trials.csv" for e in TUNED]
     runs = [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS]
-    return runs + tables + trials
+    provenance = [f"results/reference/{e}/provenance.json"
+                  for e in dict.fromkeys(r.experiment for r in RUNS)]
+    return runs + provenance + tables + trials
+
+
+PUBLISHED_RUN = {(r.experiment, r.run_id): r for r in RUNS}
+
+
+def published_run(wildcards):
+    """The run behind results/reference/{experiment}/{run}/ (publish_run)."""
+    return PUBLISHED_RUN[(wildcards.experiment, wildcards.run)]
+
+
+def published_run_inputs(wildcards):
+    """The files of one run that publish_run copies or reduces (steps.csv.gz to its bins and
+    quantiles), and its effective context where the config measures it."""
+    d = published_run(wildcards).path
+    names = ["train.json", "eval.json", "history.csv", "steps.csv.gz", "grad_stats.csv",
+             "spectra.csv", "gradients.csv", "decay.csv", *(["context.json"] if CONTEXT else [])]
+    return {name.split(".")[0]: f"{d}/{name}" for name in names}
 
 
 def run_inputs():

@@ -19,25 +19,31 @@ PUBLISHED_FILES = [
 
 if PUBLISH and not FROM_REFERENCE:
 
+    # Each run as soon as it has finished (its evaluation, gradients and context measured), so
+    # that a long experiment can commit its runs as they come: a stopped experiment or a
+    # replaced machine loses at most the runs in flight. A run of uncommitted training code is
+    # refused unless RNNBENCH_PUBLISH_DIRTY=1, which provenance.json then records.
+    rule publish_run:
+        input:
+            unpack(published_run_inputs),
+        output:
+            [f"results/reference/{{experiment}}/{{run}}/{name}" for name in PUBLISHED_FILES],
+        params:
+            run_dir=lambda w: published_run(w).path,
+        log:
+            f"results/studies/{STUDY}/logs/publish_run/{{experiment}}/{{run}}.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "python -m rnnbench.analysis.publish --copy-only --out results/reference"
+            " {params.run_dir:q} > {log:q} 2>&1"
+
     rule publish_reference:
         input:
-            train=run_files("train.json"),
-            eval=run_files("eval.json"),
-            history=run_files("history.csv"),
-            steps=run_files("steps.csv.gz"),
-            grad_stats=run_files("grad_stats.csv"),
-            spectra=run_files("spectra.csv"),
-            gradients=run_files("gradients.csv"),
-            decay=run_files("decay.csv"),
-            context=run_files("context.json") if CONTEXT else [],
+            [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS],
         output:
-            runs=[
-                f"results/reference/{r.experiment}/{r.run_id}/{name}"
-                for r in RUNS
-                for name in PUBLISHED_FILES
-            ],
-            # the commit(s) of each experiment's runs; runs of uncommitted training code are
-            # refused unless RNNBENCH_PUBLISH_DIRTY=1, which this file then records
+            # the commit(s) of each experiment's runs, and the runs allowed despite
+            # uncommitted training code (RNNBENCH_PUBLISH_DIRTY=1)
             provenance=[
                 f"results/reference/{e}/provenance.json"
                 for e in dict.fromkeys(r.experiment for r in RUNS)
@@ -49,14 +55,14 @@ if PUBLISH and not FROM_REFERENCE:
                 else []
             ),
         params:
-            run_dirs=run_dirs(),
+            run_dirs=[f"results/reference/{r.experiment}/{r.run_id}" for r in RUNS],
             published=json.dumps(PUBLISHED),
         log:
             f"results/studies/{STUDY}/logs/publish_reference.log",
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.analysis.publish --out results/reference"
+            "python -m rnnbench.analysis.publish --no-copy --out results/reference"
             " --published {params.published:q} {params.run_dirs:q} > {log:q} 2>&1"
 
     rule publish_trials:

@@ -10,7 +10,10 @@ the weights are not published).
 from a working tree with uncommitted changes to the training code (``src/``; train.json's
 ``code_changes``), or from no git checkout, is refused before anything is copied, unless
 ``--allow-dirty`` (or ``RNNBENCH_PUBLISH_DIRTY=1``) is given, which provenance.json records.
-Usage::
+The pipeline publishes in two steps, so that each run is published as soon as it has
+finished (a long experiment commits its runs as they come): ``--copy-only`` checks and copies
+one run, and ``--no-copy`` writes provenance.json and the tables from the published copies of
+every run. Usage::
 
     python -m rnnbench.analysis.publish --out results/reference --published '{"seed_rnn": {...}}' \\
         results/runs/seed_rnn/rnn_tanh-h150-l1-s1 ...
@@ -170,15 +173,19 @@ def reference_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(run_dirs: list[Path], out: Path, published: dict,
-            allow_dirty: str | None = None) -> pd.DataFrame:
+def publish(run_dirs: list[Path], out: Path, published: dict, allow_dirty: str | None = None,
+            copy: bool = True, record: bool = True) -> pd.DataFrame:
     """Check every run's code (``allow_dirty``: how the user overrode a refusal), copy every
-    run, write each experiment's provenance.json, reference.csv and reference.md; the table."""
+    run (``copy``), write each experiment's provenance.json, reference.csv and reference.md
+    (``record``); the table (empty without ``record``)."""
     problems = check_provenance(run_dirs, allow_dirty)
-    for run_dir in run_dirs:
-        copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
-    for experiment, record in provenance_record(run_dirs, problems, allow_dirty).items():
-        write_json(out / experiment / "provenance.json", record)
+    if copy:
+        for run_dir in run_dirs:
+            copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
+    if not record:
+        return pd.DataFrame()
+    for experiment, entry in provenance_record(run_dirs, problems, allow_dirty).items():
+        write_json(out / experiment / "provenance.json", entry)
     runs = pd.DataFrame([run_record(d) for d in run_dirs])
     table = reference_table(runs, published)
     if published:  # a comparison table only where there are published numbers
@@ -196,12 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-dirty", action="store_true",
                         help="publish runs trained from uncommitted training code (recorded in "
                         f"provenance.json); also ${ALLOW_DIRTY_ENV}=1")
+    step = parser.add_mutually_exclusive_group()
+    step.add_argument("--copy-only", action="store_true",
+                      help="check and copy the runs; no provenance.json, no tables")
+    step.add_argument("--no-copy", action="store_true",
+                      help="the runs are published copies: write provenance.json and the "
+                      "tables from them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     allow = ("--allow-dirty" if args.allow_dirty else
              f"{ALLOW_DIRTY_ENV}=1" if os.environ.get(ALLOW_DIRTY_ENV) == "1" else None)
-    table = publish(args.runs, args.out, json.loads(args.published), allow)
-    log.info("published %d runs of %d experiments to %s", len(args.runs), len(table), args.out)
+    publish(args.runs, args.out, json.loads(args.published), allow, copy=not args.no_copy,
+            record=not args.copy_only)
+    log.info("published %d runs to %s", len(args.runs), args.out)
     return 0
 
 
