@@ -330,3 +330,21 @@ def test_tuning_curve_leaves_out_an_overflowing_trial_and_uses_a_log_axis(tmp_pa
     words = texts(fig)
     assert f"fair/{group}-lr3-rung0-s1 (irnn): validation perplexity 3.3e+137 > vocabulary" \
         in words and f"fair/{group}-lr4-rung0-s1 (irnn): diverged" in words
+
+
+@pytest.mark.parametrize("name, panels", [("grad_vs_lag", 1), ("grad_norm_distribution", 1),
+                                          ("grad_spectra", 3)])
+def test_models_of_one_budget_share_a_gradient_panel_whatever_their_hidden_size(name, panels,
+                                                                                tmp_path):
+    # at 4M total parameters each cell has its own hidden size (196, 189, 186): the panel is
+    # the size label, as in the other curve figures, not the hidden size
+    tables = write_tables(tmp_path, {"quick": QUICK})
+    hidden = {"rnn_tanh": 196, "rnn_relu": 196, "gru": 189, "lstm": 186}
+    for table in ("grad_through_time.csv", "grad_steps.csv", "spectra.csv"):
+        df = pd.read_csv(tables / table)
+        df = df.assign(hidden=df["cell"].map(hidden), size="t4M")
+        df.to_csv(tables / table, index=False)
+    fig = build(name, tables)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == panels, titles
+    assert all(t.startswith("t4M") for t in titles), titles

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnbench.analysis.labels import model_label
+from rnnbench.analysis.labels import model_label, size_label
 from rnnbench.io import write_csv
 
-LABELS = ["corpus", "experiment", "run_id", "model", "cell", "hidden", "layers", "seed"]
+# size: the panel of the figures (h150, p250k, t4M: rnnbench.analysis.labels.size_label), so that
+# the models of a budget, whose hidden sizes differ, share one panel
+LABELS = ["corpus", "experiment", "run_id", "model", "size", "cell", "hidden", "layers", "seed"]
 STEP_QUANTILES = 200
 TABLES = {"gradients.csv": "grad_through_time.csv", "decay.csv": "grad_decay.csv",
           "spectra.csv": "spectra.csv"}
@@ -30,13 +32,13 @@ TABLES = {"gradients.csv": "grad_through_time.csv", "decay.csv": "grad_decay.csv
 
 def run_labels(run_dir: Path) -> dict:
     """The corpus (published reference runs predate train.json's: they are all PTB),
-    ``experiment`` (the parent folder's name), the run's id, its model
+    ``experiment`` (the parent folder's name), the run's id, its model and size
     (rnnbench.analysis.labels) and grid coordinates."""
     meta = json.loads((run_dir / "train.json").read_text())
     cfg = meta["config"]
     return {"corpus": meta.get("corpus", "ptb"), "experiment": run_dir.parent.name,
             "run_id": meta["run_id"], "model": model_label({**cfg, "run_id": meta["run_id"]}),
-            **{k: cfg[k] for k in LABELS[4:]}}
+            "size": size_label(cfg), **{k: cfg[k] for k in LABELS[5:]}}
 
 
 def labelled(frame: pd.DataFrame, labels: dict) -> pd.DataFrame:

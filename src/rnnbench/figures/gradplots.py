@@ -124,7 +124,7 @@ def _style_legends(ax: Axes, colors: dict[str, str], styles: dict[str, dict]) ->
 
 def grad_vs_lag(tables: Path) -> Figure:
     """Gradient norm vs lag (log y, cut CUT_DECADES below the top): one panel per experiment,
-    hidden size and layer present; colour the cell (LSTM c apart), line style weights/state."""
+    size and layer present; colour the model (LSTM c apart), line style weights/state."""
     df = with_model(pd.read_csv(tables / "grad_through_time.csv"))
     # Lags where some norm was an exact zero or underflowed are dropped, as in the decay fit.
     df = df[(df["frac_floored"] == 0) & np.isfinite(df["log_grad_norm"])]
@@ -132,7 +132,7 @@ def grad_vs_lag(tables: Path) -> Figure:
         return _nothing("no finite gradient norm through time", tables)
     df = df.assign(norm=np.exp(df["log_grad_norm"]), depth=_depth, series=_series,
                    style=lambda d: d["kind"] + ", " + d["state"])
-    df, panels = fs.with_panels(df, ["hidden", "depth"], {"depth": ""})
+    df, panels = fs.with_panels(df, ["size", "depth"], {"size": "", "depth": ""})
     fig, axes = fs.panel_grid(len(panels), height=3.2)
     seeds = df.groupby(["panel", "series", "style"])["run_id"].nunique()
     colors = fs.model_colors(df["series"])
@@ -174,12 +174,12 @@ def grad_vs_lag(tables: Path) -> Figure:
 
 def grad_norm_distribution(tables: Path) -> Figure:
     """Per-step global gradient norms (quantile samples): one box per cell and depth, one panel
-    per experiment and hidden size present."""
+    per experiment and size present."""
     df = with_model(pd.read_csv(tables / "grad_steps.csv")).dropna(subset=["grad_norm"])
     df = df[np.isfinite(df["grad_norm"]) & (df["grad_norm"] > 0)]
     if df.empty:
         return _nothing("no finite per-step gradient norm", tables)
-    df, panels = fs.with_panels(df, ["hidden"])
+    df, panels = fs.with_panels(df, ["size"], {"size": ""})
     colors = fs.model_colors(df["model"])
     fig, axes = fs.panel_grid(len(panels), width=3.4, height=3.2)
     for ax, panel in zip(axes, panels, strict=True):
@@ -217,7 +217,7 @@ def grad_spectra(tables: Path) -> Figure:
     order = sorted(set(df["block"]), key=_block_rank)  # whole matrix, then each model's gates
     df["block"] = pd.Categorical(df["block"], order)
     colors = fs.model_colors(df.loc[df["gate"] == "all", "model"])
-    df, panels = fs.with_panels(df, ["hidden", "layers", "block"], {"block": ""})
+    df, panels = fs.with_panels(df, ["size", "layers", "block"], {"size": "", "block": ""})
     fig, axes = fs.panel_grid(len(panels), height=3.0)
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
