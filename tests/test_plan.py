@@ -177,6 +177,18 @@ def test_plan_counts_finished_runs_and_is_empty_when_none_is_left(tmp_path, monk
     assert plan_text(runs, tmp_path / "data", REFERENCE, "cpu", cores=2) == ""
 
 
+def test_a_bf16_run_is_priced_as_fp32_and_the_plan_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fp32 = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30)
+    bf16 = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30, precision="bf16")
+    runs = [SimpleNamespace(config=c, path=f"results/runs/x/r{i}")
+            for i, c in enumerate([fp32, bf16, bf16])]
+    text = plan_text(runs, tmp_path / "data", REFERENCE, "cpu", cores=2)
+    assert "bf16: 2 of the runs to train are bf16, priced as fp32 work" in text
+    assert "upper bound" in text and max(len(line) for line in text.splitlines()) <= 100
+    assert "bf16" not in plan_text(runs[:1], tmp_path / "data", REFERENCE, "cpu", cores=2)
+
+
 def _dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
            "-n", *args]

@@ -269,6 +269,9 @@ def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
     gpus = visible_gpus() if device != "cpu" else 0
     text = format_plan(len(runs), len(runs) - len(todo), resolve_device(device, gpus), est,
                        source, note, jobs=bool(jobs))
+    if est is not None and (bf16 := sum(r.config.precision == "bf16" for r in todo)):
+        text += (f"\n  bf16: {bf16} of the runs to train are bf16, priced as fp32 work (the "
+                 "reference runs are fp32),\n  so this is an upper bound.")
     if big := over_memory(runs, vocab, memory):
         text += (f"\n  Memory: run {big[0]} needs about {gb(big[1])} to train; this machine has "
                  f"{gb(memory or 0)}.")
