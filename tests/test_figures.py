@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnbench.figures import gradplots, plots
+from rnnbench.figures import curves, gradplots, plots
 
 # The columns of the real tables (runs.csv as rnnbench.analysis.aggregate writes it, the gradient
 # tables as gradplots.collect writes them).
@@ -348,3 +348,20 @@ def test_models_of_one_budget_share_a_gradient_panel_whatever_their_hidden_size(
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == panels, titles
     assert all(t.startswith("t4M") for t in titles), titles
+
+
+def test_learning_curves_dash_the_mean_once_a_seed_has_stopped(tmp_path):
+    # under the plateau schedule seeds stop at different epochs: the mean past the first stop
+    # is over fewer seeds, and the figure says so rather than join it to the full mean
+    tables = write_tables(tmp_path, {"grid": {**QUICK, "seeds": [1, 2, 3]}}, epochs=3)
+    epochs = pd.read_csv(tables / "epochs.csv")
+    stopped = (epochs["cell"] == "lstm") & (epochs["seed"] == 3) & (epochs["epoch"] == 2)
+    epochs[~stopped].to_csv(tables / "epochs.csv", index=False)
+    fig = curves.learning_curves(tables)
+    (ax,) = fig.axes
+    dashed = [ln for ln in ax.lines if ln.get_gid() == "fewer-seeds"]
+    assert len(dashed) == 1 and len(dashed[0].get_xdata()) == 2  # from the last full point
+    assert "the mean over the seeds still training" in texts(fig)
+    plain = curves.learning_curves(write_tables(tmp_path / "all", {"grid": QUICK}, epochs=3))
+    assert not [ln for ln in plain.axes[0].lines if ln.get_gid() == "fewer-seeds"]
+    assert "still training" not in texts(plain)

@@ -170,7 +170,7 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
     d, panels = _size_panels(_with_tokens(_status(epochs, runs)), runs)
     colors = fs.model_colors(d["model"])
     fig, axes = fs.panel_grid(len(panels), height=2.8)
-    cut = False
+    cut = fewer = False
     for ax, panel in zip(axes, panels, strict=True):
         mine = d[d["panel"] == panel]
         first = mine.iloc[0]
@@ -178,8 +178,18 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
                       & (table["size"] == first["size"]) & (table["layers"] == first["layers"])]
         for model in fs.model_order(mine["model"]):
             line, color = block[block["model"] == model], colors[model]
-            ax.plot(line["tokens"], line["mean"], color=color, label=model, markersize=4,
-                    marker="o" if len(line) < 30 else None)
+            # Under the plateau schedule seeds stop at different epochs: past the first stop
+            # the mean is over the seeds still training, drawn dashed.
+            full = line["n"] == line["n"].max()
+            last = int(np.flatnonzero(full.to_numpy())[-1]) if full.any() else -1
+            marker = "o" if len(line) < 30 else None
+            ax.plot(line["tokens"].iloc[:last + 1], line["mean"].iloc[:last + 1], color=color,
+                    label=model, markersize=4, marker=marker)
+            if last < len(line) - 1:
+                fewer = True
+                tail = line.iloc[max(last, 0):]
+                ax.plot(tail["tokens"], tail["mean"], color=color,
+                        linestyle="--", markersize=3, marker=marker, gid="fewer-seeds")
             low = line["ci_low"].clip(lower=line["mean"] / 10)  # a log axis has no 0
             cut |= bool((low > line["ci_low"]).any())
             ax.fill_between(line["tokens"], low, line["ci_high"], color=color, alpha=0.2,
@@ -195,6 +205,8 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
                + "\n(" + _seeds_text(table) + ")")
     fs.footnote(fig, [*(["Bands cut at a tenth of the mean (the interval reaches 0)."]
                         if cut else []),
+                      *(["Dashed: after a model's first seed stopped, the mean over the seeds "
+                         "still training."] if fewer else []),
                       *fs.not_shown(fs.not_finished(runs), "Did not finish (dotted, ending in a"
                                     " cross, where they completed an epoch):"),
                       *fs.capped_note(runs)])
