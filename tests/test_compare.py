@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -203,6 +204,20 @@ def test_readme_tables_are_the_published_experiments(experiment, tmp_path):
     assert match.group(1) == published_markdown(experiment, tmp_path)
     assert (reference / "trials.csv").exists()
     assert not [p for p in reference.rglob("*") if p.suffix in (".pt", ".gz")]
+    if experiment == "fair":  # published before these rules: its IRNN sits on an edge
+        return
+    # every final run ok or diverged, none missing; one commit per model; no edge selection
+    spec = yaml.safe_load((ROOT / f"config/{experiment}.yaml").read_text())
+    metas = [json.loads(p.read_text()) for p in reference.glob("*/train.json")]
+    assert {m["status"] for m in metas} <= {"ok", "diverged"}
+    seeds = spec["experiments"][experiment]["seeds"]
+    assert len(metas) == len(seeds) * len(pd.read_csv(reference / "trials.csv")
+                                          .query("selected == True")["model"].unique())
+    commits: dict[str, set] = {}
+    for m in metas:
+        commits.setdefault(m["run_id"].rsplit("-s", 1)[0], set()).add(m["code_version"])
+    assert all(len(c) == 1 for c in commits.values()), commits
+    assert "[edge:" not in match.group(1)
 
 
 def test_effective_context_is_a_column_only_where_it_was_measured():
