@@ -184,14 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from rnnbench.training.gpus import pick_device
+    from rnnbench.training.gpus import claim_gpu, pick_device
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from rnnbench.training.gpus import claim_gpu
-
     claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
     device = pick_device(args.device)
     stream = torch.load(args.data_dir / "valid.pt", weights_only=True)  # (tokens,) int64
