@@ -195,12 +195,14 @@ def reference_files():
     return runs + provenance + tables + trials
 
 
-PUBLISHED_RUN = {(r.experiment, r.run_id): r for r in RUNS}
+PUBLISHED_RUN = {f"{r.experiment}/{r.run_id}": r for r in RUNS}
+# exactly these experiment/run pairs (a regex that matches nothing when there are none)
+PUBLISHED_RUN_PATTERN = "|".join(map(re.escape, PUBLISHED_RUN)) or "(?!x)x"
 
 
 def published_run(wildcards):
     """The run behind results/reference/{experiment}/{run}/ (publish_run)."""
-    return PUBLISHED_RUN[(wildcards.experiment, wildcards.run)]
+    return PUBLISHED_RUN[wildcards.published]
 
 
 def published_run_inputs(wildcards):

@@ -27,11 +27,15 @@ if PUBLISH and not FROM_REFERENCE:
         input:
             unpack(published_run_inputs),
         output:
-            [f"results/reference/{{experiment}}/{{run}}/{name}" for name in PUBLISHED_FILES],
+            [f"results/reference/{{published}}/{name}" for name in PUBLISHED_FILES],
+        # {published}: experiment/run of this config's runs only; another experiment's
+        # published files (a `baseline`) are inputs, never this rule's outputs
+        wildcard_constraints:
+            published=PUBLISHED_RUN_PATTERN,
         params:
             run_dir=lambda w: published_run(w).path,
         log:
-            f"results/studies/{STUDY}/logs/publish_run/{{experiment}}/{{run}}.log",
+            f"results/studies/{STUDY}/logs/publish_run/{{published}}.log",
         conda:
             "../../environment.yml"
         shell:
