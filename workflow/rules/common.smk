@@ -190,9 +190,12 @@ def reference_files():
     tables = ["results/reference/reference.md"] if PUBLISHED else []
     trials = [f"results/reference/{e}/trials.csv" for e in TUNED]
     runs = [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS]
-    provenance = [f"results/reference/{e}/provenance.json"
-                  for e in dict.fromkeys(r.experiment for r in RUNS)]
-    return runs + provenance + tables + trials
+    return runs + PROVENANCE_FILES + tables + trials
+
+
+# each experiment's provenance.json (publish_reference)
+PROVENANCE_FILES = [f"results/reference/{e}/provenance.json"
+                    for e in dict.fromkeys(r.experiment for r in RUNS)]
 
 
 PUBLISHED_RUN = {f"{r.experiment}/{r.run_id}": r for r in RUNS}

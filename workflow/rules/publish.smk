@@ -48,10 +48,7 @@ if PUBLISH and not FROM_REFERENCE:
         output:
             # the commit(s) of each experiment's runs, and the runs allowed despite
             # uncommitted training code (RNNBENCH_PUBLISH_DIRTY=1)
-            provenance=[
-                f"results/reference/{e}/provenance.json"
-                for e in dict.fromkeys(r.experiment for r in RUNS)
-            ],
+            provenance=PROVENANCE_FILES,
             # the comparison with published numbers, when the config has any
             tables=(
                 ["results/reference/reference.csv", "results/reference/reference.md"]
@@ -59,7 +56,7 @@ if PUBLISH and not FROM_REFERENCE:
                 else []
             ),
         params:
-            run_dirs=[f"results/reference/{r.experiment}/{r.run_id}" for r in RUNS],
+            run_dirs=wiring.run_dirs(RUNS, from_reference=True),
             published=json.dumps(PUBLISHED),
         log:
             f"results/studies/{STUDY}/logs/publish_reference.log",
