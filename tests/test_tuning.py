@@ -178,6 +178,31 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
     assert len(pd.read_csv(clean / "results/studies/tiny/tables/runs.csv")) == 4
     assert (clean / "results/studies/tiny/figures/tuning_curve.png").exists()
     assert (clean / "results/studies/tiny/tables/comparisons.md").read_text() == text
+    # Each trial is published too. A replaced machine (only the committed reference files)
+    # resumes from them: nothing trains again, and the tables are the same.
+    copies = (reference / "fairtiny/trials").glob("*/train.json")
+    assert sorted(p.parent.name for p in copies) == sorted(trials["run_id"])
+    fresh = tmp_path / "fresh"
+    shutil.copytree(reference, fresh / "results/reference")
+    resumed = snakemake(fresh, *args, "publish=True")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed: 14 runs are taken from their published copies" in resumed.stderr
+    assert not (fresh / "results/runs").exists()  # nothing trained
+    assert pd.read_csv(fresh / "results/studies/tiny/tables/trials.csv").equals(trials)
+    assert (fresh / "results/studies/tiny/tables/comparisons.md").read_text() == text
+    # the runs in flight when the machine went (never published) train alone: a final run,
+    # and a rung-1 trial (its selection is redone, the same; its model's final runs are kept)
+    shutil.rmtree(fresh / "results")
+    shutil.copytree(reference, fresh / "results/reference")
+    shutil.rmtree(fresh / "results/reference/fairtiny/lstm-p3k-l1-s2")
+    trial = trials[(trials["rung"] == 1) & (trials["model"] == "rnn_tanh")]["run_id"].iloc[0]
+    shutil.rmtree(fresh / "results/reference/fairtiny/trials" / trial)
+    partial = snakemake(fresh, *args, "publish=True")
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert sorted(p.name for p in (fresh / "results/runs/ptb/fairtiny").iterdir()) == [
+        "lstm-p3k-l1-s2", trial]
+    assert pd.read_csv(fresh / "results/studies/tiny/tables/trials.csv").equals(trials)
+    assert (fresh / "results/studies/tiny/tables/comparisons.md").read_text() == text
 
 
 def test_the_trial_seed_is_one_no_final_run_uses_unless_explicitly_shared():

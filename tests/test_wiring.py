@@ -85,6 +85,51 @@ def test_published_runs_leave_out_the_unpublished_and_say_so(tuned, tmp_path):
     assert wiring.run_dirs(published, False) == [finals[0].path]
 
 
+def test_a_fresh_checkout_resumes_only_published_runs_of_its_commit_and_config(
+        tuned, tmp_path, monkeypatch):
+    _, runs, tuning = tuned
+    monkeypatch.chdir(tmp_path)
+    final = next(r for r in runs if r.role == "final")
+    trial = next(r for r in runs if r.role == "trial")
+    files = ("train.json", "eval.json")
+
+    def publish(run, commit="abc", **config):
+        copy = tmp_path / wiring.published_dir(run)
+        copy.mkdir(parents=True, exist_ok=True)
+        for name in files + wiring.TRIAL_FILES:
+            (copy / name).write_text("x")
+        (copy / "train.json").write_text(json.dumps(
+            {"code_version": commit, "config": {**run.config.to_dict(), **config}}))
+        return copy
+
+    tuned_keys = {"fairtiny": set(tuning.space)}
+    assert wiring.published_dir(trial).endswith(f"fairtiny/trials/{trial.run_id}")
+    publish(trial)
+    copy = publish(final, lr=8.0)  # the tuned lr of a final run is its selection's
+    resumed, stale = wiring.resumed_runs([final, trial], "abc", files, tuned_keys)
+    assert resumed == {final.path, trial.path} and stale == []
+    assert wiring.run_dirs([final], False, resumed=resumed) == [wiring.published_dir(final)]
+    # not from a dirty or unknown checkout; another commit or configuration is stale
+    assert wiring.resumed_runs([final], "abc+dirty", files, tuned_keys) == (set(), [])
+    assert wiring.resumed_runs([final], None, files, tuned_keys) == (set(), [])
+    assert wiring.resumed_runs([final], "def", files, tuned_keys)[1] == [
+        f"fairtiny/{final.run_id}"]
+    publish(trial, max_batches=99)
+    assert wiring.resumed_runs([trial], "abc", files, tuned_keys) == (
+        set(), [f"fairtiny/{trial.run_id}"])
+    # an incomplete copy is stale; a run trained here is read from here
+    (copy / "eval.json").unlink()
+    assert wiring.resumed_runs([final], "abc", files, tuned_keys)[0] == set()
+    publish(final)
+    (tmp_path / final.path).mkdir(parents=True)
+    (tmp_path / final.path / "train.json").write_text("{}")
+    assert wiring.resumed_runs([final], "abc", files, tuned_keys) == (set(), [])
+    note = wiring.resumed_note({"a", "b"}, [f"x/r{i}" for i in range(7)])
+    assert "Resumed: 2 runs are taken from their published copies" in note
+    assert "Stale: 7 published runs" in note and "x/r4 and 2 more" in note
+    assert wiring.resumed_note(set(), []) == ""
+
+
 def test_a_baseline_without_a_published_run_is_named(tmp_path):
     (tmp_path / "seed_rnn/rnn_tanh-h150-l1-s1").mkdir(parents=True)
     (tmp_path / "seed_rnn/rnn_tanh-h150-l1-s1/train.json").write_text("{}")

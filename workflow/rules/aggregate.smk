@@ -20,7 +20,7 @@ rule collect_metrics:
         eval=run_files("eval.json"),
         history=run_files("history.csv"),
         # per-step norms, or their binned copy in a published reference run
-        steps=run_files("grad_bins.csv" if FROM_REFERENCE else "steps.csv.gz"),
+        steps=run_files("steps.csv.gz", published="grad_bins.csv"),
         # the code that builds the tables: editing it rebuilds them (not the runs)
         code=[f"{SRC}/rnnbench/analysis/{m}.py" for m in ("aggregate", "tables", "labels")],
     output:

@@ -59,6 +59,16 @@ BASELINE_DIRS = wiring.baseline_dirs(BASELINES)
 # Publish the runs' small files to results/reference/ (by default when an experiment has a
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
+# The effective context's settings (context.smk; None: not measured)
+from rnnbench.diagnostics.contextstats import context_settings
+
+CONTEXT = context_settings(config.get("context", True))
+# What publish_run writes for each run (the effective context's files where it is measured)
+PUBLISHED_FILES = [
+    "train.json", "eval.json", "history.csv", "grad_stats.csv", "spectra.csv",
+    "grad_bins.csv", "grad_quantiles.csv", "gradients.csv", "decay.csv", "gradients.json",
+    *(["context.csv", "context.json"] if CONTEXT else []),
+]
 # Total-parameter budgets need the vocabulary size: from stats.json, or a known corpus's.
 from rnnbench.model.params import corpus_vocab
 
@@ -173,13 +183,20 @@ def corpus_source(wildcards):
 
 
 def run_dirs():
-    """Folder of every run: its training outputs, or its published reference copy."""
-    return wiring.run_dirs(RUNS, FROM_REFERENCE)
+    """Folder of every run: its training outputs, or its published reference copy (with
+    `source: reference`, or a run resumed from it)."""
+    return wiring.run_dirs(RUNS, FROM_REFERENCE, resumed=RESUMED)
 
 
-def run_files(name):
-    """One file of every run of the config."""
-    return [f"{d}/{name}" for d in run_dirs()]
+def run_files(name, published=None):
+    """One file of every run of the config (``published``: its name in a published copy)."""
+    return [f"{d}/{published if published and d.startswith('results/reference/') else name}"
+            for d in run_dirs()]
+
+
+def trial_dir(trial):
+    """A trial's folder: its training outputs, or its published copy when resumed."""
+    return wiring.published_dir(trial) if trial.path in RESUMED else trial.path
 
 
 def reference_files():
@@ -190,22 +207,15 @@ def reference_files():
     tables = ["results/reference/reference.md"] if PUBLISHED else []
     trials = [f"results/reference/{e}/trials.csv" for e in TUNED]
     runs = [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS]
-    return runs + PROVENANCE_FILES + tables + trials
+    # every rung-0 trial (the later rungs' come with publish_trials, once they are known)
+    first = [f"{wiring.published_dir(t)}/train.json" for t in TRIALS if t.rung == 0]
+    return runs + first + PROVENANCE_FILES + tables + trials
 
 
 # each experiment's provenance.json (publish_reference)
 PROVENANCE_FILES = [f"results/reference/{e}/provenance.json"
                     for e in dict.fromkeys(r.experiment for r in RUNS)]
 
-
-PUBLISHED_RUN = {f"{r.experiment}/{r.run_id}": r for r in RUNS}
-# exactly these experiment/run pairs (a regex that matches nothing when there are none)
-PUBLISHED_RUN_PATTERN = "|".join(map(re.escape, PUBLISHED_RUN)) or "(?!x)x"
-
-
-def published_run(wildcards):
-    """The run behind results/reference/{experiment}/{run}/ (publish_run)."""
-    return PUBLISHED_RUN[wildcards.published]
 
 
 def published_run_inputs(wildcards):
@@ -258,6 +268,45 @@ TUNING_TARGETS = (
 )
 
 
+# --- Resuming from the published runs: a fresh checkout (a replaced machine, a new worktree at
+# the experiment's commit) takes every run it has not trained itself from its committed copy
+# in results/reference/ when that copy was trained from this very commit with the same
+# configuration (rnnbench.experiment.wiring.resumed_runs), so only unpublished runs train.
+RESUMED, STALE = set(), []
+if PUBLISH and not FROM_REFERENCE:
+    from rnnbench.training.provenance import code_version
+
+    RESUMED, STALE = wiring.resumed_runs(
+        RUNS + TRIALS, code_version(), tuple(PUBLISHED_FILES),
+        {e: set(tuning_of(e).space) for e in TUNED})
+
+# publish_run and publish_trial: exactly these experiment/run pairs, not the resumed runs
+# (their copies are inputs); a regex that matches nothing when there are none
+PUBLISHED_RUN = {f"{r.experiment}/{r.run_id}": r for r in RUNS if r.path not in RESUMED}
+PUBLISHED_RUN_PATTERN = "|".join(map(re.escape, PUBLISHED_RUN)) or "(?!x)x"
+PUBLISHED_TRIAL = {f"{t.experiment}/trials/{t.run_id}": t for t in TRIALS
+                   if t.path not in RESUMED}
+PUBLISHED_TRIAL_PATTERN = "|".join(map(re.escape, PUBLISHED_TRIAL)) or "(?!x)x"
+
+
+def published_run(wildcards):
+    """The run behind results/reference/{experiment}/{run}/ (publish_run)."""
+    return PUBLISHED_RUN[wildcards.published]
+
+
+def published_trial(wildcards):
+    """The trial behind results/reference/{experiment}/trials/{run}/ (publish_trial)."""
+    return PUBLISHED_TRIAL[wildcards.trial]
+
+
+def trial_publications(wildcards):
+    """The published copy of every trial the tuning trains, each rung's once the rung before
+    it has promoted them (publish_trials waits for them all)."""
+    return [f"{wiring.published_dir(t)}/{name}" for key in TRIAL_GROUPS for rung in
+            sorted(TRIAL_GROUPS[key]) for t in entrants_of(*key, rung)
+            for name in wiring.TRIAL_FILES]
+
+
 def rungs_of(corpus, experiment, group):
     """The trials of one model per rung."""
     return TRIAL_GROUPS[(corpus, experiment, group)]
@@ -268,28 +317,36 @@ def last_rung(wildcards):
     return max(rungs_of(wildcards.corpus, wildcards.experiment, wildcards.group))
 
 
-def entrants(wildcards):
-    """The trials that enter this rung: every point at rung 0, then those the previous rung
+def entrants_of(corpus, experiment, group, rung):
+    """The trials that enter a rung: every point at rung 0, then those the previous rung
     promoted (read from its selection, once that checkpoint has run)."""
-    rung = int(wildcards.rung)
-    trials = rungs_of(wildcards.corpus, wildcards.experiment, wildcards.group)[rung]
+    trials = rungs_of(corpus, experiment, group)[rung]
     if rung == 0:
         return trials
-    previous = checkpoints.select_trials.get(**{**wildcards, "rung": str(rung - 1)})
+    previous = checkpoints.select_trials.get(corpus=corpus, experiment=experiment, group=group,
+                                             rung=str(rung - 1))
     return wiring.promoted(trials, previous.output[0])
+
+
+def entrants(wildcards):
+    """The trials that enter the rung {rung} of {corpus}/{experiment}/{group}."""
+    return entrants_of(wildcards.corpus, wildcards.experiment, wildcards.group,
+                       int(wildcards.rung))
 
 
 def entrant_files(wildcards):
     """train.json and history.csv of every entrant: all that a selection reads."""
-    return [f"{t.path}/{name}" for t in entrants(wildcards) for name in ("train.json", "history.csv")]
+    return [f"{trial_dir(t)}/{name}" for t in entrants(wildcards) for name in wiring.TRIAL_FILES]
 
 
 def selection_params(wildcards):
     """Flags of `rnnbench.experiment.tuning select` for one rung of one model."""
     labels = {"corpus": wildcards.corpus, "experiment": wildcards.experiment,
               "model": wildcards.group}
-    return wiring.selection_flags(entrants(wildcards), tuning_of(wildcards.experiment), labels,
-                                  int(wildcards.rung), last_rung(wildcards))
+    trials = entrants(wildcards)
+    return wiring.selection_flags(trials, tuning_of(wildcards.experiment), labels,
+                                  int(wildcards.rung), last_rung(wildcards),
+                                  dirs=[trial_dir(t) for t in trials])
 
 
 def final_selection(wildcards):
@@ -343,7 +400,8 @@ if workflow.is_main_process and not FROM_REFERENCE:
     # `nodes` (a local one's is its --cores), and a cluster's nodes are other machines.
     _local = not workflow.resource_settings.nodes
     _memory = machine_memory_bytes() if _local else None
-    _planned = RUNS + planned_trials()
+    # a run resumed from its published copy is done; a stale copy's run trains again
+    _planned = [r for r in RUNS + planned_trials() if r.path not in RESUMED]
     _plan = make_plan(
         _planned,
         data_dir=Path(f"results/data/{CORPUS}"),
@@ -358,7 +416,7 @@ if workflow.is_main_process and not FROM_REFERENCE:
         size=plan_size(config["corpus"], f"results/data/{CORPUS}"),
         memory=_memory,
     )
-    PLAN_TEXT = _plan.text
+    PLAN_TEXT = _plan.text and _plan.text + wiring.resumed_note(RESUMED, STALE)
     for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if PLAN_TEXT else ():
         _models = sum(1 for _, e, _ in TRIAL_GROUPS if e == _experiment)
         _seeds = len(config["experiments"][_experiment]["seeds"])

@@ -1,9 +1,8 @@
 # Effective context (Khandelwal et al. 2018): per evaluated run, the loss increase when the
 # context is truncated to (or shuffled beyond) the last k tokens; a table across runs, a figure
 # from it. Needs common.smk (run_dirs, uses_gpu, ...). Off with `context: false`.
-from rnnbench.diagnostics.contextstats import context_settings, settings_problem
+from rnnbench.diagnostics.contextstats import settings_problem
 
-CONTEXT = context_settings(config.get("context", True))  # None: not measured
 # The runs measured: every run, or with `source: reference` those published with their
 # context files (runs published before this measurement existed have none).
 CONTEXT_DIRS = [

@@ -52,7 +52,7 @@ rule collect_gradients:
         decay=run_files("decay.csv"),
         spectra=run_files("spectra.csv"),
         # per-step norms, or their quantiles in a published reference run
-        steps=run_files("grad_quantiles.csv" if FROM_REFERENCE else "steps.csv.gz"),
+        steps=run_files("steps.csv.gz", published="grad_quantiles.csv"),
         train=run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/gradtables", "figures/gradplots",

@@ -1,21 +1,8 @@
 # Publish the runs of a config (config/reproduce.yaml, config/gradients.yaml) to
 # results/reference/: the small files that are committed, that the tables and figures of
 # README.md and docs/results.md come from, and that `source: reference` rebuilds the tables from.
-
-PUBLISHED_FILES = [
-    "train.json",
-    "eval.json",
-    "history.csv",
-    "grad_stats.csv",
-    "spectra.csv",
-    "grad_bins.csv",
-    "grad_quantiles.csv",
-    "gradients.csv",
-    "decay.csv",
-    "gradients.json",
-    # the effective context (context.smk), where the config measures it
-    *(["context.csv", "context.json"] if CONTEXT else []),
-]
+# What each run keeps there is PUBLISHED_FILES (common.smk); a tuning trial keeps its
+# train.json and history.csv under results/reference/{experiment}/trials/ (publish_trial).
 
 if PUBLISH and not FROM_REFERENCE:
 
@@ -40,6 +27,25 @@ if PUBLISH and not FROM_REFERENCE:
             "../../environment.yml"
         shell:
             "python -m rnnbench.analysis.publish --copy-only --out results/reference"
+            " {params.run_dir:q} > {log:q} 2>&1"
+
+    # Each tuning trial as soon as it has finished: all that its rung's selection reads, so
+    # that a fresh checkout resumes the tuning from the committed trials (common.smk).
+    rule publish_trial:
+        input:
+            lambda w: [f"{published_trial(w).path}/{name}" for name in wiring.TRIAL_FILES],
+        output:
+            [f"results/reference/{{trial}}/{name}" for name in wiring.TRIAL_FILES],
+        wildcard_constraints:
+            trial=PUBLISHED_TRIAL_PATTERN,
+        params:
+            run_dir=lambda w: published_trial(w).path,
+        log:
+            f"results/studies/{STUDY}/logs/publish_trial/{{trial}}.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "python -m rnnbench.analysis.publish --copy-only --trials --out results/reference"
             " {params.run_dir:q} > {log:q} 2>&1"
 
     rule publish_reference:
@@ -69,6 +75,8 @@ if PUBLISH and not FROM_REFERENCE:
     rule publish_trials:
         input:
             trials=f"results/studies/{STUDY}/tables/trials.csv",
+            # every trial's own copy first (each published as soon as it has finished)
+            copies=trial_publications,
         output:
             [f"results/reference/{e}/trials.csv" for e in TUNED],
         log:

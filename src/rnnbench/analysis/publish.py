@@ -34,6 +34,7 @@ import pandas as pd
 from rnnbench.analysis.aggregate import grad_bins, run_record
 from rnnbench.analysis.gradtables import step_quantiles
 from rnnbench.analysis.tables import capped_note, footnote_mark
+from rnnbench.experiment.wiring import TRIAL_FILES
 from rnnbench.io import atomic_path, read_json, write_csv, write_json, write_text
 from rnnbench.training.provenance import unpublishable
 
@@ -78,6 +79,14 @@ def provenance_record(run_dirs: list[Path], problems: dict[Path, str],
                 "code_sha256": meta.get("code_sha256")}
             rec["override"] = override
     return records
+
+
+def copy_trial(run_dir: Path, dest: Path) -> None:
+    """Copy one tuning trial's train.json and history.csv (all that its rung's selection
+    reads), atomically each."""
+    for name in TRIAL_FILES:
+        with atomic_path(dest / name) as tmp:
+            shutil.copyfile(run_dir / name, tmp)
 
 
 def copy_run(run_dir: Path, dest: Path) -> None:
@@ -174,14 +183,18 @@ def reference_markdown(table: pd.DataFrame) -> str:
 
 
 def publish(run_dirs: list[Path], out: Path, published: dict, allow_dirty: str | None = None,
-            copy: bool = True, record: bool = True) -> pd.DataFrame:
+            copy: bool = True, record: bool = True, trials: bool = False) -> pd.DataFrame:
     """Check every run's code (``allow_dirty``: how the user overrode a refusal), copy every
-    run (``copy``), write each experiment's provenance.json, reference.csv and reference.md
+    run (``copy``; tuning ``trials`` to {experiment}/trials/, their train.json and history.csv
+    only), write each experiment's provenance.json, reference.csv and reference.md
     (``record``); the table (empty without ``record``)."""
     problems = check_provenance(run_dirs, allow_dirty)
     if copy:
         for run_dir in run_dirs:
-            copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
+            if trials:
+                copy_trial(run_dir, out / run_dir.parent.name / "trials" / run_dir.name)
+            else:
+                copy_run(run_dir, out / run_dir.parent.name / run_dir.name)
     if not record:
         return pd.DataFrame()
     for experiment, entry in provenance_record(run_dirs, problems, allow_dirty).items():
@@ -209,12 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     step.add_argument("--no-copy", action="store_true",
                       help="the runs are published copies: write provenance.json and the "
                       "tables from them")
+    parser.add_argument("--trials", action="store_true",
+                        help="the runs are tuning trials: copy their train.json and history.csv "
+                        "to OUT/{experiment}/trials/{run}/ (with --copy-only)")
     args = parser.parse_args(argv)
+    if args.trials and not args.copy_only:
+        parser.error("--trials publishes copies only: add --copy-only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     allow = ("--allow-dirty" if args.allow_dirty else
              f"{ALLOW_DIRTY_ENV}=1" if os.environ.get(ALLOW_DIRTY_ENV) == "1" else None)
     publish(args.runs, args.out, json.loads(args.published), allow, copy=not args.no_copy,
-            record=not args.copy_only)
+            record=not args.copy_only, trials=args.trials)
     log.info("published %d runs to %s", len(args.runs), args.out)
     return 0
 

@@ -20,6 +20,9 @@ from rnnbench.experiment.tuning import Tuning, point_key
 
 REFERENCE = "results/reference"
 TUNING = "results/tuning"
+# What a tuning trial's published copy keeps (all that its rung's selection reads), under
+# results/reference/{experiment}/trials/{run}/
+TRIAL_FILES = ("train.json", "history.csv")
 # (corpus, experiment, group) -> {rung: [trial Run, ...] in point order}
 TrialGroups = dict[tuple[str, str, str], dict[int, list[Run]]]
 
@@ -61,11 +64,69 @@ def published_runs(runs: list[Run], reference: str = REFERENCE) -> tuple[list[Ru
     return published, note
 
 
-def run_dirs(runs: list[Run], from_reference: bool, reference: str = REFERENCE) -> list[str]:
-    """Folder of every run: its training outputs, or its published copy."""
-    if from_reference:
-        return [f"{reference}/{r.experiment}/{r.run_id}" for r in runs]
-    return [r.path for r in runs]
+def published_dir(run: Run, reference: str = REFERENCE) -> str:
+    """Folder of a run's published copy: {experiment}/{run}, a tuning trial's under
+    {experiment}/trials/."""
+    return f"{reference}/{run.experiment}/{'trials/' if run.role == 'trial' else ''}{run.run_id}"
+
+
+def run_dirs(runs: list[Run], from_reference: bool, reference: str = REFERENCE,
+             resumed: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Folder of every run: its training outputs, or its published copy (every run with
+    ``from_reference``, else the ``resumed`` ones, by path)."""
+    return [published_dir(r, reference) if from_reference or r.path in resumed else r.path
+            for r in runs]
+
+
+def resumed_runs(runs: list[Run], commit: str | None, files: tuple[str, ...],
+                 tuned: dict[str, set[str]], reference: str = REFERENCE
+                 ) -> tuple[set[str], list[str]]:
+    """The runs (by path) that this checkout takes from their committed published copies
+    instead of training them, and the published runs that train again (named).
+
+    A run is taken from its copy when it has no training folder here (a run trained here is
+    read from that), its copy has every file of ``files`` (a trial's: TRIAL_FILES) and its
+    train.json names this checkout's clean ``commit`` and the same configuration (a final
+    run's tuned keys, ``tuned[experiment]``, aside: its tuning chose them). So a replaced
+    machine or a new worktree at the experiment's commit loses at most the runs in flight; a
+    copy of another commit or configuration is stale: its run trains and replaces it."""
+    resumed: set[str] = set()
+    stale: list[str] = []
+    if not commit or commit.endswith("+dirty"):  # publishing refuses such runs anyway
+        return resumed, stale
+    for run in runs:
+        copy = Path(published_dir(run, reference))
+        if Path(run.path, "train.json").exists() or not (copy / "train.json").exists():
+            continue
+        try:
+            meta = json.loads((copy / "train.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        skip = tuned.get(run.experiment, set()) if run.role == "final" else set()
+        mine = {k: v for k, v in run.config.to_dict().items() if k not in skip}
+        theirs = meta.get("config") or {}
+        needed = TRIAL_FILES if run.role == "trial" else files
+        if (meta.get("code_version") == commit and all((copy / n).exists() for n in needed)
+                and all(theirs.get(k) == v for k, v in mine.items())):
+            resumed.add(run.path)
+        else:
+            stale.append(f"{run.experiment}/{run.run_id}")
+    return resumed, stale
+
+
+def resumed_note(resumed: set[str], stale: list[str]) -> str:
+    """The plan's lines on the runs taken from their published copies and the stale copies
+    whose runs train again ('' when there are neither)."""
+    lines = []
+    if resumed:
+        lines.append(f"\n  Resumed: {len(resumed)} runs are taken from their published copies "
+                     "under results/reference/ (trained from this commit with this "
+                     "configuration) and do not train again.")
+    if stale:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        lines.append(f"\n  Stale: {len(stale)} published runs were trained from another commit "
+                     f"or configuration; they train again and replace their copies: {shown}.")
+    return "".join(lines)
 
 
 def eval_flags(spec: dict) -> str:
@@ -100,15 +161,16 @@ def promoted(trials: list[Run], selection: str | Path) -> list[Run]:
 
 
 def selection_flags(trials: list[Run], tuning: Tuning, labels: dict[str, str], rung: int,
-                    last_rung: int) -> dict[str, Any]:
+                    last_rung: int, dirs: list[str] | None = None) -> dict[str, Any]:
     """Flags of ``rnnbench.experiment.tuning select`` for the ``trials`` entering one rung of
-    one model (``labels``: its corpus, experiment and model); the last rung keeps one."""
+    one model (``labels``: its corpus, experiment and model; ``dirs``: their folders, by
+    default their training folders); the last rung keeps one."""
     if trials:
         cfg = trials[0].config
         labels = {**labels, "cell": cfg.cell, "hidden": cfg.hidden, "layers": cfg.layers,
                   "budget": cfg.budget, "budget_kind": cfg.budget_kind}
     return {
-        "dirs": " ".join(shlex.quote(t.path) for t in trials),
+        "dirs": " ".join(shlex.quote(d) for d in (dirs or [t.path for t in trials])),
         "points": json.dumps([dict(t.point) for t in trials]),
         "labels": json.dumps(labels),
         "rungs": last_rung + 1,
