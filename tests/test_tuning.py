@@ -195,7 +195,7 @@ def test_tiny_tuned_experiment_selects_trains_final_seeds_and_compares(tmp_path,
     shutil.rmtree(fresh / "results")
     shutil.copytree(reference, fresh / "results/reference")
     shutil.rmtree(fresh / "results/reference/fairtiny/lstm-p3k-l1-s2")
-    trial = trials[(trials["rung"] == 1) & (trials["model"] == "rnn_tanh")]["run_id"].iloc[0]
+    trial = trials[(trials["rung"] == 1) & (trials["model"] == "rnn_tanh-p3k-l1")]["run_id"].iloc[0]
     shutil.rmtree(fresh / "results/reference/fairtiny/trials" / trial)
     partial = snakemake(fresh, *args, "publish=True")
     assert partial.returncode == 0, partial.stderr[-3000:]
