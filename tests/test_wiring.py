@@ -93,13 +93,14 @@ def test_a_fresh_checkout_resumes_only_published_runs_of_its_commit_and_config(
     trial = next(r for r in runs if r.role == "trial")
     files = ("train.json", "eval.json")
 
-    def publish(run, commit="abc", **config):
+    def publish(run, commit="abc", changes=(), **config):
         copy = tmp_path / wiring.published_dir(run)
         copy.mkdir(parents=True, exist_ok=True)
         for name in files + wiring.TRIAL_FILES:
             (copy / name).write_text("x")
         (copy / "train.json").write_text(json.dumps(
-            {"code_version": commit, "config": {**run.config.to_dict(), **config}}))
+            {"code_version": commit, "code_changes": list(changes),
+             "config": {**run.config.to_dict(), **config}}))
         return copy
 
     tuned_keys = {"fairtiny": set(tuning.space)}
@@ -109,11 +110,15 @@ def test_a_fresh_checkout_resumes_only_published_runs_of_its_commit_and_config(
     resumed, stale = wiring.resumed_runs([final, trial], "abc", files, tuned_keys)
     assert resumed == {final.path, trial.path} and stale == []
     assert wiring.run_dirs([final], False, resumed=resumed) == [wiring.published_dir(final)]
-    # not from a dirty or unknown checkout; another commit or configuration is stale
-    assert wiring.resumed_runs([final], "abc+dirty", files, tuned_keys) == (set(), [])
+    # nothing from a checkout of uncommitted training code (commit None); another commit,
+    # uncommitted training code or another configuration is stale
     assert wiring.resumed_runs([final], None, files, tuned_keys) == (set(), [])
     assert wiring.resumed_runs([final], "def", files, tuned_keys)[1] == [
         f"fairtiny/{final.run_id}"]
+    publish(final, commit="abc+dirty", lr=8.0)  # a change outside src/: the same training code
+    assert wiring.resumed_runs([final], "abc", files, tuned_keys)[0] == {final.path}
+    publish(final, commit="abc+dirty", changes=["src/rnnbench/training/train.py"])
+    assert wiring.resumed_runs([final], "abc", files, tuned_keys)[0] == set()
     publish(trial, max_batches=99)
     assert wiring.resumed_runs([trial], "abc", files, tuned_keys) == (
         set(), [f"fairtiny/{trial.run_id}"])

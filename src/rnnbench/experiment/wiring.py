@@ -86,13 +86,15 @@ def resumed_runs(runs: list[Run], commit: str | None, files: tuple[str, ...],
 
     A run is taken from its copy when it has no training folder here (a run trained here is
     read from that), its copy has every file of ``files`` (a trial's: TRIAL_FILES) and its
-    train.json names this checkout's clean ``commit`` and the same configuration (a final
-    run's tuned keys, ``tuned[experiment]``, aside: its tuning chose them). So a replaced
-    machine or a new worktree at the experiment's commit loses at most the runs in flight; a
-    copy of another commit or configuration is stale: its run trains and replaces it."""
+    train.json names ``commit`` with no uncommitted training code and the same configuration
+    (a final run's tuned keys, ``tuned[experiment]``, aside: its tuning chose them).
+    ``commit`` is this checkout's, None when its training code has uncommitted changes (then
+    nothing resumes). So a replaced machine or a new worktree at the experiment's commit loses
+    at most the runs in flight; a copy of another commit, of uncommitted code or of another
+    configuration is stale: its run trains and replaces it."""
     resumed: set[str] = set()
     stale: list[str] = []
-    if not commit or commit.endswith("+dirty"):  # publishing refuses such runs anyway
+    if not commit:
         return resumed, stale
     for run in runs:
         copy = Path(published_dir(run, reference))
@@ -106,7 +108,9 @@ def resumed_runs(runs: list[Run], commit: str | None, files: tuple[str, ...],
         mine = {k: v for k, v in run.config.to_dict().items() if k not in skip}
         theirs = meta.get("config") or {}
         needed = TRIAL_FILES if run.role == "trial" else files
-        if (meta.get("code_version") == commit and all((copy / n).exists() for n in needed)
+        same_code = (str(meta.get("code_version")).removesuffix("+dirty") == commit
+                     and meta.get("code_changes") == [])
+        if (same_code and all((copy / n).exists() for n in needed)
                 and all(theirs.get(k) == v for k, v in mine.items())):
             resumed.add(run.path)
         else:
