@@ -274,12 +274,8 @@ TUNING_TARGETS = (
 # configuration (rnnbench.experiment.wiring.resumed_runs), so only unpublished runs train.
 RESUMED, STALE = set(), []
 if PUBLISH and not FROM_REFERENCE:
-    from rnnbench.training.provenance import code_changes, code_version
-
-    # this checkout's commit when its training code (src/) has no uncommitted change
-    _commit = (code_version() or "").removesuffix("+dirty") if code_changes() == [] else None
     RESUMED, STALE = wiring.resumed_runs(
-        RUNS + TRIALS, _commit or None, tuple(PUBLISHED_FILES),
+        RUNS + TRIALS, wiring.training_commit(), tuple(PUBLISHED_FILES),
         {e: set(tuning_of(e).space) for e in TUNED})
 
 # publish_run and publish_trial: exactly these experiment/run pairs, not the resumed runs

@@ -17,6 +17,7 @@ from typing import Any
 from rnnbench.config import RunConfig
 from rnnbench.experiment.grid import Run
 from rnnbench.experiment.tuning import Tuning, point_key
+from rnnbench.training.provenance import code_changes, code_version
 
 REFERENCE = "results/reference"
 TUNING = "results/tuning"
@@ -76,6 +77,15 @@ def run_dirs(runs: list[Run], from_reference: bool, reference: str = REFERENCE,
     ``from_reference``, else the ``resumed`` ones, by path)."""
     return [published_dir(r, reference) if from_reference or r.path in resumed else r.path
             for r in runs]
+
+
+def training_commit() -> str | None:
+    """This checkout's commit when its training code (``src/``) has no uncommitted change
+    (other tracked files may), else None."""
+    version = code_version()
+    if not version or code_changes() != []:
+        return None
+    return version.removesuffix("+dirty")
 
 
 def resumed_runs(runs: list[Run], commit: str | None, files: tuple[str, ...],
