@@ -218,6 +218,16 @@ def test_readme_tables_are_the_published_experiments(experiment, tmp_path):
         commits.setdefault(m["run_id"].rsplit("-s", 1)[0], set()).add(m["code_version"])
     assert all(len(c) == 1 for c in commits.values()), commits
     assert "[edge:" not in match.group(1)
+    # every final run trained its model's selected point, and every trial is published (a
+    # machine that resumes from them redoes the selections)
+    trials = pd.read_csv(reference / "trials.csv")
+    chosen = trials.query("selected == True").set_index("model")
+    for m in metas:
+        row = chosen.loc[m["run_id"].rsplit("-s", 1)[0]]
+        assert all(m["config"][k] == row[k] for k in spec["experiments"][experiment]
+                   ["tuning"]["space"]), m["run_id"]
+    assert {p.parent.name for p in reference.glob("trials/*/train.json")} == set(
+        trials["run_id"])
 
 
 def test_effective_context_is_a_column_only_where_it_was_measured():
