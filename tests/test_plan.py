@@ -189,6 +189,18 @@ def test_a_bf16_run_is_priced_as_fp32_and_the_plan_says_so(tmp_path, monkeypatch
     assert "bf16" not in plan_text(runs[:1], tmp_path / "data", REFERENCE, "cpu", cores=2)
 
 
+def test_a_plateau_run_is_priced_at_its_maximum_and_the_plan_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixed = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30)
+    plateau = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30, schedule="plateau")
+    runs = [SimpleNamespace(config=c, path=f"results/runs/x/r{i}")
+            for i, c in enumerate([fixed, plateau])]
+    text = plan_text(runs, tmp_path / "data", REFERENCE, "cpu", cores=2)
+    assert "plateau: 1 of the runs to train stop when validation stops improving" in text
+    assert "upper bound" in text and max(len(line) for line in text.splitlines()) <= 100
+    assert "plateau" not in plan_text(runs[:1], tmp_path / "data", REFERENCE, "cpu", cores=2)
+
+
 def _dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
            "-n", *args]

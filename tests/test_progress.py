@@ -65,6 +65,12 @@ def test_progress_line_scales_the_plan_by_how_long_this_sessions_runs_took(tmp_p
     assert grid.update() == "[rnnbench] 4/4 runs done"
 
 
+def test_progress_of_runs_that_may_stop_early_is_an_upper_bound(tmp_path):
+    runs = [tmp_path / f"r{i}" for i in range(2)]
+    grid = GridProgress(runs, {str(r): 900.0 for r in runs}, workers=1, upper_bound=True)
+    assert grid.line() == "[rnnbench] 0/2 runs done, at most 30 minutes left (the plan's estimate)"
+
+
 def test_progress_line_without_an_estimate_counts_runs_only(tmp_path):
     runs = [tmp_path / "a", tmp_path / "b"]
     grid = GridProgress(runs, {}, workers=2)  # no reference run: no per-run estimate

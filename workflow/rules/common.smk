@@ -421,7 +421,9 @@ if workflow.is_main_process and not FROM_REFERENCE:
         _line = tuning_of(_experiment).describe(_experiment, _models, _seeds)
         PLAN_TEXT = f"{PLAN_TEXT}\n  {_line}"
     PlanAtExit(PLAN_TEXT, lambda: workflow.dryrun).install(logger)
-    PROGRESS = GridProgress([r.path for r in _planned], _plan.seconds, _plan.workers)
+    PROGRESS = GridProgress([r.path for r in _planned], _plan.seconds, _plan.workers,
+                            upper_bound=any(r.config.schedule == "plateau" and r.config.epochs > 1
+                                            for r in _planned))
 
     # A device or size this machine cannot run stops here, before any job (a failed job
     # deletes the outputs it was to replace, and says why only in its log).

@@ -272,6 +272,11 @@ def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
     if est is not None and (bf16 := sum(r.config.precision == "bf16" for r in todo)):
         text += (f"\n  bf16: {bf16} of the runs to train are bf16, priced as fp32 work (the "
                  "reference runs are fp32),\n  so this is an upper bound.")
+    # (a run of one epoch cannot stop early: a tuning trial under the plateau schedule)
+    if est is not None and (plateau := sum(r.config.schedule == "plateau"
+                                           and r.config.epochs > 1 for r in todo)):
+        text += (f"\n  plateau: {plateau} of the runs to train stop when validation stops "
+                 "improving, priced at their\n  maximum of `epochs`, so this is an upper bound.")
     if big := over_memory(runs, vocab, memory):
         text += (f"\n  Memory: run {big[0]} needs about {gb(big[1])} to train; this machine has "
                  f"{gb(memory or 0)}.")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from rnnbench.experiment.plan import about
+from rnnbench.experiment.plan import about, duration
 
 PREFIX = "[rnnbench]"
 
@@ -53,11 +53,13 @@ def train_seconds(run_dir: Path) -> float | None:
 class GridProgress:
     """Runs done out of all, and the time left, of one grid (runs by folder)."""
 
-    def __init__(self, runs: Iterable[str], planned: Mapping[str, float], workers: int) -> None:
+    def __init__(self, runs: Iterable[str], planned: Mapping[str, float], workers: int,
+                 upper_bound: bool = False) -> None:
         # absolute: Snakemake may leave its --directory before the last line is printed
         self.runs = [Path(r).absolute() for r in runs]
         self.planned = {Path(k).absolute(): v for k, v in planned.items()}
         self.workers = workers
+        self.upper_bound = upper_bound  # runs may stop early (the plateau schedule): "at most"
         self.before = {r for r in self.runs if self._done(r)}  # finished in an earlier session
         self.reported = len(self.before)
 
@@ -85,7 +87,8 @@ class GridProgress:
         seconds = time_left(left, ratio or 1.0, self.workers)
         why = ("the plan's estimate" if ratio is None
                else f"runs took {ratio:.1f}x the plan's estimate")
-        return f"{text}, {about(seconds)} left ({why})"
+        left_text = f"at most {duration(seconds)}" if self.upper_bound else about(seconds)
+        return f"{text}, {left_text} left ({why})"
 
     def update(self) -> str | None:
         """The line, when more runs are done than last reported; else None."""
