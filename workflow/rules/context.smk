@@ -50,6 +50,8 @@ rule measure_context:
         settings=CONTEXT.flags() if CONTEXT else "",
         # the weights the experiment's perplexities are measured with
         weights=lambda w: config["experiments"][w.experiment].get("eval_weights", "best"),
+    # a finished run is measured and published before the next run starts training
+    priority: 10
     log:
         "results/logs/measure_context/{corpus}/{experiment}/{run}.log",
     benchmark:

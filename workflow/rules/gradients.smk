@@ -27,6 +27,8 @@ rule measure_gradients:
         # each after 35 warm-up tokens; float64 so long lags do not underflow. About 1.5 s
         # (hidden 32) to 12 s (two-layer LSTM, hidden 650) per run on one CPU core.
         settings="--max-lag 100 --windows 2 --batch 20 --warmup 35 --dtype float64",
+    # a finished run is measured and published before the next run starts training
+    priority: 10
     log:
         "results/logs/measure_gradients/{corpus}/{experiment}/{run}.log",
     benchmark:

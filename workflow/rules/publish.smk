@@ -6,6 +6,13 @@
 
 if PUBLISH and not FROM_REFERENCE:
 
+    # Copies of a few small files: on the machine that runs Snakemake (not a cluster job), on
+    # no core of their own (threads 0), first among the jobs that wait, so that a run is
+    # published as soon as it has finished and not after the next run has trained for an hour.
+    localrules:
+        publish_run,
+        publish_trial,
+
     # Each run as soon as it has finished (its evaluation, gradients and context measured), so
     # that a long experiment can commit its runs as they come: a stopped experiment or a
     # replaced machine loses at most the runs in flight. A run of uncommitted training code is
@@ -21,6 +28,8 @@ if PUBLISH and not FROM_REFERENCE:
             published=PUBLISHED_RUN_PATTERN,
         params:
             run_dir=lambda w: published_run(w).path,
+        threads: 0
+        priority: 10
         log:
             f"results/studies/{STUDY}/logs/publish_run/{{published}}.log",
         conda:
@@ -40,6 +49,8 @@ if PUBLISH and not FROM_REFERENCE:
             trial=PUBLISHED_TRIAL_PATTERN,
         params:
             run_dir=lambda w: published_trial(w).path,
+        threads: 0
+        priority: 10
         log:
             f"results/studies/{STUDY}/logs/publish_trial/{{trial}}.log",
         conda:

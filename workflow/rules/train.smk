@@ -65,6 +65,8 @@ rule evaluate_model:
         data_dir=data_dir,
         device=config.get("device", "auto"),
         extra=eval_args,
+    # a finished run is measured and published before the next run starts training
+    priority: 10
     log:
         "results/logs/evaluate_model/{corpus}/{experiment}/{run}.log",
     benchmark:

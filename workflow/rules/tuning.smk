@@ -14,6 +14,8 @@ checkpoint select_trials:
         "results/tuning/{corpus}/{experiment}/{group}/rung{rung}.json",
     params:
         flags=selection_params,
+    # a rung's ranking before more training: the promoted trials can start
+    priority: 10
     log:
         "results/logs/select_trials/{corpus}/{experiment}/{group}/rung{rung}.log",
     conda:
