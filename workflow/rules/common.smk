@@ -182,21 +182,17 @@ def corpus_source(wildcards):
     return source_inputs(corpus_url(wildcards))
 
 
-def run_dirs():
-    """Folder of every run: its training outputs, or its published reference copy (with
-    `source: reference`, or a run resumed from it)."""
-    return wiring.run_dirs(RUNS, FROM_REFERENCE, resumed=RESUMED)
+def run_dirs(runs=None):
+    """Folder of every run (or of ``runs``): its training outputs, or its published reference
+    copy (with `source: reference`, or a run resumed from it)."""
+    return wiring.run_dirs(RUNS if runs is None else runs, FROM_REFERENCE, resumed=RESUMED)
 
 
 def run_files(name, published=None):
     """One file of every run of the config (``published``: its name in a published copy)."""
-    return [f"{d}/{published if published and d.startswith('results/reference/') else name}"
+    copy = f"{wiring.REFERENCE}/"
+    return [f"{d}/{published if published and d.startswith(copy) else name}"
             for d in run_dirs()]
-
-
-def trial_dir(trial):
-    """A trial's folder: its training outputs, or its published copy when resumed."""
-    return wiring.published_dir(trial) if trial.path in RESUMED else trial.path
 
 
 def reference_files():
@@ -334,7 +330,7 @@ def entrants(wildcards):
 
 def entrant_files(wildcards):
     """train.json and history.csv of every entrant: all that a selection reads."""
-    return [f"{trial_dir(t)}/{name}" for t in entrants(wildcards) for name in wiring.TRIAL_FILES]
+    return [f"{d}/{name}" for d in run_dirs(entrants(wildcards)) for name in wiring.TRIAL_FILES]
 
 
 def selection_params(wildcards):
@@ -344,7 +340,7 @@ def selection_params(wildcards):
     trials = entrants(wildcards)
     return wiring.selection_flags(trials, tuning_of(wildcards.experiment), labels,
                                   int(wildcards.rung), last_rung(wildcards),
-                                  dirs=[trial_dir(t) for t in trials])
+                                  dirs=run_dirs(trials))
 
 
 def final_selection(wildcards):
@@ -391,7 +387,8 @@ def planned_trials():
 # would scroll it away.
 PLAN_TEXT, PROGRESS = "", None
 if workflow.is_main_process and not FROM_REFERENCE:
-    from rnnbench.experiment.plan import machine_memory_bytes, machine_refusal, make_plan
+    from rnnbench.experiment.plan import (machine_memory_bytes, machine_refusal, make_plan,
+                                          may_stop_early)
     from rnnbench.experiment.progress import GridProgress, PlanAtExit
 
     # This machine's limits only where the jobs run here: a cluster executor's --jobs is
@@ -422,8 +419,7 @@ if workflow.is_main_process and not FROM_REFERENCE:
         PLAN_TEXT = f"{PLAN_TEXT}\n  {_line}"
     PlanAtExit(PLAN_TEXT, lambda: workflow.dryrun).install(logger)
     PROGRESS = GridProgress([r.path for r in _planned], _plan.seconds, _plan.workers,
-                            upper_bound=any(r.config.schedule == "plateau" and r.config.epochs > 1
-                                            for r in _planned))
+                            upper_bound=any(may_stop_early(r.config) for r in _planned))
 
     # A device or size this machine cannot run stops here, before any job (a failed job
     # deletes the outputs it was to replace, and says why only in its log).

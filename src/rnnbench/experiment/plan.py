@@ -240,6 +240,12 @@ class Plan:
     workers: int  # runs trained at a time
 
 
+def may_stop_early(cfg: RunConfig) -> bool:
+    """Whether a run may end before its ``epochs`` (the plateau schedule; a run of one epoch,
+    such as a tuning trial, cannot), so that its planned time is an upper bound."""
+    return cfg.schedule == "plateau" and cfg.epochs > 1
+
+
 def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
               cores: int | None, max_vocab: int | None = None, jobs: int | None = None,
               size: tuple[int, int, str] | None = None, memory: int | None = None) -> Plan:
@@ -272,9 +278,7 @@ def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
     if est is not None and (bf16 := sum(r.config.precision == "bf16" for r in todo)):
         text += (f"\n  bf16: {bf16} of the runs to train are bf16, priced as fp32 work (the "
                  "reference runs are fp32),\n  so this is an upper bound.")
-    # (a run of one epoch cannot stop early: a tuning trial under the plateau schedule)
-    if est is not None and (plateau := sum(r.config.schedule == "plateau"
-                                           and r.config.epochs > 1 for r in todo)):
+    if est is not None and (plateau := sum(may_stop_early(r.config) for r in todo)):
         text += (f"\n  plateau: {plateau} of the runs to train stop when validation stops "
                  "improving, priced at their\n  maximum of `epochs`, so this is an upper bound.")
     if big := over_memory(runs, vocab, memory):
