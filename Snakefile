@@ -62,7 +62,8 @@ include: "workflow/rules/publish.smk"
 
 
 onstart:
-    start_session()
+    if SESSION:
+        SESSION.start(logger)
 
 
 rule all:

@@ -380,73 +380,29 @@ def planned_trials():
     return wiring.planned_trials(TRIAL_GROUPS, tuning_of)
 
 
-# --- The plan (rnnbench.experiment.plan) and the progress of a run (rnnbench.experiment.progress).
-# --- Printed by the main process only: cluster and subprocess jobs re-parse this file (exec mode
-# remote or subprocess) and stay quiet. Nothing for `source: reference`. A run prints the plan
-# when it starts (start_session, Snakefile's onstart); a dry run after its list of jobs, which
-# would scroll it away.
-PLAN_TEXT, PROGRESS = "", None
+# --- The session (rnnbench.experiment.session): the plan, the refusal of what this machine
+# --- cannot run, and the progress line. The main process only; nothing for `source: reference`.
+SESSION = None
 if workflow.is_main_process and not FROM_REFERENCE:
-    from rnnbench.experiment.plan import (machine_memory_bytes, machine_refusal, make_plan,
-                                          may_stop_early)
-    from rnnbench.experiment.progress import GridProgress, PlanAtExit
+    from rnnbench.experiment.session import open_session
 
-    # This machine's limits only where the jobs run here: a cluster executor's --jobs is
-    # `nodes` (a local one's is its --cores), and a cluster's nodes are other machines.
-    _local = not workflow.resource_settings.nodes
-    _memory = machine_memory_bytes() if _local else None
-    # a run resumed from its published copy is done; a stale copy's run trains again
-    _planned = [r for r in RUNS + planned_trials() if r.path not in RESUMED]
-    _plan = make_plan(
-        _planned,
+    # the tuning's one line per tuned experiment, after the plan
+    _tuned = dict.fromkeys(e for _, e, _ in TRIAL_GROUPS)
+    SESSION = open_session(
+        # a run resumed from its published copy is done; a stale copy's run trains again
+        [r for r in RUNS + planned_trials() if r.path not in RESUMED],
+        config,
         data_dir=Path(f"results/data/{CORPUS}"),
         # The committed measurements travel with the code, not with the working directory.
         reference_root=Path(workflow.basedir) / "results/reference",
-        device=config.get("device", "auto"),
         cores=workflow.resource_settings.cores,
-        max_vocab=config["corpus"].get("max_vocab"),
-        # --jobs of a cluster executor (for a local one, Snakemake made it --cores).
+        # --jobs of a cluster executor (its nodes are other machines); a local one's is --cores
         jobs=workflow.resource_settings.nodes,
-        # This corpus's size (not PTB's, unless it is PTB), from the files configured now.
-        size=plan_size(config["corpus"], f"results/data/{CORPUS}"),
-        memory=_memory,
+        notes=[wiring.resumed_note(RESUMED, STALE)] + [
+            tuning_of(e).describe(e, sum(x == e for _, x, _ in TRIAL_GROUPS),
+                                  len(config["experiments"][e]["seeds"])) for e in _tuned],
+        checkpoints=[f"results/checkpoints/{r.corpus}/{r.experiment}/{r.run_id}.pt"
+                     for r in RUNS + TRIALS],
+        is_dry_run=lambda: workflow.dryrun,
+        logger=logger,
     )
-    PLAN_TEXT = _plan.text and _plan.text + wiring.resumed_note(RESUMED, STALE)
-    for _experiment in dict.fromkeys(e for _, e, _ in TRIAL_GROUPS) if PLAN_TEXT else ():
-        _models = sum(1 for _, e, _ in TRIAL_GROUPS if e == _experiment)
-        _seeds = len(config["experiments"][_experiment]["seeds"])
-        _line = tuning_of(_experiment).describe(_experiment, _models, _seeds)
-        PLAN_TEXT = f"{PLAN_TEXT}\n  {_line}"
-    PlanAtExit(PLAN_TEXT, lambda: workflow.dryrun).install(logger)
-    PROGRESS = GridProgress([r.path for r in _planned], _plan.seconds, _plan.workers,
-                            upper_bound=any(may_stop_early(r.config) for r in _planned))
-
-    # A device or size this machine cannot run stops here, before any job (a failed job
-    # deletes the outputs it was to replace, and says why only in its log).
-    _refusal = _local and machine_refusal(
-        _planned,
-        data_dir=Path(f"results/data/{CORPUS}"),
-        device=config.get("device", "auto"),
-        memory=_memory,
-        max_vocab=config["corpus"].get("max_vocab"),
-        allow_over_memory=config.get("allow_over_memory", False),
-    )
-    if _refusal:
-        print(PLAN_TEXT, file=sys.stderr)  # the plan names what does not fit
-        raise ValueError(_refusal)
-
-
-def start_session():
-    """A run starts (not a dry run): the plan, then a progress line as runs finish; Ctrl-C or
-    SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
-    if PROGRESS is None:
-        return
-    from rnnbench.experiment.progress import ProgressHandler, UserStop
-
-    if PLAN_TEXT:
-        print(PLAN_TEXT, file=sys.stderr)
-    stop = UserStop(
-        f"results/checkpoints/{r.corpus}/{r.experiment}/{r.run_id}.pt" for r in RUNS + TRIALS
-    )
-    stop.install(logger)
-    logger.addHandler(ProgressHandler(PROGRESS, stop))

@@ -1,0 +1,75 @@
+"""A Snakemake run's session (workflow/rules/common.smk): the plan it prints, the refusal of
+what this machine cannot run (before any job), and the progress line as runs finish.
+
+Only the main Snakemake process opens one: cluster and subprocess jobs re-parse the workflow
+and stay quiet. A run prints the plan when it starts (``Session.start``, from the Snakefile's
+``onstart``); a dry run after its list of jobs, which would otherwise scroll it away.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnbench.data.sources import plan_size
+from rnnbench.experiment.plan import (
+    machine_memory_bytes,
+    machine_refusal,
+    make_plan,
+    may_stop_early,
+)
+from rnnbench.experiment.progress import GridProgress, PlanAtExit, ProgressHandler, UserStop
+
+
+@dataclass
+class Session:
+    """The plan's text ('' when nothing is left to train), the grid's progress, and the
+    checkpoint of every run (a Ctrl-C counts those written)."""
+
+    text: str
+    progress: GridProgress
+    checkpoints: list[str]
+
+    def start(self, logger: logging.Logger) -> None:
+        """A run starts (not a dry run): the plan, then a progress line as runs finish; Ctrl-C
+        or SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
+        if self.text:
+            print(self.text, file=sys.stderr)
+        stop = UserStop(self.checkpoints)
+        stop.install(logger)
+        logger.addHandler(ProgressHandler(self.progress, stop))
+
+
+def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_root: Path,
+                 cores: int | None, jobs: int | None, notes: Iterable[str],
+                 checkpoints: Iterable[str], is_dry_run: Callable[[], bool],
+                 logger: logging.Logger) -> Session:
+    """The session of the runs ``planned`` to train (grid.Run; resumed runs left out) under
+    ``config``: its plan (with ``notes``, one line each, after it) printed at the end of a dry
+    run. A device or size this machine cannot run stops here with one paragraph (a failed
+    job deletes the outputs it was to replace, and says why only in its log).
+
+    ``jobs``: --jobs of a cluster executor, whose nodes are other machines (no memory or
+    device check here); None for local jobs on ``cores``."""
+    local = not jobs
+    memory = machine_memory_bytes() if local else None
+    device, max_vocab = config.get("device", "auto"), config["corpus"].get("max_vocab")
+    plan = make_plan(planned, data_dir=data_dir, reference_root=reference_root, device=device,
+                     cores=cores, max_vocab=max_vocab, jobs=jobs,
+                     # this corpus's size (not PTB's, unless it is PTB), from its files now
+                     size=plan_size(config["corpus"], data_dir), memory=memory)
+    text = plan.text and plan.text + "".join(n if n.startswith("\n") else f"\n  {n}"
+                                             for n in notes if n)
+    PlanAtExit(text, is_dry_run).install(logger)
+    progress = GridProgress([r.path for r in planned], plan.seconds, plan.workers,
+                            upper_bound=any(may_stop_early(r.config) for r in planned))
+    refusal = local and machine_refusal(
+        planned, data_dir=data_dir, device=device, memory=memory, max_vocab=max_vocab,
+        allow_over_memory=config.get("allow_over_memory", False))
+    if refusal:
+        print(text, file=sys.stderr)  # the plan names what does not fit
+        raise ValueError(refusal)
+    return Session(text, progress, list(checkpoints))

@@ -1,0 +1,61 @@
+"""The session a Snakemake run opens (rnnbench.experiment.session): the plan with its notes,
+and the refusal of what this machine cannot run, before any job."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from rnnbench.config import RunConfig
+from rnnbench.experiment import session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _runs(n: int) -> list[SimpleNamespace]:
+    cfg = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30)
+    return [SimpleNamespace(config=cfg, path=f"results/runs/x/r{i}") for i in range(n)]
+
+
+def _open(tmp_path: Path, runs, **config) -> session.Session:
+    quick = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    return session.open_session(
+        runs, {**quick, "device": "cpu", **config}, data_dir=tmp_path / "data",
+        reference_root=ROOT / "results/reference", cores=2, jobs=None,
+        notes=["\n  Resumed: 3 runs are taken from their published copies.", "",
+               "Tuning x: 2 models."],
+        checkpoints=[f"results/checkpoints/{r.path}.pt" for r in runs],
+        is_dry_run=lambda: False, logger=logging.getLogger("test-session"))
+
+
+def test_the_plan_comes_first_then_each_note_on_its_own_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opened = _open(tmp_path, _runs(2))
+    lines = opened.text.splitlines()
+    assert lines[0].startswith("rnnbench plan: 2 training runs (0 done, 2 to train) on the CPU")
+    assert lines[-2:] == ["  Resumed: 3 runs are taken from their published copies.",
+                          "  Tuning x: 2 models."]
+    assert opened.checkpoints == ["results/checkpoints/results/runs/x/r0.pt",
+                                  "results/checkpoints/results/runs/x/r1.pt"]
+
+
+def test_nothing_left_to_train_prints_no_plan_and_no_notes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = _runs(1)
+    Path(runs[0].path).mkdir(parents=True)
+    Path(runs[0].path, "train.json").write_text("{}")
+    assert _open(tmp_path, runs).text == ""
+
+
+def test_a_run_this_machine_cannot_hold_stops_with_the_plan_printed(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(session, "machine_memory_bytes", lambda: 1_000_000)  # 1 MB
+    with pytest.raises(ValueError, match="run r0 needs about .* of memory to train"):
+        _open(tmp_path, _runs(1))
+    assert "rnnbench plan: 1 training runs" in capsys.readouterr().err
+    assert _open(tmp_path, _runs(1), allow_over_memory=True).text  # allowed: planned
