@@ -39,7 +39,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from rnnbench.diagnostics import cli
 from rnnbench.diagnostics.contextstats import (
     ABLATIONS,
     THRESHOLD,
@@ -191,43 +191,29 @@ def measure_run(run_dir: Path, stream: torch.Tensor, settings: ContextSettings, 
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags: paths, the measurement's settings, the machine."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run-dir", required=True, type=Path, help="a training run's folder")
-    p.add_argument("--data-dir", required=True, type=Path, help="tokenized corpus (valid.pt)")
-    p.add_argument("--out", required=True, type=Path, help="context.csv to write")
+    p = cli.parser(__doc__, "context.csv to write")
     p.add_argument("--meta-out", type=Path, help="context.json (default: beside --out)")
     default = ContextSettings()
     for field in dataclasses.fields(ContextSettings):
         p.add_argument(f"--{field.name}", type=int, default=getattr(default, field.name))
     p.add_argument("--weights", choices=("best", "final"), default="best",
                    help="best-validation weights (default) or the final ones, as evaluated")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (as in training)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from rnnbench.training.gpus import claim_gpu, pick_device
-
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     settings = ContextSettings(**{f.name: getattr(args, f.name)
                                   for f in dataclasses.fields(ContextSettings)})
     path = args.data_dir / "valid.pt"
     stream = torch.load(path, weights_only=True)  # (tokens,) int64
     if problem := settings_problem(settings, stream.numel(), str(path)):
         raise SystemExit(problem)
-    claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
-    device = pick_device(args.device)
+    device = cli.open_device(args)
     start = time.perf_counter()
     rows, info = measure_run(args.run_dir, stream, settings, args.weights, device)
-    info.update(device=device.type, threads=torch.get_num_threads(), torch=torch.__version__,
-                wall_seconds=time.perf_counter() - start,
-                command=shlex.join(["python", "-m", "rnnbench.diagnostics.context",
-                                    *(sys.argv[1:] if argv is None else argv)]))
+    info.update(cli.machine_record(device, start, "rnnbench.diagnostics.context", argv))
     write_table(args.out, rows, COLUMNS)
     write_json(args.meta_out or args.out.with_name("context.json"), info)
     return 0

@@ -19,7 +19,6 @@ naming the split, never ``ok``, and the undefined perplexity is written as null.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -30,10 +29,10 @@ import torch
 
 from rnnbench.data.batching import batchify
 from rnnbench.data.streams import stream_errors
+from rnnbench.diagnostics import cli
 from rnnbench.io import DiskFullError, read_json, write_json
 from rnnbench.model.losses import NoTokens, evaluate, full_pass_tokens, perplexity
 from rnnbench.model.model import RNNModel, build_model
-from rnnbench.training.gpus import claim_gpu, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from rnnbench.config import RunConfig
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", required=True, type=Path)
-    parser.add_argument("--data-dir", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    parser = cli.parser(__doc__, "eval.json to write")
     parser.add_argument("--weights", choices=("best", "final"), default="best",
                         help="best-validation weights (default) or the final ones")
     parser.add_argument("--stream-test", action="store_true",
                         help="also evaluate the test set as one stream (batch 1)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
-    device = pick_device(args.device)
+    device = cli.open_device(args)
     meta = read_json(args.run_dir / "train.json")
     cfg = RunConfig.from_dict(meta["config"])
     paths = {split: args.data_dir / f"{split}.pt" for split in ("valid", "test")}

@@ -38,13 +38,13 @@ import dataclasses
 import io
 import logging
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from rnnbench.diagnostics import cli
 from rnnbench.diagnostics.evaluate import load_model
 from rnnbench.diagnostics.gradtime import (
     decay_rate,
@@ -163,10 +163,7 @@ def write_table(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags: paths, the measurement's settings, the machine."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run-dir", required=True, type=Path, help="a training run's folder")
-    p.add_argument("--data-dir", required=True, type=Path, help="tokenized corpus (valid.pt)")
-    p.add_argument("--out", required=True, type=Path, help="gradients.csv to write")
+    p = cli.parser(__doc__, "gradients.csv to write")
     p.add_argument("--decay-out", type=Path, help="decay.csv (default: beside --out)")
     p.add_argument("--meta-out", type=Path, help="gradients.json (default: beside --out)")
     default = Settings()
@@ -177,29 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=default.warmup,
                    help="tokens run without gradient before each window")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=default.dtype)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (as in training)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from rnnbench.training.gpus import claim_gpu, pick_device
-
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    claim_gpu(args.device)  # a GPU (slot) of its own before CUDA starts, as in training
-    device = pick_device(args.device)
+    device = cli.open_device(args)
     stream = torch.load(args.data_dir / "valid.pt", weights_only=True)  # (tokens,) int64
     start = time.perf_counter()
     settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
     grads, decays, info = measure_run(args.run_dir, stream, settings, device)
-    info.update(device=device.type, threads=torch.get_num_threads(), torch=torch.__version__,
-                wall_seconds=time.perf_counter() - start,
-                command=shlex.join(["python", "-m", "rnnbench.diagnostics.gradients",
-                                    *(sys.argv[1:] if argv is None else argv)]))
+    info.update(cli.machine_record(device, start, "rnnbench.diagnostics.gradients", argv))
     write_table(args.out, grads, GRAD_COLUMNS)
     write_table(args.decay_out or args.out.with_name("decay.csv"), decays, DECAY_COLUMNS)
     write_json(args.meta_out or args.out.with_name("gradients.json"), info)
