@@ -289,3 +289,17 @@ def test_every_table_names_the_model_and_the_summary_keeps_variants_apart(tiny_r
             ("rnn_relu-h8-l1-s1", "rnn_relu"), ("rnn_relu-h8-l1-irnn1-s1", "irnn")}, name
     summary = pd.read_csv(tmp_path / "tables/summary.csv")
     assert summary["model"].tolist() == ["rnn_relu", "irnn"] and summary["n"].tolist() == [1, 1]
+
+
+def test_the_long_tables_say_what_a_budget_counts(tiny_runs, tmp_path):
+    # a 4M total budget is "t4M" in every figure's panel, as in comparisons.md: the per-epoch
+    # and per-step tables carry the kind beside the budget
+    run = copy_run(tiny_runs["ok1"], tmp_path / "runs" / "g" / "lstm-t4M-l1-s1",
+                   run_id="lstm-t4M-l1-s1")
+    meta = json.loads((run / "train.json").read_text())
+    edit_json(run / "train.json",
+              config={**meta["config"], "budget": 4_000_000, "budget_kind": "total"})
+    aggregate([run], tmp_path / "tables")
+    for name in ("epochs.csv", "grad_norms.csv"):
+        table = pd.read_csv(tmp_path / "tables" / name)
+        assert set(table["budget_kind"]) == {"total"} and set(table["budget"]) == {4_000_000}

@@ -365,3 +365,14 @@ def test_learning_curves_dash_the_mean_once_a_seed_has_stopped(tmp_path):
     plain = curves.learning_curves(write_tables(tmp_path / "all", {"grid": QUICK}, epochs=3))
     assert not [ln for ln in plain.axes[0].lines if ln.get_gid() == "fewer-seeds"]
     assert "still training" not in texts(plain)
+
+
+def test_a_total_budget_is_named_as_in_the_tables_in_the_learning_curve_panels(tmp_path):
+    # epochs.csv carries the budget's kind (rnnbench.analysis.aggregate.labels): a 4M total
+    # budget is the panel "t4M", as in comparisons.md, not a 4M recurrent budget "p4M"
+    tables = write_tables(tmp_path, {"grid": QUICK}, epochs=2)
+    for name in ("epochs.csv", "runs.csv"):
+        df = pd.read_csv(tables / name).drop(columns="size", errors="ignore")
+        df.assign(budget=4_000_000, budget_kind="total").to_csv(tables / name, index=False)
+    titles = [ax.get_title() for ax in curves.learning_curves(tables).axes]
+    assert titles and all(t.startswith("t4M") for t in titles), titles

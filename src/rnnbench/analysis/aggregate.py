@@ -130,7 +130,7 @@ def run_record(run_dir: Path) -> dict:
 def labels(row: dict) -> dict:
     """The identifying columns copied into the long tables."""
     return {k: row[k] for k in ("corpus", "experiment", "run_id", "model", "cell", "hidden",
-                                "layers", "budget", "seed")}
+                                "layers", "budget", "budget_kind", "seed")}
 
 
 def grad_bins(run_dir: Path, bins: int = GRAD_BINS) -> pd.DataFrame:

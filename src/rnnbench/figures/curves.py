@@ -146,13 +146,13 @@ def learning_curve_table(epochs: pd.DataFrame, runs: pd.DataFrame | None) -> pd.
 
 
 def _seeds_text(table: pd.DataFrame) -> str:
-    """How many seeds a line is, for the y label."""
+    """How many seeds a line is, for the footnote."""
     n = table.groupby([*PANEL, "model"])["n"].max()
     if n.max() <= 1:
-        return "one seed per model, no band"
+        return "Lines: one seed per model, no band."
     spread = str(n.max()) if n.min() == n.max() else f"{n.min()}–{n.max()}"
-    return f"mean, 95% CI over {spread} seeds of each model" + (
-        " (no band where 1)" if n.min() == 1 else "")
+    return f"Lines: mean over {spread} seeds of each model, band: its t 95% CI" + (
+        " (none where 1)." if n.min() == 1 else ".")
 
 
 def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
@@ -169,7 +169,8 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
                         fs.not_finished(runs))
     d, panels = _size_panels(_with_tokens(_status(epochs, runs)), runs)
     colors = fs.model_colors(d["model"])
-    fig, axes = fs.panel_grid(len(panels), height=2.8)
+    one = len(panels) == 1  # a single comparison (one budget): room for every model's line
+    fig, axes = fs.panel_grid(len(panels), width=5.6 if one else 3.6, height=3.8 if one else 2.8)
     cut = fewer = False
     for ax, panel in zip(axes, panels, strict=True):
         mine = d[d["panel"] == panel]
@@ -201,9 +202,9 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
         fs.legend(ax, "model")
     fs.plain_log_ticks(axes)
     for ax in axes:
-        ax.set(xlabel="training tokens seen", ylabel=fs.log_label("validation perplexity")
-               + "\n(" + _seeds_text(table) + ")")
-    fs.footnote(fig, [*(["Bands cut at a tenth of the mean (the interval reaches 0)."]
+        ax.set(xlabel="training tokens seen", ylabel=fs.log_label("validation perplexity"))
+    fs.footnote(fig, [_seeds_text(table),
+                      *(["Bands cut at a tenth of the mean (the interval reaches 0)."]
                         if cut else []),
                       *(["Dashed: after a model's first seed stopped, the mean over the seeds "
                          "still training."] if fewer else []),
