@@ -134,9 +134,10 @@ def test_a_killed_writer_leaves_a_temp_file_that_the_next_write_removes(tmp_path
 
 
 def test_a_figure_job_cancelled_with_sigterm_leaves_no_temp_file(tmp_path):
-    # a real plot entry point, stopped by SIGTERM while it writes (Snakemake cancelling it)
-    code = ("import time, pathlib, rnnbench.figures.plots as p, rnnbench.io as io; "
-            "p.sigterm_exits(); "
+    # what every figure command does first (figstyle.start_job), then a write stopped by
+    # SIGTERM (Snakemake cancelling the job)
+    code = ("import time, pathlib, rnnbench.figures.figstyle as fs, rnnbench.io as io; "
+            "fs.start_job(); "
             "io.write_atomic(pathlib.Path(r'%s'), lambda tmp: (tmp.write_bytes(b'x'), "
             "print('writing', flush=True), time.sleep(30)))" % (tmp_path / "fig.png"))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -30,7 +30,6 @@ matplotlib.use("Agg")
 import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
@@ -187,19 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``collect`` or ``context_vs_k``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    col = sub.add_parser("collect", help="the runs' context files into tables")
-    col.add_argument("runs", nargs="+", type=Path, help="run folders")
-    col.add_argument("--out-dir", required=True, type=Path)
-    fig = sub.add_parser("context_vs_k", help=context_vs_k.__doc__)
-    fig.add_argument("--tables", required=True, type=Path, help="folder of the tables")
-    fig.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    fs.collect_command(sub, "the runs' context files into tables")
+    fs.figure_flags(sub.add_parser("context_vs_k", help=context_vs_k.__doc__))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    fs.start_job()
     if args.command == "collect":
         tables = collect(args.runs, args.out_dir)
         log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
     else:
-        sns.set_theme(style="whitegrid", context="paper")
         save(context_vs_k(args.tables), args.out)
         log.info("wrote %s and .svg", args.out)
     return 0

@@ -25,7 +25,6 @@ matplotlib.use("Agg")
 import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -272,13 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: the learning curves' figure and table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("figure", choices=["learning_curves"])
-    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
-    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    fs.figure_flags(parser)
     parser.add_argument("--table-out", type=Path,
                         help="learning_curves.csv (default: beside the tables)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    sns.set_theme(style="whitegrid", context="paper")
+    fs.start_job()
     table_out = args.table_out or args.tables / "learning_curves.csv"
     fs.save(learning_curves(args.tables, table_out), args.out)
     log.info("wrote %s (and .svg) and %s", args.out, table_out)

@@ -8,7 +8,9 @@ cut) rather than crash or mislead.
 
 from __future__ import annotations
 
+import argparse
 import colorsys
+import logging
 import math
 import textwrap
 from collections.abc import Iterable
@@ -27,7 +29,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from rnnbench.analysis.labels import base_cell, model_rank  # noqa: E402
-from rnnbench.io import write_atomic  # noqa: E402
+from rnnbench.io import sigterm_exits, write_atomic  # noqa: E402
 
 CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 # Curves of the gradient figures: the cells, plus the LSTM's cell state as a series of its own.
@@ -299,3 +301,25 @@ def save(figure: Figure | sns.FacetGrid | Axes, png: Path) -> None:
         write_atomic(path, lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=120,
                                                           bbox_inches="tight"))
     plt.close(fig)
+
+
+def figure_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A figure command's ``--tables`` (the folder it reads) and ``--out`` (the PNG)."""
+    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
+    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    return parser
+
+
+def collect_command(sub: argparse._SubParsersAction, what: str) -> None:
+    """The ``collect RUN... --out-dir DIR`` subcommand: the runs' files into tables."""
+    col = sub.add_parser("collect", help=what)
+    col.add_argument("runs", nargs="+", type=Path, help="run folders")
+    col.add_argument("--out-dir", required=True, type=Path)
+
+
+def start_job() -> None:
+    """What every figure command does first: log lines, no .tmp left beside a figure by a
+    cancelled job (SIGTERM), the house style."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sigterm_exits()
+    sns.set_theme(style="whitegrid", context="paper")

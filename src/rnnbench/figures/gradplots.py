@@ -36,7 +36,6 @@ from rnnbench.analysis.gradtables import collect  # noqa: E402
 from rnnbench.analysis.labels import model_rank, with_model  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
 from rnnbench.figures.figstyle import GATE_BLOCKS, save, wrap  # noqa: E402
-from rnnbench.io import sigterm_exits  # noqa: E402
 
 log = logging.getLogger(__name__)
 KINDS = ["trained", "init"]
@@ -290,16 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``collect`` or one figure's name."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    col = sub.add_parser("collect", help="concatenate the runs' gradient files into tables")
-    col.add_argument("runs", nargs="+", type=Path, help="run folders")
-    col.add_argument("--out-dir", required=True, type=Path)
+    fs.collect_command(sub, "concatenate the runs' gradient files into tables")
     for name, func in FIGURES.items():
-        fig = sub.add_parser(name, help=func.__doc__)
-        fig.add_argument("--tables", required=True, type=Path, help="folder of the tables")
-        fig.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+        fs.figure_flags(sub.add_parser(name, help=func.__doc__))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    sigterm_exits()  # a cancelled job leaves no .tmp beside its figure
+    fs.start_job()
     if args.command == "collect":
         tables = collect(args.runs, args.out_dir)
         log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))

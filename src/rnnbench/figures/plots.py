@@ -27,7 +27,6 @@ from rnnbench.analysis.labels import with_model  # noqa: E402
 from rnnbench.figures import curves  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
 from rnnbench.figures.figstyle import save  # noqa: E402  (re-exported: gradplots, tests)
-from rnnbench.io import sigterm_exits  # noqa: E402
 
 log = logging.getLogger(__name__)
 MARKERS = curves.MARKERS
@@ -175,14 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction", "tuning_curve",
                                                   "model_comparison"]))
-    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
-    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
+    fs.figure_flags(parser)
     parser.add_argument("--published", default="{}",
                         help="reproduction only; JSON: experiment -> {test_ppl: ...}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    sigterm_exits()  # a cancelled job leaves no .tmp beside its figure
-    sns.set_theme(style="whitegrid", context="paper")
+    fs.start_job()
     if args.figure == "reproduction":
         save(reproduction(args.tables, json.loads(args.published)), args.out)
     elif args.figure == "tuning_curve":  # a tuned config's trials.csv, not runs.csv
