@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from rnnbench.analysis.compare import comparisons, main, markdown, model_label, models, size_label
 from rnnbench.analysis.stats import welch_ci
-from rnnbench.experiment.trials import annotate, with_edges
+from rnnbench.experiment.trials import annotate, tuning_budgets, with_edges
 
 
 def _runs() -> pd.DataFrame:
@@ -184,7 +184,8 @@ def published_markdown(experiment: str, tmp_path: Path) -> str:
     runs = with_edges(runs, trials)
     if all((d / "context.json").exists() for d in dirs):
         runs = with_context(runs, collect(dirs, tmp_path)["context.csv"])
-    return markdown(models(runs), comparisons(runs))
+    return markdown(models(runs), comparisons(runs),
+                    budgets=tuning_budgets(pd.read_csv(reference / "trials.csv")))
 
 
 @pytest.mark.parametrize("experiment", ["fair", "converged"])
@@ -294,3 +295,20 @@ def test_plateau_runs_give_epochs_to_convergence_and_total_params():
     # a fixed schedule (the fair table): neither column, recurrent params
     fixed = markdown(models(_runs()), comparisons(_runs()))
     assert "epochs to best" not in fixed and "| model | recurrent params |" in fixed
+
+
+def test_a_tuned_table_says_the_tuning_budget_of_every_model():
+    # 4 trials a model, the best 2 again; one model lost a trial to divergence (not promoted)
+    rows = [{"experiment": "t", "model": m, "rung": rung, "run_id": f"{m}-{rung}-{i}"}
+            for m in ("lstm", "gru") for rung, n in ((0, 4), (1, 2)) for i in range(n)]
+    trials = pd.DataFrame(rows[:-1])  # gru's rung 1 has one trial only
+    budgets = tuning_budgets(trials)
+    assert budgets == {"t": "Tuning budget of every model: 4 trials, then the best 1–2 again, "
+                            "longer (fewer where trials diverged), 5–6 in all, ranked on "
+                            "validation perplexity only (trials.csv)."}
+    assert tuning_budgets(pd.DataFrame(rows))["t"].startswith(
+        "Tuning budget of every model: 4 trials, then the best 2 again, longer, 6 in all")
+    runs = _runs().assign(experiment="t")
+    text = markdown(models(runs), comparisons(runs, resamples=200), budgets=budgets)
+    assert "|\n\nTuning budget of every model: 4 trials" in text
+    assert "Tuning budget" not in markdown(models(runs), comparisons(runs, resamples=200))

@@ -27,7 +27,7 @@ import itertools
 import logging
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +36,7 @@ from rnnbench.analysis.labels import MODEL_ORDER as MODEL_ORDER  # re-exported: 
 from rnnbench.analysis.labels import model_label, size_label
 from rnnbench.analysis.labels import model_rank as _order
 from rnnbench.analysis.stats import bootstrap_t_diff_ci, holm, mean_ci, welch_ci
-from rnnbench.experiment.trials import with_edges
+from rnnbench.experiment.trials import tuning_budgets, with_edges
 from rnnbench.io import write_csv, write_text
 
 log = logging.getLogger(__name__)
@@ -231,9 +231,11 @@ def _context_cell(r: pd.Series) -> str:
     return f"{r['context_mean']:.1f}" + _interval(r["context_ci_low"], r["context_ci_high"])
 
 
-def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") -> str:
+def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
+             budgets: Mapping[str, str] | None = None) -> str:
     """One table per corpus, experiment, size and depth; Δ against ``reference`` (or the
-    block's last model when it has none)."""
+    block's last model when it has none); under a tuned experiment's table, its tuning
+    budget (``budgets``: experiment -> sentence, rnnbench.experiment.trials.tuning_budgets)."""
     out = []
     references = set()
     for key, block in table.groupby(KEYS, sort=False):
@@ -275,6 +277,8 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm") 
             epochs = f" {_epochs_cell(r)} |" if plateau else ""
             out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} |{epochs} {ppl} | "
                        f"{delta} |" + context)
+        if budgets and experiment in budgets:
+            out += ["", budgets[experiment]]
         out.append("")
     edges = "tuning_edge" in table and table["tuning_edge"].map(
         lambda e: isinstance(e, str)).any()
@@ -289,20 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv")
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--reference", default="lstm", help="model the Δ column is against")
-    parser.add_argument("--trials", type=Path, help="trials.csv: mark edge selections")
+    parser.add_argument("--trials", type=Path,
+                        help="trials.csv: mark edge selections, say the tuning budget")
     parser.add_argument("--context", type=Path,
                         help="context.csv: each model's effective context (rnnbench.contextplots)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runs = pd.read_csv(args.runs)
+    budgets = None
     if args.trials:
-        runs = with_edges(runs, pd.read_csv(args.trials))
+        trials = pd.read_csv(args.trials)
+        runs, budgets = with_edges(runs, trials), tuning_budgets(trials)
     if args.context:
         runs = with_context(runs, pd.read_csv(args.context))
     table, pairs = models(runs), comparisons(runs, reference=args.reference)
     write_csv(table, args.out_dir / "models.csv")
     write_csv(pairs, args.out_dir / "comparisons.csv")
-    write_text(args.out_dir / "comparisons.md", markdown(table, pairs, args.reference))
+    write_text(args.out_dir / "comparisons.md", markdown(table, pairs, args.reference, budgets))
     log.info("%d models, %d pairs -> %s", len(table), len(pairs), args.out_dir)
     return 0
 

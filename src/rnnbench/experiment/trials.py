@@ -98,3 +98,23 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+
+
+def tuning_budgets(trials: Any) -> dict[str, str]:
+    """Per experiment of ``trials`` (trials.csv), one sentence on the tuning budget of each
+    model: its trials per rung (a range where models differ: a diverged trial is never
+    promoted), ranked on validation perplexity only."""
+    budgets = {}
+    for experiment, block in trials.groupby("experiment", sort=False):
+        counts = block.groupby(["model", "rung"]).size().unstack(fill_value=0)
+        spans = [f"{lo}" if lo == hi else f"{lo}–{hi}"
+                 for lo, hi in zip(counts.min(), counts.max(), strict=True)]
+        totals = counts.sum(axis=1)
+        total = (f"{totals.min()}" if totals.min() == totals.max()
+                 else f"{totals.min()}–{totals.max()}")
+        again = "".join(f", then the best {s} again, longer" for s in spans[1:])
+        fewer = " (fewer where trials diverged)" if totals.min() < totals.max() else ""
+        budgets[str(experiment)] = (
+            f"Tuning budget of every model: {spans[0]} trials{again}{fewer}, {total} in all, "
+            "ranked on validation perplexity only (trials.csv).")
+    return budgets
