@@ -329,7 +329,7 @@ def test_tuning_curve_leaves_out_an_overflowing_trial_and_uses_a_log_axis(tmp_pa
     assert ax.get_ylim()[1] < 1e4
     words = texts(fig)
     assert f"fair/{group}-lr3-rung0-s1 (irnn): validation perplexity 3.3e+137 > vocabulary" \
-        in words and f"fair/{group}-lr4-rung0-s1 (irnn): diverged" in words
+        in words and "fair/irnn: 1 diverged (lr4)" in words
 
 
 @pytest.mark.parametrize("name, panels", [("grad_vs_lag", 1), ("grad_norm_distribution", 1),

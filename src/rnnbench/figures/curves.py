@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -198,7 +199,7 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
                          model)
         ax.set_title(panel)
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(fs.si))
-        fs.legend(ax, "model")
+        fs.legend(ax, "model", **_beside(len(panels)))
     fs.plain_log_ticks(axes)
     for ax in axes:
         ax.set(xlabel="training tokens seen", ylabel=fs.log_label("validation perplexity"))
@@ -228,6 +229,36 @@ def _left_out(first: pd.DataFrame, vocab: float) -> pd.Series:
     return why
 
 
+def _beside(panels: int) -> dict:
+    """Legend placement: beside a figure's only panel (its lines keep the whole panel), else
+    inside each panel."""
+    return {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if panels == 1 else {}
+
+
+def _point(run_id: str, group: str) -> str:
+    """A trial's point, from its run id less its model's (``gradclip-lr1``)."""
+    common = set(group.split("-"))
+    return "-".join(t for t in run_id.split("-") if t not in common
+                    and not re.fullmatch(r"rung\d+|s\d+", t))
+
+
+def _lost_lines(first: pd.DataFrame, why: pd.Series) -> list[str]:
+    """The trials left out of the expectation: those that diverged, one line per model with
+    their points; any other (a perplexity that is not a number, or above the vocabulary
+    size), one line each with its reason."""
+    lines = []
+    left = first.assign(why=why)[why != ""]
+    status = left["why"] == left["status"].astype(str)
+    for (experiment, model, reason), block in left[status].groupby(
+            ["experiment", "model", "why"], sort=False):
+        points = ", ".join(_point(r, g) for r, g in zip(block["run_id"], block["group"],
+                                                        strict=True))
+        lines.append(fs.wrap(f"{experiment}/{model}: {len(block)} {reason} ({points})", 110))
+    lines += [f"{r['experiment']}/{r['run_id']} ({r['model']}): {r['why']}"
+              for _, r in left[~status].iterrows()]
+    return lines
+
+
 def tuning_curve(tables: Path) -> Figure:
     """Expected best validation perplexity of n random first-rung trials, n = 1..N, log y, one
     line per model (Dodge et al. 2019); one panel per experiment, size and depth. Diverged
@@ -237,11 +268,10 @@ def tuning_curve(tables: Path) -> Figure:
     vocab = (float(runs["vocab_size"].max()) if runs is not None and "vocab_size" in runs
              else math.nan)
     first = trials[trials["rung"] == 0]
-    first = first.assign(model=first["model"].map(group_label),
+    first = first.assign(group=first["model"], model=first["model"].map(group_label),
                          size=first.apply(size_label, axis=1) if len(first) else "")
     why = _left_out(first, vocab)
-    lost = [f"{r['experiment']}/{r['run_id']} ({r['model']}): {w}"
-            for (_, r), w in zip(first.iterrows(), why, strict=True) if w]
+    lost = _lost_lines(first, why)
     done = first[why == ""].assign(valid_ppl=lambda d: d["valid_ppl"].astype(float))
     if done.empty:
         return _nothing("no first-rung trial finished", lost)
@@ -258,7 +288,7 @@ def tuning_curve(tables: Path) -> Figure:
                     marker=MARKERS[i % len(MARKERS)], label=f"{model} ({len(ppl)} trials)")
         ax.set(title=panel, xlabel="trials (first rung)")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-        fs.legend(ax, "model (finished trials)")
+        fs.legend(ax, "model (finished trials)", **_beside(len(panels)))
     fs.plain_log_ticks(axes)
     for ax in axes:
         ax.set_ylabel(fs.log_label("expected best validation perplexity"))
