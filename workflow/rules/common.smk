@@ -11,7 +11,7 @@ sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 from rnnbench.experiment.grid import check_streams, expand as expand_grid, run_args
-from rnnbench.data.sources import corpus_tokens, plan_size, source_inputs
+from rnnbench.data.sources import corpus_tokens, source_inputs
 from rnnbench.config import TRAINING_KEYS
 from rnnbench.experiment.tuning import Tuning, selected_config
 from rnnbench.experiment.schema import check_config

@@ -61,8 +61,7 @@ def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_r
                      cores=cores, max_vocab=max_vocab, jobs=jobs,
                      # this corpus's size (not PTB's, unless it is PTB), from its files now
                      size=plan_size(config["corpus"], data_dir), memory=memory)
-    text = plan.text and plan.text + "".join(n if n.startswith("\n") else f"\n  {n}"
-                                             for n in notes if n)
+    text = plan.text and plan.text + "".join(f"\n  {n.strip()}" for n in notes if n)
     PlanAtExit(text, is_dry_run).install(logger)
     progress = GridProgress([r.path for r in planned], plan.seconds, plan.workers,
                             upper_bound=any(may_stop_early(r.config) for r in planned))

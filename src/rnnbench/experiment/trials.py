@@ -98,8 +98,6 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-
-
 def tuning_budgets(trials: Any) -> dict[str, str]:
     """Per experiment of ``trials`` (trials.csv), one sentence on the tuning budget of each
     model: its trials per rung (a range where models differ: a diverged trial is never
