@@ -165,7 +165,6 @@ def published_markdown(experiment: str, tmp_path: Path) -> str:
     the study's comparisons.md builds it: edges from its trials.csv, effective context from
     its runs' context files where they were measured."""
     from rnnbench.analysis.aggregate import run_record
-    from rnnbench.analysis.compare import with_context
     from rnnbench.config import TRAINING_KEYS
     from rnnbench.experiment.tuning import Tuning
     from rnnbench.figures.contextplots import collect
@@ -182,9 +181,9 @@ def published_markdown(experiment: str, tmp_path: Path) -> str:
     trials = pd.DataFrame(annotate(pd.read_csv(reference / "trials.csv", dtype=str)
                                    .to_dict("records"), tunings))
     runs = with_edges(runs, trials)
-    if all((d / "context.json").exists() for d in dirs):
-        runs = with_context(runs, collect(dirs, tmp_path)["context.csv"])
-    return markdown(models(runs), comparisons(runs),
+    context = (collect(dirs, tmp_path)["context.csv"]
+               if all((d / "context.json").exists() for d in dirs) else None)
+    return markdown(models(runs, context), comparisons(runs),
                     budgets=tuning_budgets(pd.read_csv(reference / "trials.csv")))
 
 
@@ -235,24 +234,30 @@ def test_readme_tables_are_the_published_experiments(experiment, tmp_path):
 
 
 def test_effective_context_is_a_column_only_where_it_was_measured():
-    from rnnbench.analysis.compare import with_context
-
     runs = _runs().assign(run_id=lambda d: [f"{c}-s{s}-{i}" for i, (c, s) in
                                             enumerate(zip(d["cell"], d["seed"], strict=True))])
     plain = markdown(models(runs), comparisons(runs, resamples=200))
     assert "effective context" not in plain
     lstm = runs[(runs["cell"] == "lstm") & runs["forget_bias"].isna()]
-    context = pd.DataFrame({"experiment": "fair", "run_id": list(lstm["run_id"]) + ["x"],
-                            "status": ["ok", "ok", "nonfinite", "ok"],
-                            "effective_context": [20.0, 30.0, math.nan, 5.0]})
-    table = models(with_context(runs, context))
+    ks = [1, 10, 20, 30, 50]
+    curves = {lstm["run_id"].iloc[0]: ([0.3, 0.02, 0.008, 0.003, 0.0], "ok", 20.0),
+              lstm["run_id"].iloc[1]: ([0.3, 0.03, 0.014, 0.006, 0.0], "ok", 30.0),
+              lstm["run_id"].iloc[2]: ([math.nan] * 5, "nonfinite", math.nan),
+              "x": ([0.3, 0.0, 0.0, 0.0, 0.0], "ok", 10.0)}  # a run of no model here
+    context = pd.DataFrame([
+        {"experiment": "fair", "run_id": run, "status": status, "ablation": "truncate",
+         "k": k, "loss_increase": inc, "ci_low": inc, "ci_high": inc, "effective_context": eff}
+        for run, (incs, status, eff) in curves.items() for k, inc in zip(ks, incs, strict=True)])
+    table = models(runs, context)
     row = table[table["model"] == "lstm"].iloc[0]
-    assert row["context_n"] == 2 and row["context_mean"] == 25.0  # the nonfinite run is left out
-    half = sps.t.ppf(0.975, 1) * np.std([20.0, 30.0], ddof=1) / math.sqrt(2)
-    assert row["context_ci_high"] == pytest.approx(25.0 + half)
+    # the nonfinite run is left out; the mean curve is within 1% from 30 on (0.011 at 20 is
+    # not), and the t band over the 2 seeds reaches from 10 to 50
+    assert row["effective_context_n"] == 2 and row["effective_context"] == 30.0
+    assert (row["effective_context_ci_low"], row["effective_context_ci_high"]) == (10.0, 50.0)
+    assert (row["effective_context_seed_min"], row["effective_context_seed_max"]) == (20, 30)
     text = markdown(table, comparisons(runs, resamples=200))
     assert "effective context, tokens [95% CI] |" in text
-    assert f"| 25.0 [{25 - half:.1f}, {25 + half:.1f}] |" in text
+    assert "| 30 [10, 50] |" in text and "the t interval over seeds and the bootstrap" in text
     assert "| rnn_tanh |" in text and text.count("| – |") >= 1  # not measured: a dash
 
 

@@ -22,6 +22,7 @@ from rnnbench.diagnostics.contextstats import (
     context_settings,
     effective_context,
     k_grid,
+    seed_effective,
     settings_problem,
 )
 from rnnbench.diagnostics.evaluate import main as evaluate_main
@@ -151,6 +152,69 @@ def test_bootstrap_interval_holds_the_point_estimate_and_is_reproducible():
     assert a["effective_ci_low"] in (1, 5, 20, 50)
 
 
+def test_a_models_context_over_seeds_is_a_k_of_the_grid_with_an_interval_that_has_width():
+    """Three seeds whose own effective contexts all are 5: the mean of those values has a t
+    interval of no width, [5, 5]; the context of the mean curve is 5, and its t band over seeds
+    gives the k where the lower and the upper edge stay within 1%, 3 and 7."""
+    from rnnbench.analysis.stats import mean_ci
+
+    ks = [1, 2, 3, 5, 7, 10]
+    curves = np.array([[0.2, 0.05, 0.015, 0.009, 0.004, 0.0],
+                       [0.2, 0.05, 0.012, 0.006, 0.003, 0.0],
+                       [0.2, 0.05, 0.018, 0.0095, 0.005, 0.0]])
+    assert [effective_context(ks, c) for c in curves] == [5, 5, 5]
+    old = mean_ci([5.0, 5.0, 5.0])
+    assert old["ci_low"] == old["ci_high"] == 5.0
+    pooled = seed_effective(ks, curves)
+    assert (pooled["effective_ci_low"], pooled["effective"], pooled["effective_ci_high"]) == (
+        3, 5, 7)
+    # the seeds share their targets: that sample's bootstrap half-width widens the band
+    wider = seed_effective(ks, curves, np.full_like(curves, 0.007))
+    assert (wider["effective_ci_low"], wider["effective"], wider["effective_ci_high"]) == (
+        3, 5, 10)
+    # seeds that disagree (3 and 30 tokens): the t interval of their mean reaches below zero,
+    # the band's stays on the grid
+    ks = [1, 3, 10, 30, 100]
+    curves = np.array([[0.3, 0.008, 0.005, 0.002, 0.0], [0.3, 0.05, 0.02, 0.006, 0.0]])
+    assert mean_ci([3.0, 30.0])["ci_low"] < 0
+    pooled = seed_effective(ks, curves)
+    assert pooled["effective"] == 30 and 1 <= pooled["effective_ci_low"] <= 30
+    assert pooled["effective_ci_high"] in ks
+    with pytest.raises(ValueError, match="2 or more seeds"):
+        seed_effective(ks, curves[:1])
+    with pytest.raises(ValueError, match="do not match 4 k"):
+        seed_effective(ks[:4], curves)
+
+
+def _context_rows(run_id: str, increases: list[float], ks: list[int], status: str = "ok",
+                  **per_run) -> list[dict]:
+    """context.csv rows of one run (truncation only)."""
+    return [{"experiment": "e", "run_id": run_id, "status": status, "ablation": "truncate",
+             "k": k, "loss_increase": inc, "ci_low": inc - 0.01, "ci_high": inc + 0.01,
+             **per_run} for k, inc in zip(ks, increases, strict=True)]
+
+
+def test_model_context_one_seed_none_and_runs_measured_apart():
+    from rnnbench.analysis.contexts import model_context
+
+    one = pd.DataFrame(_context_rows("a", [0.2, 0.0], [1, 10], effective_context=10.0,
+                                     effective_context_ci_low=1.0,
+                                     effective_context_ci_high=10.0))
+    got = model_context(one)
+    assert got["effective_context_n"] == 1 and got["effective_context"] == 10.0
+    assert (got["effective_context_ci_low"], got["effective_context_ci_high"]) == (1.0, 10.0)
+    assert got["effective_context_censored"]  # 10 is the longest context measured
+    skipped = pd.DataFrame([{"experiment": "e", "run_id": "b", "status": "nonfinite",
+                             "ablation": math.nan, "k": math.nan, "loss_increase": math.nan,
+                             "effective_context": math.nan}])
+    none = model_context(skipped)
+    assert none["effective_context_n"] == 0 and math.isnan(none["effective_context"])
+    apart = pd.DataFrame(_context_rows("a", [0.2, 0.0], [1, 10], effective_context=10.0)
+                         + _context_rows("c", [0.2, 0.0], [1, 20], effective_context=20.0))
+    with pytest.raises(ValueError, match="a, c: they were measured on different context grids"):
+        model_context(apart)
+
+
 def test_settings_grid_and_a_clear_message_for_a_too_short_split():
     assert context_settings(True) == ContextSettings() and context_settings(False) is None
     assert context_settings({"targets": 10}) == ContextSettings(targets=10)
@@ -221,9 +285,19 @@ def test_collect_tables_and_figure(runs, tmp_path):
     lstm = summary[summary["cell"] == "lstm"].iloc[0]
     per_seed = table[table["cell"] == "lstm"].drop_duplicates("run_id")["effective_context"]
     assert lstm["effective_context_n"] == 2 and lstm["n"] == 2
-    assert lstm["effective_context_mean"] == pytest.approx(per_seed.mean())
+    lstm_rows = table[(table["cell"] == "lstm") & (table["ablation"] == "truncate")]
+    curves = lstm_rows.pivot(index="run_id", columns="k", values="loss_increase")
+    half = (lstm_rows.pivot(index="run_id", columns="k", values="ci_high")
+            - lstm_rows.pivot(index="run_id", columns="k", values="ci_low")) / 2
+    pooled = seed_effective(list(curves.columns), curves.to_numpy(), half.to_numpy())
+    assert [lstm[f"effective_context{s}"] for s in ("_ci_low", "", "_ci_high")] == [
+        pooled[f"effective{s}"] for s in ("_ci_low", "", "_ci_high")]
+    assert lstm["effective_context_ci_low"] <= lstm["effective_context"] \
+        <= lstm["effective_context_ci_high"]
+    assert (lstm["effective_context_seed_min"], lstm["effective_context_seed_max"]) == (
+        per_seed.min(), per_seed.max())
     relu = summary[summary["cell"] == "rnn_relu"].iloc[0]
-    assert relu["effective_context_n"] == 0 and math.isnan(relu["effective_context_mean"])
+    assert relu["effective_context_n"] == 0 and math.isnan(relu["effective_context"])
     png = tmp_path / "figures/context_vs_k.png"
     assert contextplots_main(["context_vs_k", "--tables", str(tables), "--out", str(png)]) == 0
     assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()
@@ -238,21 +312,19 @@ def test_collect_tables_and_figure(runs, tmp_path):
 def test_the_published_context_table_is_the_committed_runs():
     """docs/results.md's gradients table (test perplexity and effective context of each model)
     is what the committed results/reference/gradients/ files give."""
-    import json
     import re
 
     from rnnbench.analysis.aggregate import run_record
-    from rnnbench.analysis.compare import comparisons, markdown, models, with_context
+    from rnnbench.analysis.compare import comparisons, markdown, models
+    from rnnbench.figures.contextplots import run_rows
 
     root = Path(__file__).resolve().parents[1]
     dirs = sorted(p.parent for p in (root / "results/reference/gradients").glob("*/context.json"))
     assert len(dirs) == 9  # tanh, relu and LSTM, 3 seeds each
     runs = pd.DataFrame([run_record(d) for d in dirs])
-    measured = [json.loads((d / "context.json").read_text()) for d in dirs]
-    context = pd.DataFrame({"experiment": "gradients", "run_id": [m["run_id"] for m in measured],
-                            "status": [m["status"] for m in measured],
-                            "effective_context": [m["effective_context"] for m in measured]})
-    table = markdown(models(with_context(runs, context)), comparisons(runs))
+    context = pd.concat([run_rows(d, r) for d, r in zip(dirs, runs.to_dict("records"),
+                                                        strict=True)])
+    table = markdown(models(runs, context), comparisons(runs))
     text = (root / "docs/results.md").read_text()
     match = re.search(r"<!-- gradients-table -->\n(.*?)<!-- /gradients-table -->", text, re.S)
     assert match, "docs/results.md lacks the gradients-table markers"

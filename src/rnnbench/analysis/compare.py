@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.analysis.contexts import model_context
 from rnnbench.analysis.labels import MODEL_ORDER as MODEL_ORDER  # re-exported: one label, in labels
 from rnnbench.analysis.labels import model_label, size_label
 from rnnbench.analysis.labels import model_rank as _order
@@ -56,23 +57,13 @@ def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def with_context(runs: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with each run's ``effective_context`` (tokens) from the study's context.csv
-    (rnnbench.contextplots); NaN for a run not measured or whose measurement is not ok."""
-    per_run = context.drop_duplicates(["experiment", "run_id"])
-    ok = per_run["status"] == "ok"
-    values = per_run.loc[ok, ["experiment", "run_id", "effective_context"]]
-    return runs.drop(columns="effective_context", errors="ignore").merge(
-        values, on=["experiment", "run_id"], how="left")
-
-
-def _context_stats(ok: pd.DataFrame) -> dict:
-    """Mean and t 95% CI of the finished runs' effective context (none when not measured)."""
-    if "effective_context" not in ok:
+def _context_stats(ok: pd.DataFrame, context: pd.DataFrame | None) -> dict:
+    """The effective context over the finished runs ``ok`` measured in ``context`` (a study's
+    context.csv; rnnbench.analysis.contexts); none when the study does not measure it."""
+    if context is None:
         return {}
-    ci = mean_ci(ok["effective_context"].dropna().tolist())
-    return {"context_n": ci["n"], "context_mean": ci["mean"], "context_ci_low": ci["ci_low"],
-            "context_ci_high": ci["ci_high"]}
+    mine = context.merge(ok[["experiment", "run_id"]], on=["experiment", "run_id"])
+    return model_context(mine)
 
 
 def _epoch_stats(block: pd.DataFrame, ok: pd.DataFrame) -> dict:
@@ -88,10 +79,10 @@ def _epoch_stats(block: pd.DataFrame, ok: pd.DataFrame) -> dict:
             "n_at_max_epochs": capped, "max_epochs": int(block["epochs"].max())}
 
 
-def models(runs: pd.DataFrame) -> pd.DataFrame:
+def models(runs: pd.DataFrame, context: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI, the
-    epochs to convergence under the plateau schedule, and the effective context's mean and CI
-    where it was measured."""
+    epochs to convergence under the plateau schedule, and, given the study's context.csv, the
+    effective context of its finished runs with its CI (rnnbench.analysis.contexts)."""
     rows = []
     for key, block in label_runs(runs).groupby([*KEYS, "model"], sort=False):
         ok = block[block["status"] == "ok"]
@@ -104,7 +95,7 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
                      "params": first.get("params"), "budget_kind": first.get("budget_kind"),
                      "n_runs": len(block), "n_diverged": int((block["status"] == "diverged").sum()),
                      **{f"test_ppl_{k}" if k != "n" else "n": v for k, v in stats.items()},
-                     **_epoch_stats(block, ok), **_context_stats(ok)})
+                     **_epoch_stats(block, ok), **_context_stats(ok, context)})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -169,8 +160,8 @@ def comparisons(runs: pd.DataFrame, resamples: int = 10_000,
     return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=PAIR_COLUMNS)
 
 
-def _interval(low: float, high: float) -> str:
-    return "" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
+def _interval(low: float, high: float, fmt: str = ".1f") -> str:
+    return "" if math.isnan(low) else f" [{low:{fmt}}, {high:{fmt}}]"
 
 
 def _p(p: float) -> str:
@@ -194,7 +185,8 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
 
 
-def _footnote(references: set[str], edges: bool = False, plateau: bool = False) -> str:
+def _footnote(references: set[str], edges: bool = False, plateau: bool = False,
+              context: bool = False) -> str:
     family = (f"every model against {next(iter(references))}" if len(references) == 1
               else "every model against the model of its Δ column")
     edge = (" [edge: lr min]: the tuned value is the smallest (max: the largest) of its search "
@@ -205,7 +197,14 @@ def _footnote(references: set[str], edges: bool = False, plateau: bool = False) 
             f"and a studentized-bootstrap CI. Finished runs only.{edge}"
             + (" Epochs: the epoch of best validation perplexity and, in brackets, the epochs "
                "trained until the plateau schedule stopped (min–max over seeds)."
-               if plateau else ""))
+               if plateau else "")
+            + (" Effective context: the smallest k of the measured grid from which on cutting "
+               "the context to the last k tokens costs at most 1% of the loss, for the mean "
+               "over seeds of that cost; its CI, the same k for the edges of the cost's "
+               "pointwise 95% interval (the t interval over seeds and the bootstrap over the "
+               "validation targets they share, in quadrature; one seed: its bootstrap "
+               "interval); ≥: the longest context measured."
+               if context else ""))
 
 
 def _span(low: float, high: float) -> str:
@@ -225,10 +224,13 @@ def _epochs_cell(r: pd.Series) -> str:
 
 
 def _context_cell(r: pd.Series) -> str:
-    """Mean effective context over the seeds measured, with its t interval (n > 1)."""
-    if not r.get("context_n"):
+    """The model's effective context (a k of the grid) with its interval; "≥" when it is the
+    longest context measured."""
+    if not r.get("effective_context_n"):
         return "–"
-    return f"{r['context_mean']:.1f}" + _interval(r["context_ci_low"], r["context_ci_high"])
+    at_least = "≥ " if bool(r.get("effective_context_censored", False)) else ""
+    return (f"{at_least}{r['effective_context']:g}"
+            + _interval(r["effective_context_ci_low"], r["effective_context_ci_high"], "g"))
 
 
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
@@ -245,7 +247,8 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
             (pairs[KEYS] == pd.Series(dict(zip(KEYS, key, strict=True)))).all(axis=1))
         sub = pairs[mask] if not pairs.empty else pairs
         corpus, experiment, size, layers = key
-        measured = "context_n" in block and bool((block["context_n"] > 0).any())
+        measured = ("effective_context_n" in block
+                    and bool((block["effective_context_n"] > 0).any()))
         total = bool((block["budget_kind"] == "total").all()) if "budget_kind" in block else False
         plateau = "epochs_min" in block and bool(block["epochs_min"].notna().any())
         out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
@@ -283,7 +286,9 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
     edges = "tuning_edge" in table and table["tuning_edge"].map(
         lambda e: isinstance(e, str)).any()
     plateau = "epochs_min" in table and bool(table["epochs_min"].notna().any())
-    out.append(_footnote(references, edges, plateau))
+    context = ("effective_context_n" in table
+               and bool((table["effective_context_n"] > 0).any()))
+    out.append(_footnote(references, edges, plateau, context))
     return "\n".join(out) + "\n"
 
 
@@ -304,9 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials:
         trials = pd.read_csv(args.trials)
         runs, budgets = with_edges(runs, trials), tuning_budgets(trials)
-    if args.context:
-        runs = with_context(runs, pd.read_csv(args.context))
-    table, pairs = models(runs), comparisons(runs, reference=args.reference)
+    context = pd.read_csv(args.context) if args.context else None
+    table, pairs = models(runs, context), comparisons(runs, reference=args.reference)
     write_csv(table, args.out_dir / "models.csv")
     write_csv(pairs, args.out_dir / "comparisons.csv")
     write_text(args.out_dir / "comparisons.md", markdown(table, pairs, args.reference, budgets))

@@ -18,6 +18,11 @@ losses, here:
   (``censored``);
 - percentile-bootstrap intervals of both, resampling the target positions (the same resample
   for the full and the ablated losses, which are paired).
+
+A *model's* effective context over several seeds (:func:`seed_effective`) is that of the mean
+of its seeds' curves, with an interval from its pointwise band (:func:`seed_band`: the seeds'
+t interval and the target sample's bootstrap, which the seeds share): never a mean of grid
+values, whose t interval can fall below 1 token or, where the seeds agree, have no width.
 """
 
 from __future__ import annotations
@@ -125,3 +130,40 @@ def bootstrap(full: np.ndarray, ablated: np.ndarray, ks: list[int], resamples: i
     return {"increase": increase, "ci_low": low, "ci_high": high,
             "effective": effective_context(ks, increase, threshold),
             "effective_ci_low": float(eff_low), "effective_ci_high": float(eff_high)}
+
+
+def seed_band(increase: np.ndarray, target_half: np.ndarray | None = None,
+              level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean over ``S >= 2`` seeds of their curves ``increase`` (S, K), and the edges of its
+    pointwise interval: the t interval over seeds (S - 1 df) and, where given, the target
+    sample's bootstrap half-widths ``target_half`` (S, K), averaged over seeds, added in
+    quadrature. The seeds share their target positions, so the seed spread does not hold the
+    sampling of those targets; the bootstrap half-width does."""
+    from scipy import stats
+
+    increase = np.asarray(increase, dtype=float)
+    seeds = increase.shape[0]
+    if increase.ndim != 2 or seeds < 2:
+        raise ValueError(f"need the curves of 2 or more seeds, got the shape {increase.shape}")
+    mean = increase.mean(axis=0)
+    half = (float(stats.t.ppf(0.5 + level / 2, seeds - 1))
+            * increase.std(axis=0, ddof=1) / math.sqrt(seeds))
+    if target_half is not None:
+        half = np.hypot(half, np.asarray(target_half, dtype=float).mean(axis=0))
+    return mean, mean - half, mean + half
+
+
+def seed_effective(ks: list[int], increase: np.ndarray, target_half: np.ndarray | None = None,
+                   threshold: float = THRESHOLD, level: float = 0.95) -> dict:
+    """A model's effective context from the curves of its ``S >= 2`` seeds (``seed_band``) on
+    the grid ``ks``: ``effective``, that of the mean curve; ``effective_ci_low`` and
+    ``effective_ci_high``, those of the lower and the upper edge of its band. Each is a ``k``
+    of the grid, and low <= effective <= high: before ``low`` even the lower edge is above
+    the threshold at some larger k, from ``high`` on even the upper edge is within it."""
+    increase = np.asarray(increase, dtype=float)
+    if increase.ndim != 2 or increase.shape[1] != len(ks):
+        raise ValueError(f"curves of shape {increase.shape} do not match {len(ks)} k")
+    mean, low, high = seed_band(increase, target_half, level)
+    return {"effective": effective_context(ks, mean, threshold),
+            "effective_ci_low": effective_context(ks, low, threshold),
+            "effective_ci_high": effective_context(ks, high, threshold)}

@@ -12,7 +12,9 @@ per run, its ``status``, ``effective_context`` and ``order_context`` with their 
 intervals; a run not measured, or measured with a non-finite loss, is one row with its status
 and no number) and ``context_summary.csv`` (the summary across seeds of
 :func:`rnnbench.analysis.aggregate.summarize`, one row per configuration, with the effective context
-and the word-order context over its measured seeds: n, mean, sd, t-based 95% CI).
+and the word-order context over its measured seeds: n, the context of the mean curve over
+seeds with the 95% interval of its t band, the range of the seeds' own values;
+rnnbench.analysis.contexts).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from rnnbench.analysis.aggregate import GROUP_COLUMNS, run_record, summarize  # noqa: E402
+from rnnbench.analysis.contexts import model_band, model_context  # noqa: E402
 from rnnbench.analysis.labels import size_label  # noqa: E402
-from rnnbench.analysis.stats import mean_ci  # noqa: E402
 from rnnbench.diagnostics.contextstats import THRESHOLD  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
 from rnnbench.figures.plots import save  # noqa: E402  (PNG + SVG, atomically)
@@ -66,20 +68,19 @@ def run_rows(run_dir: Path, record: dict) -> pd.DataFrame:
                       rows], axis=1)
 
 
-def context_summary(runs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
-    """``summarize(runs)`` with, per configuration, each context's n, mean, sd and 95% CI over
-    the seeds measured (status ok); NaN, never a number, where none was."""
-    joined = runs.merge(per_run, on=["experiment", "run_id"], how="left")
+def context_summary(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``summarize(runs)`` with, per configuration, each context over the seeds measured
+    (status ok; rnnbench.analysis.contexts.model_context: the context of the mean curve over
+    seeds with its t-band interval, and the range of the seeds' own values); NaN, never a
+    number, where none was."""
+    joined = runs[["run_id", *GROUP_COLUMNS]].merge(
+        table.drop(columns=[c for c in GROUP_COLUMNS if c in table and c != "experiment"]),
+        on=["experiment", "run_id"], how="left")
     rows = []
     for key, block in joined.groupby(_config_key(joined), sort=False):
-        ok = block[block["context_status"] == "ok"]
         row = {"_key": key}
         for name in CONTEXTS:
-            ci = mean_ci(ok[name].tolist())
-            row.update({f"{name}_n": ci["n"], f"{name}_mean": ci["mean"],
-                        f"{name}_sd": ci["sd"], f"{name}_ci_low": ci["ci_low"],
-                        f"{name}_ci_high": ci["ci_high"],
-                        f"{name}_censored": bool(ok[f"{name}_censored"].eq(True).any())})
+            row.update(model_context(block, name))
         rows.append(row)
     summary = summarize(runs)
     merged = summary.assign(_key=_config_key(summary)).merge(pd.DataFrame(rows), on="_key",
@@ -104,30 +105,14 @@ def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
     records = [run_record(d) for d in run_dirs]
     table = pd.concat([run_rows(d, r) for d, r in zip(run_dirs, records, strict=True)],
                       ignore_index=True)
-    per_run = (table.drop_duplicates(["experiment", "run_id"])
-               [["experiment", "run_id", *PER_RUN]].rename(columns={"status": "context_status"}))
     tables = {"context.csv": table,
-              "context_summary.csv": context_summary(pd.DataFrame(records), per_run)}
+              "context_summary.csv": context_summary(pd.DataFrame(records), table)}
     for name, frame in tables.items():
         write_csv(frame, out_dir / name)
     return tables
 
 
 # -- the figure --------------------------------------------------------------------------------
-def _band(block: pd.DataFrame) -> pd.DataFrame:
-    """Per k: the mean increase (%) over seeds and its 95% band, the t interval over seeds
-    when there are several, else the one seed's bootstrap interval over target positions."""
-    rows = []
-    for k, d in block.groupby("k"):
-        if len(d) > 1:
-            ci = mean_ci((100 * d["loss_increase"]).tolist())
-            rows.append({"k": k, "mean": ci["mean"], "low": ci["ci_low"], "high": ci["ci_high"]})
-        else:
-            rows.append({"k": k, "mean": 100 * d["loss_increase"].iloc[0],
-                         "low": 100 * d["ci_low"].iloc[0], "high": 100 * d["ci_high"].iloc[0]})
-    return pd.DataFrame(rows)
-
-
 def context_vs_k(tables: Path) -> Figure:
     """Relative loss increase (%) against the context length k (log x, symlog y above 1%):
     one panel per experiment, size and depth; colour the model (rnnbench.analysis.labels: a
@@ -150,11 +135,11 @@ def context_vs_k(tables: Path) -> Figure:
         for model in models:
             c = d[d["model"] == model]
             for ablation, style in STYLES.items():
-                band = _band(c[c["ablation"] == ablation])
-                ax.plot(band["k"], band["mean"], color=colors[model], **style)
-                ax.fill_between(band["k"], band["low"], band["high"], color=colors[model],
-                                alpha=0.15, linewidth=0)
-            eff = c.drop_duplicates("run_id")["effective_context"].mean()
+                band = model_band(c, ablation)
+                ax.plot(band["k"], 100 * band["mean"], color=colors[model], **style)
+                ax.fill_between(band["k"], 100 * band["low"], 100 * band["high"],
+                                color=colors[model], alpha=0.15, linewidth=0)
+            eff = model_context(c)["effective_context"]
             ax.plot([eff], [100 * THRESHOLD], marker="v", markersize=7, linestyle="none",
                     color=colors[model], markeredgecolor="black", markeredgewidth=0.5)
         ax.axhline(100 * THRESHOLD, color="0.3", linestyle=":", linewidth=1, gid="reference")
@@ -173,11 +158,12 @@ def context_vs_k(tables: Path) -> Figure:
     width = 70 * min(len(panels), 3)  # characters of footnote under the panels
     fs.footnote(fig, [fs.wrap(line, width) for line in [
         f"{targets} validation targets, full context = the {prefix} tokens before each. "
-        + (f"Lines: mean over up to {seeds.max()} seeds, band: 95% t interval over seeds (one "
-           "seed: its bootstrap 95% interval over targets)." if seeds.max() > 1 else
+        + (f"Lines: mean over up to {seeds.max()} seeds; band: 95%, the t interval over seeds "
+           "and the bootstrap over the targets they share, in quadrature (one seed: its "
+           "bootstrap interval)." if seeds.max() > 1 else
            "Lines: one seed each, band: its bootstrap 95% interval over target positions."),
         "Triangle: the effective context, the smallest k from which on truncation costs "
-        f"at most {100 * THRESHOLD:g}% (dotted line); mean over seeds.",
+        f"at most {100 * THRESHOLD:g}% (dotted line), of the mean line.",
         *fs.not_shown(missing, "Not measured (no trained weights or a non-finite loss):")]])
     return fig
 
