@@ -19,9 +19,7 @@ rnnbench.analysis.contexts).
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -40,10 +38,8 @@ from rnnbench.analysis.contexts import model_band, model_context  # noqa: E402
 from rnnbench.analysis.labels import size_label  # noqa: E402
 from rnnbench.diagnostics.contextstats import THRESHOLD  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
-from rnnbench.figures.plots import save  # noqa: E402  (PNG + SVG, atomically)
 from rnnbench.io import write_csv  # noqa: E402
 
-log = logging.getLogger(__name__)
 LABELS = ["corpus", "experiment", "run_id", "model", "size", "cell", "hidden", "layers", "seed"]
 CONTEXTS = ("effective_context", "order_context")  # from truncation, from shuffling
 PER_RUN = ["status", *[f"{c}{s}" for c in CONTEXTS for s in ("", "_ci_low", "_ci_high",
@@ -170,19 +166,9 @@ def context_vs_k(tables: Path) -> Figure:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``collect`` or ``context_vs_k``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    fs.collect_command(sub, "the runs' context files into tables")
-    fs.figure_flags(sub.add_parser("context_vs_k", help=context_vs_k.__doc__))
-    args = parser.parse_args(argv)
-    fs.start_job()
-    if args.command == "collect":
-        tables = collect(args.runs, args.out_dir)
-        log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
-    else:
-        save(context_vs_k(args.tables), args.out)
-        log.info("wrote %s and .svg", args.out)
-    return 0
+    return fs.tables_or_figure(argv, __doc__.splitlines()[0],
+                               "the runs' context files into tables", collect,
+                               {"context_vs_k": context_vs_k})
 
 
 if __name__ == "__main__":

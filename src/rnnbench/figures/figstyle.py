@@ -13,7 +13,7 @@ import colorsys
 import logging
 import math
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib
@@ -44,6 +44,8 @@ MAX_LISTED = 8  # runs named in a note before "and N more"
 # the lightness scaled by these factors in turn (darker first), so a reader sees the family
 # and still tells the two curves apart.
 SHADES = (0.55, 1.45, 0.35, 1.7)
+
+log = logging.getLogger(__name__)
 
 
 def _shade(color: str, factor: float) -> str:
@@ -310,11 +312,28 @@ def figure_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def collect_command(sub: argparse._SubParsersAction, what: str) -> None:
-    """The ``collect RUN... --out-dir DIR`` subcommand: the runs' files into tables."""
+def tables_or_figure(argv: list[str] | None, description: str, what: str,
+                     collect: Callable[[list[Path], Path], dict],
+                     figures: dict[str, Callable[[Path], Figure]]) -> int:
+    """The command line of a stage with tables and figures: ``collect RUN... --out-dir DIR``
+    (``collect``, the runs' files into tables: ``what``) or ``NAME --tables DIR --out PNG``,
+    one of ``figures`` (each builds its figure from the folder of tables)."""
+    parser = argparse.ArgumentParser(description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
     col = sub.add_parser("collect", help=what)
     col.add_argument("runs", nargs="+", type=Path, help="run folders")
     col.add_argument("--out-dir", required=True, type=Path)
+    for name, func in figures.items():
+        figure_flags(sub.add_parser(name, help=func.__doc__))
+    args = parser.parse_args(argv)
+    start_job()
+    if args.command == "collect":
+        tables = collect(args.runs, args.out_dir)
+        log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
+    else:
+        save(figures[args.command](args.tables), args.out)
+        log.info("wrote %s and .svg", args.out)
+    return 0
 
 
 def start_job() -> None:

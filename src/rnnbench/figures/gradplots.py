@@ -13,8 +13,6 @@ curve, box or point per model (rnnbench.analysis.labels), never pooling a varian
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +33,8 @@ from rnnbench.analysis.gradtables import STEP_QUANTILES as STEP_QUANTILES  # noq
 from rnnbench.analysis.gradtables import collect  # noqa: E402
 from rnnbench.analysis.labels import model_rank, with_model  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
-from rnnbench.figures.figstyle import GATE_BLOCKS, save, wrap  # noqa: E402
+from rnnbench.figures.figstyle import GATE_BLOCKS, wrap  # noqa: E402
 
-log = logging.getLogger(__name__)
 KINDS = ["trained", "init"]
 # Legend titles.
 CURVE, WEIGHTS = "model (state)", "weights"
@@ -279,28 +276,11 @@ FIGURES: dict[str, Callable[[Path], Figure]] = {
 }
 
 
-def plot(name: str, tables: Path, png: Path) -> None:
-    """Build figure ``name`` from the tables in ``tables`` and save it (PNG and SVG)."""
-    sns.set_theme(style="whitegrid", context="paper")
-    save(FIGURES[name](tables), png)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``collect`` or one figure's name."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    fs.collect_command(sub, "concatenate the runs' gradient files into tables")
-    for name, func in FIGURES.items():
-        fs.figure_flags(sub.add_parser(name, help=func.__doc__))
-    args = parser.parse_args(argv)
-    fs.start_job()
-    if args.command == "collect":
-        tables = collect(args.runs, args.out_dir)
-        log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
-    else:
-        plot(args.command, args.tables, args.out)
-        log.info("wrote %s and .svg", args.out)
-    return 0
+    return fs.tables_or_figure(argv, __doc__.splitlines()[0],
+                               "concatenate the runs' gradient files into tables", collect,
+                               FIGURES)
 
 
 if __name__ == "__main__":
