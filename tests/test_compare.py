@@ -82,6 +82,38 @@ def test_pairs_give_the_difference_welchs_interval_and_a_bootstrap_t_one():
     assert "gru" not in set(pairs["model_a"]) | set(pairs["model_b"])  # no finished run
 
 
+def test_intervals_of_a_family_hold_together():
+    """Against the reference, each Δ also has Welch's interval at 1 - 0.05 / m (SciPy's t
+    quantile), and in simulated experiments (normal seeds, 5 a side, 3 models against one)
+    all 3 cover their true differences together in at least 95% of draws, which the 3
+    unadjusted 95% intervals do not."""
+    pairs = comparisons(_runs(), resamples=200).set_index(["model_a", "model_b"])
+    row = pairs.loc[("rnn_tanh", "lstm")]
+    assert row["family_size"] == 2  # irnn and rnn_tanh; lstm+fb1 has one seed, no test
+    half = sps.t.ppf(1 - 0.05 / 4, row["welch_df"]) * row["welch_se"]
+    assert (row["family_ci_low"], row["family_ci_high"]) == pytest.approx((50 - half, 50 + half))
+    assert math.isnan(pairs.loc[("rnn_tanh", "irnn"), "family_ci_low"])  # not in the family
+    rng = np.random.default_rng(5)
+    truth = {"rnn_tanh": 30.0, "rnn_relu": 20.0, "gru": -5.0, "lstm": 0.0}
+    together = {"family": [], "own": []}
+    runs = pd.DataFrame([{**_runs().iloc[0].to_dict(), "cell": cell, "seed": seed}
+                         for cell in truth for seed in range(5)])
+    means = runs["cell"].map(truth).to_numpy() + 100
+    sds = np.where(runs["cell"] == "lstm", 3.0, 2.0)
+    for draw in range(400):
+        runs["test_ppl"] = means + rng.normal(0, sds)
+        family = comparisons(runs, resamples=2).dropna(subset=["family_ci_low"])
+        assert len(family) == 3, draw
+        for kind in together:
+            low, high = family[f"{kind}_ci_low" if kind == "family" else "diff_ci_low"], \
+                family[f"{kind}_ci_high" if kind == "family" else "diff_ci_high"]
+            true = [truth[a] - truth[b] for a, b in zip(family["model_a"], family["model_b"],
+                                                        strict=True)]
+            together[kind].append(bool(((low <= true) & (true <= high)).all()))
+    assert np.mean(together["family"]) >= 0.94  # nominal: at least 0.95
+    assert np.mean(together["own"]) < np.mean(together["family"])
+
+
 def test_holm_p_is_adjusted_within_each_named_family():
     pairs = comparisons(_runs(), resamples=200).set_index(["model_a", "model_b"])
     p = {k: sps.ttest_ind(a, b, equal_var=False).pvalue for k, a, b in [
@@ -109,13 +141,14 @@ def test_reference_model_without_a_finished_run_has_an_empty_family():
     pairs = comparisons(_runs(), resamples=200, reference="gru")
     assert set(pairs["reference"]) == {"gru"} and pairs["p_holm_vs_reference"].isna().all()
     text = markdown(models(_runs()), pairs, reference="irnn")
-    assert "Δ vs irnn [95% CI], Holm p |" in text and 'family "every model against irnn"' in text
-    # against irnn: rnn_tanh (p 0.0046) and lstm (p 0.0002), Holm: max(2 x 0.0002, 0.0046)
+    assert "Δ vs irnn [simultaneous 95% CI], Holm p |" in text
+    assert 'family "every model against irnn"' in text
+    # against irnn: rnn_tanh (p 0.0046) and lstm (p 0.0002), Holm: max(2 x 0.0002, 0.0046);
+    # two defined comparisons, so each interval is Welch's at 1 - 0.05 / 2
     p_tanh = sps.ttest_ind([150.0, 152.0, 154.0], [140.0, 141.0], equal_var=False).pvalue
     tanh = next(line for line in text.splitlines() if line.startswith("| rnn_tanh "))
-    assert tanh.endswith(f"| +11.5 [{welch_ci([150.0, 152.0, 154.0], [140.0, 141.0])['ci_low']:.1f}"
-                         f", {welch_ci([150.0, 152.0, 154.0], [140.0, 141.0])['ci_high']:.1f}]"
-                         f", p = {p_tanh:.3f} |")
+    w = welch_ci([150.0, 152.0, 154.0], [140.0, 141.0], level=0.975)
+    assert tanh.endswith(f"| +11.5 [{w['ci_low']:.1f}, {w['ci_high']:.1f}], p = {p_tanh:.3f} |")
     assert "| lstm | 249,216 | 176 | 2 (normalize) | 102.0 ± 2.0 [97.0, 107.0] (n = 3) | -38.5 [" \
         in text
 
@@ -124,12 +157,14 @@ def test_markdown_table_reads_against_the_lstm(tmp_path):
     runs = _runs()
     text = markdown(models(runs), comparisons(runs, resamples=500))
     assert "| model | recurrent params | hidden | lr (steps) | test ppl mean ± sd [95% CI] (n) | " \
-        "Δ vs lstm [95% CI], Holm p |" in text
+        "Δ vs lstm [simultaneous 95% CI], Holm p |" in text
     tanh = next(line for line in text.splitlines() if line.startswith("| rnn_tanh "))
-    half = 2.776445105 * math.sqrt(8 / 3)  # Welch, df 4
+    # Welch, df 4, Bonferroni over the 2 defined comparisons with lstm (fb1 has one seed)
+    half = sps.t.ppf(1 - 0.05 / 4, 4) * math.sqrt(8 / 3)
     assert "| 249,216 | 176 | 2 (normalize) | 152.0 ± 2.0 [" in tanh
     assert f"| +50.0 [{50 - half:.1f}, {50 + half:.1f}], p < 0.001 |" in tanh
-    assert 'Holm-adjusted within the family "every model against lstm"' in text
+    assert 'comparisons of the family "every model against lstm"' in text
+    assert "Holm-adjusted within that family" in text
     assert "| gru | 249,216 | 176 | 2 (clip) | all 2 diverged | – |" in text
     assert "| lstm+fb1 | 249,216 | 176 | 2 (normalize) | 99.0 (n = 1) | -3.0 |" in text
     assert "| irnn " in text and ", 1 diverged |" in text

@@ -9,10 +9,12 @@ writes ``models.csv`` (per model, size and depth: n, test perplexity mean, sd an
 95% CI over seeds), ``comparisons.csv`` (per pair of models at the same corpus, experiment,
 size and depth: the difference in mean test perplexity with Welch's 95% t interval, its
 Welch-Satterthwaite df, t and p; the p-value Holm-adjusted within two families, every pair of
-the block and every model against the reference model; a studentized bootstrap 95% CI as a
-secondary check), and ``comparisons.md``, one table per size and depth: model | recurrent
-params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference model [Welch 95% CI]
-and its Holm-adjusted p within the family "every model against the reference".
+the block and every model against the reference model, and for the latter Welch's
+simultaneous 95% intervals; a studentized bootstrap 95% CI as a secondary check), and
+``comparisons.md``, one table per size and depth: model | recurrent params | hidden | lr |
+test ppl mean ± sd [95% CI] | Δ vs the reference model [Welch's simultaneous 95% CI,
+Bonferroni over the family "every model against the reference"] and its Holm-adjusted p
+within that family.
 
 A *model* is a cell with its variant options (rnnbench.analysis.labels: ``irnn`` for rnn_relu with
 the IRNN initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
@@ -43,8 +45,10 @@ from rnnbench.io import write_csv, write_text
 log = logging.getLogger(__name__)
 KEYS = ["corpus", "experiment", "size", "layers"]
 PAIR_COLUMNS = [*KEYS, "model_a", "model_b", "n_a", "n_b", "diff", "diff_ci_low", "diff_ci_high",
-                "welch_df", "welch_t", "p_value", "boot_t_ci_low", "boot_t_ci_high", "reference",
-                "p_holm_all_pairs", "p_holm_vs_reference"]
+                "welch_df", "welch_se", "welch_t", "p_value", "boot_t_ci_low", "boot_t_ci_high",
+                "reference", "p_holm_all_pairs", "p_holm_vs_reference", "family_size",
+                "family_ci_low", "family_ci_high"]
+FAMILY_LEVEL = 0.95  # every interval of a family holds at once with this confidence
 
 
 def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -126,13 +130,31 @@ def _vs_reference(pairs: pd.DataFrame, ref: str) -> pd.Series:
     return pd.Series(holm(family["p_value"]), index=family.index, dtype=float)
 
 
+def _family_intervals(pairs: pd.DataFrame, ref: str) -> pd.DataFrame:
+    """``family_size`` (m, the comparisons of "every model against ``ref``" that have a test)
+    and Welch's interval of each of them at 1 - 0.05 / m (Bonferroni: all m hold together with
+    95% confidence), ``family_ci_low``/``_high``, indexed like those pairs."""
+    from scipy import special
+
+    family = pairs[((pairs["model_a"] == ref) | (pairs["model_b"] == ref))
+                   & pairs["p_value"].notna()]
+    m = len(family)
+    if not m:
+        return pd.DataFrame(columns=["family_size", "family_ci_low", "family_ci_high"],
+                            dtype=float)
+    half = special.stdtrit(family["welch_df"].to_numpy(float),
+                           1 - (1 - FAMILY_LEVEL) / (2 * m)) * family["welch_se"].to_numpy(float)
+    return pd.DataFrame({"family_size": m, "family_ci_low": family["diff"] - half,
+                         "family_ci_high": family["diff"] + half}, index=family.index)
+
+
 def _pair(a: str, b: str, xa: list[float], xb: list[float], resamples: int) -> dict:
     """One pair's row: Welch's interval and test, the studentized-bootstrap interval."""
     w = welch_ci(xa, xb)
     boot_low, boot_high = bootstrap_t_diff_ci(xa, xb, resamples=resamples)
     return {"model_a": a, "model_b": b, "n_a": len(xa), "n_b": len(xb), "diff": w["diff"],
             "diff_ci_low": w["ci_low"], "diff_ci_high": w["ci_high"], "welch_df": w["df"],
-            "welch_t": w["t"], "p_value": w["p"], "boot_t_ci_low": boot_low,
+            "welch_se": w["se"], "welch_t": w["t"], "p_value": w["p"], "boot_t_ci_low": boot_low,
             "boot_t_ci_high": boot_high}
 
 
@@ -141,8 +163,9 @@ def comparisons(runs: pd.DataFrame, resamples: int = 10_000,
     """Every pair of models at the same corpus, experiment, size and depth (a before b in
     MODEL_ORDER): mean(a) - mean(b) of test perplexity with Welch's 95% CI, df, t and p; p
     Holm-adjusted over every pair of the block (``p_holm_all_pairs``) and over every model
-    against ``reference`` (``p_holm_vs_reference``, NaN for the other pairs); a studentized
-    bootstrap 95% CI (``boot_t_ci_*``)."""
+    against ``reference`` (``p_holm_vs_reference``, NaN for the other pairs), and for the
+    latter family Welch's simultaneous (Bonferroni) 95% intervals (``family_*``); a
+    studentized bootstrap 95% CI (``boot_t_ci_*``)."""
     blocks = []
     for key, block in label_runs(runs).groupby(KEYS, sort=False):
         ok = block[block["status"] == "ok"]
@@ -156,6 +179,7 @@ def comparisons(runs: pd.DataFrame, resamples: int = 10_000,
         pairs["reference"] = ref
         pairs["p_holm_all_pairs"] = holm(pairs["p_value"])
         pairs["p_holm_vs_reference"] = _vs_reference(pairs, ref)
+        pairs = pairs.join(_family_intervals(pairs, ref))
         blocks.append(pairs[PAIR_COLUMNS])
     return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=PAIR_COLUMNS)
 
@@ -169,8 +193,8 @@ def _p(p: float) -> str:
 
 
 def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
-    """Δ of ``model`` against ``reference`` with Welch's CI and the Holm p of the family
-    "every model against ``reference``", from whichever way the pair is kept."""
+    """Δ of ``model`` against ``reference`` with Welch's simultaneous interval and the Holm p
+    of the family "every model against ``reference``", from whichever way the pair is kept."""
     if model == reference:
         return "—"
     holm_p = _vs_reference(pairs, reference)
@@ -181,6 +205,11 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     if row.empty:
         return "–"
     r = row.iloc[0]
+    family = _family_intervals(pairs, reference)
+    if row.index[0] in family.index:
+        r = r.copy()
+        r[["diff_ci_low", "diff_ci_high"]] = family.loc[row.index[0], ["family_ci_low",
+                                                                       "family_ci_high"]]
     low, high = sorted((sign * r["diff_ci_low"], sign * r["diff_ci_high"]))
     return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
 
@@ -192,9 +221,11 @@ def _footnote(references: set[str], edges: bool = False, plateau: bool = False,
     edge = (" [edge: lr min]: the tuned value is the smallest (max: the largest) of its search "
             "space, so a wider space might have selected beyond it." if edges else "")
     return ("CIs: t interval over seeds (per model); Welch's t interval of the difference of "
-            "means, Welch-Satterthwaite df (Δ). p: Welch's test of Δ, Holm-adjusted within the "
-            f'family "{family}" of each table; comparisons.csv also has Holm over every pair '
-            f"and a studentized-bootstrap CI. Finished runs only.{edge}"
+            "means, Welch-Satterthwaite df, at 1 − 0.05/m for the m comparisons of the family "
+            f'"{family}" (Bonferroni: all m hold together with 95% confidence; Δ). p: Welch\'s '
+            "test of Δ, Holm-adjusted within that family; comparisons.csv also has each Δ's own "
+            "95% interval, Holm over every pair and a studentized-bootstrap CI. Finished runs "
+            f"only.{edge}"
             + (" Epochs: the epoch of best validation perplexity and, in brackets, the epochs "
                "trained until the plateau schedule stopped (min–max over seeds)."
                if plateau else "")
@@ -254,7 +285,7 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
         out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
                 f"| model | {'total' if total else 'recurrent'} params | hidden | lr (steps) |"
                 + (" epochs to best valid (trained) |" if plateau else "")
-                + f" test ppl mean ± sd [95% CI] (n) | Δ vs {ref} [95% CI], Holm p |"
+                + f" test ppl mean ± sd [95% CI] (n) | Δ vs {ref} [simultaneous 95% CI], Holm p |"
                 + (" effective context, tokens [95% CI] |" if measured else ""),
                 "|---|---|---|---|---|---|" + ("---|" if plateau else "")
                 + ("---|" if measured else "")]
