@@ -12,7 +12,9 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from rnnbench.analysis.compare import comparisons, main, markdown, model_label, models, size_label
+from rnnbench.analysis.compare import main, markdown, models
+from rnnbench.analysis.labels import model_label, size_label
+from rnnbench.analysis.pairs import comparisons
 from rnnbench.analysis.stats import welch_ci
 from rnnbench.experiment.trials import annotate, tuning_budgets, with_edges
 
@@ -112,6 +114,22 @@ def test_intervals_of_a_family_hold_together():
             together[kind].append(bool(((low <= true) & (true <= high)).all()))
     assert np.mean(together["family"]) >= 0.94  # nominal: at least 0.95
     assert np.mean(together["own"]) < np.mean(together["family"])
+
+
+def test_a_holm_rejection_whose_simultaneous_interval_holds_zero_is_explained():
+    lstm = [100.0, 102.0, 104.0, 101.0, 103.0]
+    rows = [{**_runs().iloc[0].to_dict(), "cell": cell, "seed": i + 1, "test_ppl": ppl}
+            for cell, ppls in [("lstm", lstm), ("rnn_tanh", [x + 50 for x in lstm]),
+                               ("rnn_relu", [102.7, 104.7, 105.2, 103.2, 106.2])]
+            for i, ppl in enumerate(ppls)]
+    runs = pd.DataFrame(rows)
+    pairs = comparisons(runs, resamples=200).set_index(["model_a", "model_b"])
+    relu = pairs.loc[("rnn_relu", "lstm")]
+    assert 0.025 < relu["p_value"] < 0.05  # Holm: the larger p of 2, kept; Bonferroni: x 2
+    assert relu["p_holm_vs_reference"] < 0.05 and relu["family_ci_low"] < 0
+    text = markdown(models(runs), comparisons(runs, resamples=200))
+    assert "A Δ can have Holm p < 0.05 while its simultaneous interval still reaches 0" in text
+    assert "still reaches 0" not in markdown(models(_runs()), comparisons(_runs(), resamples=200))
 
 
 def test_holm_p_is_adjusted_within_each_named_family():

@@ -315,7 +315,8 @@ def test_the_published_context_table_is_the_committed_runs():
     import re
 
     from rnnbench.analysis.aggregate import run_record
-    from rnnbench.analysis.compare import comparisons, markdown, models
+    from rnnbench.analysis.compare import markdown, models
+    from rnnbench.analysis.pairs import comparisons
     from rnnbench.figures.contextplots import run_rows
 
     root = Path(__file__).resolve().parents[1]

@@ -302,7 +302,8 @@ def test_edges_of_the_space_are_flagged_on_selected_points_only():
 
 
 def test_an_edge_selection_is_marked_in_the_model_table(tmp_path):
-    from rnnbench.analysis.compare import comparisons, markdown, models
+    from rnnbench.analysis.compare import markdown, models
+    from rnnbench.analysis.pairs import comparisons
 
     trials = pd.DataFrame([
         {"experiment": "e", "model": "rnn_tanh-p3k-l1", "selected": True, "edge": "lr=min"},

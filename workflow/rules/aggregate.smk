@@ -56,8 +56,9 @@ rule collect_metrics:
 rule compare_models:
     input:
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/compare", "analysis/stats",
-                                                 "analysis/labels", "experiment/trials")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in (
+            "analysis/compare", "analysis/pairs", "analysis/stats", "analysis/labels",
+            "analysis/contexts", "diagnostics/contextstats", "experiment/trials")],
         # a tuned config: selections on an edge of their space are marked
         # (rnnbench.experiment.trials)
         trials=TUNING_TARGETS[:1],

@@ -80,7 +80,7 @@ rule collect_context:
         eval=[f"{d}/eval.json" for d in CONTEXT_DIRS],
         history=[f"{d}/history.csv" for d in CONTEXT_DIRS],
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "diagnostics/contextstats",
-                                                 "analysis/aggregate")],
+                                                 "analysis/contexts", "analysis/aggregate")],
     output:
         table="results/studies/{study}/tables/context.csv",
         summary=report(
@@ -104,7 +104,8 @@ rule collect_context:
 rule plot_context:
     input:
         table=rules.collect_context.output.table,
-        code=[f"{SRC}/rnnbench/figures/{m}.py" for m in ("contextplots", "figstyle", "plots")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "figures/figstyle",
+                                                 "figures/plots", "analysis/contexts")],
     output:
         png=report(
             "results/studies/{study}/figures/context_vs_k.png",

@@ -25,42 +25,29 @@ one with ``budget_kind: total`` (``t4M``), else the hidden size (``h150``).
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from rnnbench.analysis.contexts import model_context
-from rnnbench.analysis.labels import MODEL_ORDER as MODEL_ORDER  # re-exported: one label, in labels
-from rnnbench.analysis.labels import model_label, size_label
 from rnnbench.analysis.labels import model_rank as _order
-from rnnbench.analysis.stats import bootstrap_t_diff_ci, holm, mean_ci, welch_ci
+from rnnbench.analysis.pairs import (
+    KEYS,
+    comparisons,
+    family_intervals,
+    label_runs,
+    reference_model,
+    vs_reference,
+)
+from rnnbench.analysis.stats import mean_ci
 from rnnbench.experiment.trials import tuning_budgets, with_edges
 from rnnbench.io import write_csv, write_text
 
 log = logging.getLogger(__name__)
-KEYS = ["corpus", "experiment", "size", "layers"]
-PAIR_COLUMNS = [*KEYS, "model_a", "model_b", "n_a", "n_b", "diff", "diff_ci_low", "diff_ci_high",
-                "welch_df", "welch_se", "welch_t", "p_value", "boot_t_ci_low", "boot_t_ci_high",
-                "reference", "p_holm_all_pairs", "p_holm_vs_reference", "family_size",
-                "family_ci_low", "family_ci_high"]
-FAMILY_LEVEL = 0.95  # every interval of a family holds at once with this confidence
-
-
-def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with ``model`` and ``size`` columns (``corpus`` defaults to ptb)."""
-    runs = runs.copy()
-    if "corpus" not in runs:
-        runs["corpus"] = "ptb"
-    runs["model"] = runs.apply(model_label, axis=1)
-    runs["size"] = runs.apply(size_label, axis=1)
-    return runs
-
-
 def _context_stats(ok: pd.DataFrame, context: pd.DataFrame | None) -> dict:
     """The effective context over the finished runs ``ok`` measured in ``context`` (a study's
     context.csv; rnnbench.analysis.contexts); none when the study does not measure it."""
@@ -107,83 +94,6 @@ def models(runs: pd.DataFrame, context: pd.DataFrame | None = None) -> pd.DataFr
     return table.sort_values([*KEYS, "_rank"], kind="stable").drop(columns="_rank")
 
 
-def reference_model(models: Iterable[str], reference: str) -> str:
-    """``reference`` when the block has it; else ``reference`` with the options every model of
-    the block shares (``lstm+bf16`` where every run is bf16); else the block's last model in
-    MODEL_ORDER."""
-    models = list(models)
-    if reference in models:
-        return reference
-    shared = set.intersection(*(set(m.split("+")[1:]) for m in models)) if models else set()
-    base, *options = reference.split("+")
-    for model in models:
-        cell, *own = model.split("+")
-        if cell == base and set(own) == shared | set(options):
-            return model
-    return max(models, key=_order)
-
-
-def _vs_reference(pairs: pd.DataFrame, ref: str) -> pd.Series:
-    """Holm-adjusted p of the family "every model against ``ref``" of one block, indexed like
-    the pairs that involve ``ref``."""
-    family = pairs[(pairs["model_a"] == ref) | (pairs["model_b"] == ref)]
-    return pd.Series(holm(family["p_value"]), index=family.index, dtype=float)
-
-
-def _family_intervals(pairs: pd.DataFrame, ref: str) -> pd.DataFrame:
-    """``family_size`` (m, the comparisons of "every model against ``ref``" that have a test)
-    and Welch's interval of each of them at 1 - 0.05 / m (Bonferroni: all m hold together with
-    95% confidence), ``family_ci_low``/``_high``, indexed like those pairs."""
-    from scipy import special
-
-    family = pairs[((pairs["model_a"] == ref) | (pairs["model_b"] == ref))
-                   & pairs["p_value"].notna()]
-    m = len(family)
-    if not m:
-        return pd.DataFrame(columns=["family_size", "family_ci_low", "family_ci_high"],
-                            dtype=float)
-    half = special.stdtrit(family["welch_df"].to_numpy(float),
-                           1 - (1 - FAMILY_LEVEL) / (2 * m)) * family["welch_se"].to_numpy(float)
-    return pd.DataFrame({"family_size": m, "family_ci_low": family["diff"] - half,
-                         "family_ci_high": family["diff"] + half}, index=family.index)
-
-
-def _pair(a: str, b: str, xa: list[float], xb: list[float], resamples: int) -> dict:
-    """One pair's row: Welch's interval and test, the studentized-bootstrap interval."""
-    w = welch_ci(xa, xb)
-    boot_low, boot_high = bootstrap_t_diff_ci(xa, xb, resamples=resamples)
-    return {"model_a": a, "model_b": b, "n_a": len(xa), "n_b": len(xb), "diff": w["diff"],
-            "diff_ci_low": w["ci_low"], "diff_ci_high": w["ci_high"], "welch_df": w["df"],
-            "welch_se": w["se"], "welch_t": w["t"], "p_value": w["p"], "boot_t_ci_low": boot_low,
-            "boot_t_ci_high": boot_high}
-
-
-def comparisons(runs: pd.DataFrame, resamples: int = 10_000,
-                reference: str = "lstm") -> pd.DataFrame:
-    """Every pair of models at the same corpus, experiment, size and depth (a before b in
-    MODEL_ORDER): mean(a) - mean(b) of test perplexity with Welch's 95% CI, df, t and p; p
-    Holm-adjusted over every pair of the block (``p_holm_all_pairs``) and over every model
-    against ``reference`` (``p_holm_vs_reference``, NaN for the other pairs), and for the
-    latter family Welch's simultaneous (Bonferroni) 95% intervals (``family_*``); a
-    studentized bootstrap 95% CI (``boot_t_ci_*``)."""
-    blocks = []
-    for key, block in label_runs(runs).groupby(KEYS, sort=False):
-        ok = block[block["status"] == "ok"]
-        by_model = {m: b["test_ppl"].tolist() for m, b in ok.groupby("model")}
-        pairs = pd.DataFrame([_pair(a, b, by_model[a], by_model[b], resamples)
-                              for a, b in itertools.combinations(sorted(by_model, key=_order), 2)])
-        if pairs.empty:
-            continue
-        pairs[KEYS] = list(key)
-        ref = reference_model(block["model"], reference)
-        pairs["reference"] = ref
-        pairs["p_holm_all_pairs"] = holm(pairs["p_value"])
-        pairs["p_holm_vs_reference"] = _vs_reference(pairs, ref)
-        pairs = pairs.join(_family_intervals(pairs, ref))
-        blocks.append(pairs[PAIR_COLUMNS])
-    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=PAIR_COLUMNS)
-
-
 def _interval(low: float, high: float, fmt: str = ".1f") -> str:
     return "" if math.isnan(low) else f" [{low:{fmt}}, {high:{fmt}}]"
 
@@ -197,7 +107,7 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     of the family "every model against ``reference``", from whichever way the pair is kept."""
     if model == reference:
         return "—"
-    holm_p = _vs_reference(pairs, reference)
+    holm_p = vs_reference(pairs, reference)
     row = pairs[(pairs["model_a"] == model) & (pairs["model_b"] == reference)]
     sign = 1
     if row.empty:
@@ -205,7 +115,7 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     if row.empty:
         return "–"
     r = row.iloc[0]
-    family = _family_intervals(pairs, reference)
+    family = family_intervals(pairs, reference)
     if row.index[0] in family.index:
         r = r.copy()
         r[["diff_ci_low", "diff_ci_high"]] = family.loc[row.index[0], ["family_ci_low",
@@ -214,8 +124,19 @@ def _delta(pairs: pd.DataFrame, model: str, reference: str) -> str:
     return f"{sign * r['diff']:+.1f}" + _interval(low, high) + _p(holm_p[row.index[0]])
 
 
+def _holm_only(pairs: pd.DataFrame, ref: str) -> bool:
+    """Whether a Δ against ``ref`` has a Holm p below 0.05 and a simultaneous interval that
+    still holds 0 (Holm's step-down test is more powerful than Bonferroni's intervals)."""
+    family = family_intervals(pairs, ref)
+    if family.empty:
+        return False
+    p = vs_reference(pairs, ref).loc[family.index]
+    return bool(((p < 0.05) & (family["family_ci_low"] <= 0)
+                 & (family["family_ci_high"] >= 0)).any())
+
+
 def _footnote(references: set[str], edges: bool = False, plateau: bool = False,
-              context: bool = False) -> str:
+              context: bool = False, holm_only: bool = False) -> str:
     family = (f"every model against {next(iter(references))}" if len(references) == 1
               else "every model against the model of its Δ column")
     edge = (" [edge: lr min]: the tuned value is the smallest (max: the largest) of its search "
@@ -226,6 +147,10 @@ def _footnote(references: set[str], edges: bool = False, plateau: bool = False,
             "test of Δ, Holm-adjusted within that family; comparisons.csv also has each Δ's own "
             "95% interval, Holm over every pair and a studentized-bootstrap CI. Finished runs "
             f"only.{edge}"
+            + (" A Δ can have Holm p < 0.05 while its simultaneous interval still reaches 0: "
+               "Holm's step-down test is more powerful than the Bonferroni correction of the "
+               "intervals; both keep the chance of any false claim in the family at 5%."
+               if holm_only else "")
             + (" Epochs: the epoch of best validation perplexity and, in brackets, the epochs "
                "trained until the plateau schedule stopped (min–max over seeds)."
                if plateau else "")
@@ -271,12 +196,14 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
     budget (``budgets``: experiment -> sentence, rnnbench.experiment.trials.tuning_budgets)."""
     out = []
     references = set()
+    holm_only = False
     for key, block in table.groupby(KEYS, sort=False):
         ref = reference_model(block["model"], reference)
         references.add(ref)
         mask = pd.Series(True, index=pairs.index) if pairs.empty else (
             (pairs[KEYS] == pd.Series(dict(zip(KEYS, key, strict=True)))).all(axis=1))
         sub = pairs[mask] if not pairs.empty else pairs
+        holm_only |= not sub.empty and _holm_only(sub, ref)
         corpus, experiment, size, layers = key
         measured = ("effective_context_n" in block
                     and bool((block["effective_context_n"] > 0).any()))
@@ -319,7 +246,7 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
     plateau = "epochs_min" in table and bool(table["epochs_min"].notna().any())
     context = ("effective_context_n" in table
                and bool((table["effective_context_n"] > 0).any()))
-    out.append(_footnote(references, edges, plateau, context))
+    out.append(_footnote(references, edges, plateau, context, holm_only))
     return "\n".join(out) + "\n"
 
 
