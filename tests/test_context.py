@@ -347,6 +347,7 @@ def test_the_context_figure_draws_each_model_variant_apart(tmp_path):
                              "model": model, "size": "t4M", "cell": cell,
                              "hidden": 196 if cell == "rnn_relu" else 186, "layers": 1,
                              "seed": seed, "status": "ok", "effective_context": 10.0,
+                             "order_context": 10.0,
                              "ablation": ablation, "k": k, "loss_increase": inc,
                              "ci_low": inc, "ci_high": inc, "targets": 300})
     pd.DataFrame(rows).to_csv(tmp_path / "context.csv", index=False)

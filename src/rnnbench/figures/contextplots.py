@@ -44,9 +44,9 @@ LABELS = ["corpus", "experiment", "run_id", "model", "size", "cell", "hidden", "
 CONTEXTS = ("effective_context", "order_context")  # from truncation, from shuffling
 PER_RUN = ["status", *[f"{c}{s}" for c in CONTEXTS for s in ("", "_ci_low", "_ci_high",
                                                                "_censored")]]
-STYLES = {"truncate": {"linestyle": "-", "linewidth": 1.8},
-          "shuffle": {"linestyle": (0, (4, 2)), "linewidth": 1.4}}
-NAMES = {"truncate": "truncated to the last k", "shuffle": "order beyond k shuffled"}
+# each ablation of context.csv, the context it gives (rnnbench.analysis.contexts), its title
+ABLATIONS = {"truncate": "effective_context", "shuffle": "order_context"}
+TITLES = {"truncate": "truncated to the last k", "shuffle": "order beyond k shuffled"}
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -111,9 +111,10 @@ def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
 # -- the figure --------------------------------------------------------------------------------
 def context_vs_k(tables: Path) -> Figure:
     """Relative loss increase (%) against the context length k (log x, symlog y above 1%):
-    one panel per experiment, size and depth; colour the model (rnnbench.analysis.labels: a
-    variant such as irnn or lstm+fb1 is a model of its own), line style the ablation, the 1%
-    line and each model's effective context marked on it."""
+    one row per experiment, size and depth, the context truncated to the last k tokens on the
+    left and the order beyond k shuffled on the right; colour the model
+    (rnnbench.analysis.labels: a variant such as irnn or lstm+fb1 is a model of its own), the
+    1% line, and each model's context (effective, or word-order) marked on it."""
     df = pd.read_csv(tables / "context.csv")
     missing = [f"{r.experiment}/{r.run_id}: {r.status}"
                for r in df.drop_duplicates(["experiment", "run_id"]).itertuples()
@@ -124,42 +125,46 @@ def context_vs_k(tables: Path) -> Figure:
                               missing or ["(the table holds no row)"])
     df, panels = fs.with_panels(df, ["size", "layers"], {"size": ""})
     colors = fs.model_colors(df["model"])
-    fig, axes = fs.panel_grid(len(panels), width=4.0, height=3.3)
-    for ax, panel in zip(axes, panels, strict=True):
+    fig, axes = fs.panel_grid(len(ABLATIONS) * len(panels), ncols=len(ABLATIONS), width=4.0,
+                              height=3.3)
+    for i, panel in enumerate(panels):
         d = df[df["panel"] == panel]
         models = fs.model_order(d["model"])
-        for model in models:
-            c = d[d["model"] == model]
-            for ablation, style in STYLES.items():
+        row = axes[i * len(ABLATIONS):(i + 1) * len(ABLATIONS)]
+        for ax, (ablation, name) in zip(row, ABLATIONS.items(), strict=True):
+            for model in models:
+                c = d[d["model"] == model]
                 band = model_band(c, ablation)
-                ax.plot(band["k"], 100 * band["mean"], color=colors[model], **style)
+                ax.plot(band["k"], 100 * band["mean"], color=colors[model], linewidth=1.8)
                 ax.fill_between(band["k"], 100 * band["low"], 100 * band["high"],
                                 color=colors[model], alpha=0.15, linewidth=0)
-            eff = model_context(c)["effective_context"]
-            ax.plot([eff], [100 * THRESHOLD], marker="v", markersize=7, linestyle="none",
-                    color=colors[model], markeredgecolor="black", markeredgewidth=0.5)
-        ax.axhline(100 * THRESHOLD, color="0.3", linestyle=":", linewidth=1, gid="reference")
-        ax.set(xscale="log", title=panel, xlabel="context k (tokens before the target, log)")
-        ax.set_yscale("symlog", linthresh=100 * THRESHOLD)
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _p: f"{y:g}"))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _p: f"{x:g}"))
-        ax.set_ylabel("loss increase over full context (%)\n(linear below 1%, log above)")
+                ax.plot([model_context(c, name)[name]], [100 * THRESHOLD], marker="v",
+                        markersize=7, linestyle="none", color=colors[model],
+                        markeredgecolor="black", markeredgewidth=0.5)
+            ax.axhline(100 * THRESHOLD, color="0.3", linestyle=":", linewidth=1,
+                       gid="reference")
+            ax.set(xscale="log", title=f"{panel}: {TITLES[ablation]}",
+                   xlabel="context k (tokens before the target, log)")
+            ax.set_yscale("symlog", linthresh=100 * THRESHOLD)
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _p: f"{y:g}"))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _p: f"{x:g}"))
+        row[0].set_ylabel("loss increase over full context (%)\n(linear below 1%, log above)")
         handles = [Line2D([], [], color=colors[m], linewidth=2) for m in models]
-        handles += [Line2D([], [], color="0.2", **st) for st in STYLES.values()]
         handles.append(Line2D([], [], color="0.5", marker="v", linestyle="none"))
-        ax.legend(handles, [*models, *NAMES.values(),
-                            "effective context"], fontsize=6.5, loc="upper right")
+        row[-1].legend(handles, [*models, "its context"], fontsize=7, loc="upper left",
+                       bbox_to_anchor=(1.02, 1.0))
     seeds = df.groupby(["panel", "model"])["run_id"].nunique()
     prefix, targets = int(df["k"].max()), int(df["targets"].max())
-    width = 70 * min(len(panels), 3)  # characters of footnote under the panels
+    width = 2 * 70  # characters of footnote under the two panels of a row
     fs.footnote(fig, [fs.wrap(line, width) for line in [
         f"{targets} validation targets, full context = the {prefix} tokens before each. "
         + (f"Lines: mean over up to {seeds.max()} seeds; band: 95%, the t interval over seeds "
            "and the bootstrap over the targets they share, in quadrature (one seed: its "
            "bootstrap interval)." if seeds.max() > 1 else
            "Lines: one seed each, band: its bootstrap 95% interval over target positions."),
-        "Triangle: the effective context, the smallest k from which on truncation costs "
-        f"at most {100 * THRESHOLD:g}% (dotted line), of the mean line.",
+        "Triangle: the smallest k from which on the mean line stays within "
+        f"{100 * THRESHOLD:g}% (dotted line): the effective context (left; the table's) and "
+        "the word-order context (right).",
         *fs.not_shown(missing, "Not measured (no trained weights or a non-finite loss):")]])
     return fig
 
