@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from rnnbench.diagnostics.contextstats import effective_context, seed_band
+from rnnbench.diagnostics.contextstats import seed_band, seed_effective
 
 # each context of context.json and the ablation of context.csv it comes from
 ABLATION = {"effective_context": "truncate", "order_context": "shuffle"}
@@ -28,27 +29,39 @@ def _measured(rows: pd.DataFrame, ablation: str) -> pd.DataFrame:
     return ok[ok["ablation"] == ablation]
 
 
+def _curves(rows: pd.DataFrame, ablation: str) -> pd.DataFrame:
+    """The measured runs among ``rows``, one row each: ``loss_increase``, ``ci_low`` and
+    ``ci_high`` per ``k`` (column levels); a ValueError where their grids differ."""
+    wide = _measured(rows, ablation).pivot_table(
+        index=["experiment", "run_id"], columns="k", aggfunc="first",
+        values=["loss_increase", "ci_low", "ci_high"])
+    if wide.isna().to_numpy().any():
+        raise ValueError(
+            "cannot pool the effective context of "
+            + ", ".join(wide.index.get_level_values("run_id")) + ": they were measured on "
+            "different context grids (`context:` settings); measure them with the same "
+            "settings, or compare them in separate experiments")
+    return wide
+
+
+def _half(wide: pd.DataFrame) -> np.ndarray:
+    """Each run's bootstrap half-width per k (the target sample's uncertainty)."""
+    return (wide["ci_high"].to_numpy() - wide["ci_low"].to_numpy()) / 2
+
+
 def model_band(rows: pd.DataFrame, ablation: str = "truncate") -> pd.DataFrame:
     """Per ``k``: ``mean``, ``low``, ``high``, the mean loss increase over the measured runs
     among ``rows`` (the context.csv rows of one model) and its pointwise 95% band
     (rnnbench.diagnostics.contextstats.seed_band; one run: its bootstrap interval). Empty where
     no run was measured; a ValueError where the runs were measured on different grids."""
-    ok = _measured(rows, ablation)
-    if ok.empty:
+    wide = _curves(rows, ablation)
+    if wide.empty:
         return pd.DataFrame(columns=["k", "mean", "low", "high"])
-    wide = ok.pivot_table(index=["experiment", "run_id"], columns="k", aggfunc="first",
-                          values=["loss_increase", "ci_low", "ci_high"])
-    if wide.isna().to_numpy().any():
-        raise ValueError(
-            "cannot pool the effective context of " + ", ".join(ok["run_id"].unique()) + ": "
-            "they were measured on different context grids (`context:` settings); measure "
-            "them with the same settings, or compare them in separate experiments")
     increase = wide["loss_increase"].to_numpy()
     if len(wide) == 1:
         mean, low, high = increase[0], wide["ci_low"].to_numpy()[0], wide["ci_high"].to_numpy()[0]
     else:
-        half = (wide["ci_high"].to_numpy() - wide["ci_low"].to_numpy()) / 2
-        mean, low, high = seed_band(increase, half)
+        mean, low, high = seed_band(increase, _half(wide))
     return pd.DataFrame({"k": [int(k) for k in wide["loss_increase"].columns], "mean": mean,
                          "low": low, "high": high})
 
@@ -65,14 +78,15 @@ def model_context(rows: pd.DataFrame, name: str = "effective_context") -> dict:
     runs = _measured(rows, ABLATION[name]).drop_duplicates(["experiment", "run_id"])
     if runs.empty:
         return out
-    band = model_band(rows, ABLATION[name])
-    ks = band["k"].tolist()
+    wide = _curves(rows, ABLATION[name])
+    ks = [int(k) for k in wide["loss_increase"].columns]
     if len(runs) == 1:  # the run's own numbers, from all its targets' resamples
         run = runs.iloc[0]
         value, low, high = run[name], run[f"{name}_ci_low"], run[f"{name}_ci_high"]
     else:
-        value, low, high = (effective_context(ks, band[c].to_numpy())
-                            for c in ("mean", "low", "high"))
+        pooled = seed_effective(ks, wide["loss_increase"].to_numpy(), _half(wide))
+        value, low, high = (pooled[k] for k in ("effective", "effective_ci_low",
+                                                 "effective_ci_high"))
     out.update({f"{name}_n": len(runs), name: float(value), f"{name}_ci_low": float(low),
                 f"{name}_ci_high": float(high), f"{name}_censored": bool(value >= max(ks)),
                 f"{name}_seed_min": float(runs[name].min()),
