@@ -131,7 +131,8 @@ def test_readme_and_header_have_the_commands_a_user_runs():
     for expected in ("snakemake --cores 2 --configfile config/quick.yaml",
                      "snakemake --configfile config/quick.yaml --report results/report.html",
                      "snakemake --cores all",
-                     "snakemake --cores 1 --configfile config/fair.yaml --config source=reference",
+                     "snakemake --cores 1 --configfile config/converged.yaml"
+                     " --config source=reference",
                      "snakemake --workflow-profile workflow/profiles/slurm"):
         assert expected in texts
 
@@ -180,3 +181,30 @@ def test_install_declares_what_the_report_needs():
     dependencies = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
     assert re.search(r'"pygments[<>=!~ ,0-9.]*"', dependencies)
     assert re.search(r"^\s*- pygments\b", (ROOT / "environment.yml").read_text(), re.M)
+
+
+def test_the_headline_rebuilds_from_the_committed_files_on_a_clean_clone(clean_clone):
+    """The README's answer, run for real (no dry run): on a clean clone, with no corpus and no
+    training, `source=reference` rebuilds the converged experiment's tables and figures, and its
+    comparison table is the README's headline block."""
+    if not (ROOT / "results/reference/converged/provenance.json").exists():
+        pytest.skip("the converged experiment has not finished: it is not published yet")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile",
+         "config/converged.yaml", "--config", "source=reference", "--show-failed-logs"],
+        cwd=clean_clone, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "train_model" not in result.stdout + result.stderr
+    assert not any((clean_clone / "results" / d).exists() for d in ("runs", "data"))
+    study = clean_clone / "results/studies/converged"
+    for figure in ("learning_curves", "model_comparison", "tuning_curve", "context_vs_k",
+                   "grad_vs_lag", "grad_norms"):
+        assert (study / f"figures/{figure}.png").stat().st_size > 0, figure
+    block = re.search(r"<!-- converged-table -->\n(.*?)<!-- /converged-table -->",
+                      (ROOT / "README.md").read_text(), re.S)
+    assert block is not None
+    assert (study / "tables/comparisons.md").read_text() == block.group(1)
+    import pandas as pd
+
+    runs = pd.read_csv(study / "tables/runs.csv")
+    assert len(runs) == 30 and (runs["status"] == "ok").all() and runs["test_ppl"].notna().all()
