@@ -159,3 +159,25 @@ def test_bf16_training_is_recorded_and_resumes_bitwise(tiny_data, tmp_path):
     assert a["valid_ppl"].tolist() != [r["valid_ppl"] for r in fp32.state.history]
     for r16, r32 in zip(whole.state.history, fp32.state.history, strict=True):
         assert r16["valid_ppl"] == pytest.approx(r32["valid_ppl"], rel=0.05)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bf16_carries_the_state_between_minibatches_in_fp32(cell, tiny_data, tmp_path):
+    # the products are rounded to bf16, the state handed to the next segment is not
+    model = RNNModel(cell, 60, 16)
+    hidden = model.init_hidden(3)
+    with autocast("cpu", "bf16"):
+        out, hidden = model.features(torch.randint(0, 60, (5, 3)), hidden)
+    assert out.dtype == torch.bfloat16
+    for h in hidden if isinstance(hidden, tuple) else (hidden,):
+        assert h.dtype == torch.float32
+    # and so into a bf16 run's checkpoint, stopped mid-epoch
+    from test_train import Preempted, StopAfter
+
+    ckpt = tmp_path / "s.pt"
+    with pytest.raises(Preempted):
+        StopAfter(tiny_config(cell=cell, precision="bf16"), tiny_data, ckpt,
+                  torch.device("cpu"), stop_after=7).run()
+    saved = torch.load(ckpt, weights_only=True)["hidden"]
+    for h in saved if isinstance(saved, (tuple, list)) else (saved,):
+        assert h.dtype == torch.float32

@@ -87,11 +87,15 @@ class RNNModel(nn.Module):
     def features(self, tokens: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         """Top-layer outputs (seq_len, batch, hidden) for token ids (seq_len, batch)."""
         emb = self.encoder(tokens)  # (seq_len, batch, embedding)
-        if self.cell == "gru" and emb.device.type == "cpu":
-            low = autocast_dtype("cpu")
-            if low is not None:  # CPU autocast has no rule for the GRU: cast for it
-                return self._gru_in(low, emb, hidden)
-        return self.rnn(emb, hidden)
+        if self.cell == "gru" and emb.device.type == "cpu" and autocast_dtype("cpu"):
+            # CPU autocast has no rule for the GRU: cast for it
+            output, hidden = self._gru_in(autocast_dtype("cpu"), emb, hidden)
+        else:
+            output, hidden = self.rnn(emb, hidden)
+        # Under bf16 the cells return their state in bf16; it is carried to the next minibatch
+        # (and into checkpoints) in the weights' dtype, so only the products are rounded,
+        # never the state between segments (rnnbench.model.precision).
+        return output, cast_hidden(hidden, self.decoder.weight.dtype)
 
     def _gru_in(self, dtype: torch.dtype, emb: torch.Tensor,
                 hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +155,13 @@ def check_cell(cell: str) -> None:
             f"unknown cell {cell!r}: choose one of {', '.join(CELLS)} "
             "(set `cells:` in the config's grid)"
         )
+
+
+def cast_hidden(hidden: Hidden, dtype: torch.dtype) -> Hidden:
+    """The state in ``dtype`` (differentiably; the same tensors when it already is)."""
+    if isinstance(hidden, tuple):
+        return tuple(h.to(dtype) for h in hidden)  # type: ignore[return-value]
+    return hidden.to(dtype)
 
 
 def detach_hidden(hidden: Hidden) -> Hidden:
