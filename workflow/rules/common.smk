@@ -235,6 +235,7 @@ def all_targets():
     """Tables and figures of the whole config, and the run files they come from."""
     return [
         *run_inputs(),
+        *([] if FROM_REFERENCE else [STATS]),
         f"results/studies/{STUDY}/tables/runs.csv",
         f"results/studies/{STUDY}/tables/summary.csv",
         f"results/studies/{STUDY}/tables/summary.md",
@@ -273,6 +274,25 @@ if PUBLISH and not FROM_REFERENCE:
     RESUMED, STALE = wiring.resumed_runs(
         RUNS + TRIALS, wiring.training_commit(), tuple(PUBLISHED_FILES),
         {e: set(tuning_of(e).space) for e in TUNED})
+
+# --- Identity (rnnbench.experiment.identity): a run trained here with another configuration, or
+# a corpus copy of another local file, is marked out of date before any job; the plan says so.
+from rnnbench.experiment import identity
+
+CHANGED = {} if FROM_REFERENCE else identity.changed_runs(
+    RUNS + TRIALS, {e: set(tuning_of(e).space) for e in TUNED})
+CHANGED_SOURCES = identity.changed_sources(config["corpus"]["files"],
+                                           f"results/data/{CORPUS}/raw")
+# A missing intermediate file is not made again while what was made from it is up to date, so
+# a changed copy sets aside stats.json too, a target: the corpus is then copied and tokenized
+# anew, and every run on it trains again (its token files are updated inputs).
+STATS = f"results/data/{CORPUS}/stats.json"
+if workflow.is_main_process:
+    identity.mark({**CHANGED, **CHANGED_SOURCES,
+                   **({STATS: next(iter(CHANGED_SOURCES.values()))} if CHANGED_SOURCES else {})},
+                  [f"{r.path}/train.json" for r in RUNS + TRIALS] + [STATS]
+                  + [f"results/data/{CORPUS}/raw/{s}.txt" for s in config["corpus"]["files"]])
+
 
 # publish_run and publish_trial: exactly these experiment/run pairs, not the resumed runs
 # (their copies are inputs); a regex that matches nothing when there are none
@@ -398,11 +418,14 @@ if workflow.is_main_process and not FROM_REFERENCE:
         cores=workflow.resource_settings.cores,
         # --jobs of a cluster executor (its nodes are other machines); a local one's is --cores
         jobs=workflow.resource_settings.nodes,
-        notes=[wiring.resumed_note(RESUMED, STALE)] + [
+        notes=[wiring.resumed_note(RESUMED, STALE), identity.changed_note(CHANGED),
+               identity.changed_note(
+                   CHANGED_SOURCES, "corpus copies", "differ from their local files now")] + [
             tuning_of(e).describe(e, sum(x == e for _, x, _ in TRIAL_GROUPS),
                                   len(config["experiments"][e]["seeds"])) for e in _tuned],
         checkpoints=[f"results/checkpoints/{r.corpus}/{r.experiment}/{r.run_id}.pt"
                      for r in RUNS + TRIALS],
         is_dry_run=lambda: workflow.dryrun,
         logger=logger,
+        retrain={p.removesuffix("/train.json") for p in CHANGED},
     )

@@ -248,14 +248,16 @@ def may_stop_early(cfg: RunConfig) -> bool:
 
 def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
               cores: int | None, max_vocab: int | None = None, jobs: int | None = None,
-              size: tuple[int, int, str] | None = None, memory: int | None = None) -> Plan:
+              size: tuple[int, int, str] | None = None, memory: int | None = None,
+              retrain: frozenset[str] | set[str] = frozenset()) -> Plan:
     """The plan of ``runs`` (grid.Run: ``.config``, ``.path``) on ``cores`` local cores, or
     ``jobs`` at a time (``--jobs`` of a cluster executor). ``size``: train tokens, vocabulary
     and a note on how they are known (rnnbench.data.sources.plan_size); without it, stats.json's,
     else PTB's. With ``memory`` (this machine's bytes), a run estimated to need more is
-    named."""
+    named. ``retrain``: folders of finished runs that train again (another configuration)."""
     runs = list(runs)
-    todo = [r for r in runs if not (Path(r.path) / "train.json").exists()]
+    todo = [r for r in runs
+            if r.path in retrain or not (Path(r.path) / "train.json").exists()]
     # More local jobs than cores share them: no faster than one job per core.
     workers = jobs or min(cores or os.cpu_count() or 1, os.cpu_count() or 1)
     if not todo:

@@ -46,7 +46,7 @@ class Session:
 def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_root: Path,
                  cores: int | None, jobs: int | None, notes: Iterable[str],
                  checkpoints: Iterable[str], is_dry_run: Callable[[], bool],
-                 logger: logging.Logger) -> Session:
+                 logger: logging.Logger, retrain: Iterable[str] = ()) -> Session:
     """The session of the runs ``planned`` to train (grid.Run; resumed runs left out) under
     ``config``: its plan (with ``notes``, one line each, after it) printed at the end of a dry
     run. A device or size this machine cannot run stops here with one paragraph (a failed
@@ -60,7 +60,8 @@ def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_r
     plan = make_plan(planned, data_dir=data_dir, reference_root=reference_root, device=device,
                      cores=cores, max_vocab=max_vocab, jobs=jobs,
                      # this corpus's size (not PTB's, unless it is PTB), from its files now
-                     size=plan_size(config["corpus"], data_dir), memory=memory)
+                     size=plan_size(config["corpus"], data_dir), memory=memory,
+                     retrain=set(retrain))
     text = plan.text and plan.text + "".join(f"\n  {n.strip()}" for n in notes if n)
     PlanAtExit(text, is_dry_run).install(logger)
     progress = GridProgress([r.path for r in planned], plan.seconds, plan.workers,
