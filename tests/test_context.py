@@ -60,8 +60,8 @@ def linear_model(vocab: int, hidden: int, decay: float, embedding: torch.Tensor,
 
 def increases(model: RNNModel, stream: torch.Tensor, settings: ContextSettings = SMALL):
     """The grid and the relative loss increase per ablation, (K,) each."""
-    ks, full, ablated = ablation_losses(model, stream, settings)
-    return ks, {name: losses.mean(1) / full.mean() - 1 for name, losses in ablated.items()}
+    ks, fulls, ablated = ablation_losses(model, stream, settings)
+    return ks, {name: losses.mean(1) / fulls[name].mean() - 1 for name, losses in ablated.items()}
 
 
 def test_model_of_the_previous_token_alone_has_effective_context_one():
@@ -75,7 +75,7 @@ def test_model_of_the_previous_token_alone_has_effective_context_one():
     assert effective_context(ks, inc["truncate"]) == 1
     # the window of k = 1 is the previous token: its loss is the bigram model's
     positions = target_positions(stream.numel(), SMALL)
-    _, full, _ = ablation_losses(model, stream, SMALL)
+    full = ablation_losses(model, stream, SMALL)[1]["truncate"]
     h = torch.tanh(model.rnn.weight_ih_l0 @ model.encoder.weight[stream[positions - 1]].T
                    + (model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0)[:, None])  # (H, n)
     direct = F.cross_entropy(model.decoder(h.T), stream[positions], reduction="none")
@@ -99,23 +99,62 @@ def test_linear_recurrence_loss_increase_falls_geometrically_at_its_decay(decay)
     assert math.exp(slope) == pytest.approx(decay, rel=0.01)
 
 
-def test_truncation_at_the_whole_prefix_is_the_full_context_loss_read_token_by_token():
+def test_the_full_context_is_the_whole_past_read_token_by_token_and_windows_are_cut():
     torch.manual_seed(1)
     model = RNNModel("lstm", 9, 6).double().eval()
-    stream = random_stream(9)
+    stream = random_stream(9, length=400)
     settings = ContextSettings(targets=5, prefix=60, resamples=10)
-    ks, full, ablated = ablation_losses(model, stream, settings)
+    ks, fulls, ablated = ablation_losses(model, stream, settings)
     assert ks[-1] == 60
-    np.testing.assert_array_equal(ablated["truncate"][-1], full)
-    np.testing.assert_array_equal(ablated["shuffle"][-1], full)
-    with torch.no_grad():  # independently: one column, one token at a time, state carried
+    np.testing.assert_array_equal(ablated["truncate"][-1], fulls["truncate"])
+    np.testing.assert_array_equal(ablated["shuffle"][-1], fulls["shuffle"])
+
+    def read(tokens):  # one column, one token at a time, state carried from zero
+        hidden = model.init_hidden(1)
+        for token in tokens:
+            logits, hidden = model(token.view(1, 1), hidden)
+        return logits[-1]
+
+    with torch.no_grad():
         for j, t in enumerate(target_positions(stream.numel(), settings).tolist()):
-            for k, losses in ((60, full), (3, ablated["truncate"][ks.index(3)])):
-                hidden = model.init_hidden(1)
-                for token in stream[t - k:t]:
-                    logits, hidden = model(token.view(1, 1), hidden)
-                loss = F.cross_entropy(logits[-1], stream[t:t + 1]).item()
-                assert losses[j] == pytest.approx(loss, rel=1e-12), (t, k)
+            for start, losses in ((0, fulls["truncate"]), (t - 60, fulls["shuffle"]),
+                                  (t - 3, ablated["truncate"][ks.index(3)])):
+                loss = F.cross_entropy(read(stream[start:t]), stream[t:t + 1]).item()
+                assert losses[j] == pytest.approx(loss, rel=1e-12), (t, start)
+
+
+def test_the_full_context_pass_equals_a_long_window_for_a_trained_like_model():
+    # a model that forgets (recurrent weights small) loses nothing when only the last 100
+    # tokens are read: the one-pass full context is the long window's loss
+    torch.manual_seed(3)
+    model = RNNModel("lstm", 9, 6).double().eval()
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.mul_(0.1)
+    stream = random_stream(9, length=600)
+    settings = ContextSettings(targets=50, prefix=100, resamples=10)
+    ks, fulls, ablated = ablation_losses(model, stream, settings)
+    np.testing.assert_allclose(ablated["truncate"][ks.index(70)], fulls["truncate"], rtol=1e-6)
+
+
+def test_shuffle_scores_its_own_evenly_spaced_subset_of_the_targets():
+    torch.manual_seed(1)
+    model = RNNModel("gru", 9, 6).double().eval()
+    settings = ContextSettings(targets=40, prefix=30, resamples=10, shuffle_targets=8)
+    ks, fulls, ablated = ablation_losses(model, random_stream(9, length=500), settings)
+    assert fulls["truncate"].shape == (40,) and ablated["truncate"].shape == (len(ks), 40)
+    assert fulls["shuffle"].shape == (8,) and ablated["shuffle"].shape == (len(ks), 8)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_a_bf16_run_is_measured_in_bf16(cell):
+    torch.manual_seed(1)
+    model = RNNModel(cell, 9, 6).eval()
+    stream = random_stream(9, length=300)
+    settings = ContextSettings(targets=10, prefix=20, resamples=10)
+    _, fp32, _ = ablation_losses(model, stream, settings)
+    _, bf16, _ = ablation_losses(model, stream, settings, "bf16")
+    assert not np.array_equal(fp32["truncate"], bf16["truncate"])
+    np.testing.assert_allclose(fp32["truncate"], bf16["truncate"], rtol=0.05)
 
 
 def test_shuffling_the_far_past_changes_nothing_for_a_bag_of_words_model():

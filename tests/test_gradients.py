@@ -124,3 +124,20 @@ def test_collect_tables_and_every_figure_from_them(runs, tmp_path):
         png = tmp_path / "figures" / f"{name}.png"
         assert gradplots_main([name, "--tables", str(tables), "--out", str(png)]) == 0
         assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_a_bf16_run_is_measured_with_bf16_products(cell):
+    from rnnbench.diagnostics.gradients import measure
+    from rnnbench.model.model import RNNModel
+
+    torch.manual_seed(0)
+    model = RNNModel(cell, 30, 8).eval()
+    windows = held_out_windows(torch.randint(0, 30, (400,)), 6, 2, 2, 3)
+    fp64 = measure(model, windows, 6, 2, torch.float64)  # casts the model to float64
+    bf16 = measure(model, windows, 6, 2, torch.float64, "bf16")  # and back to fp32
+    assert next(model.parameters()).dtype == torch.float32  # weights stay fp32
+    norms = [(a["grad_norm"], b["grad_norm"]) for a, b in zip(fp64, bf16, strict=True)]
+    assert any(a != b for a, b in norms)  # the products really ran in bf16
+    for a, b in norms:
+        assert b == pytest.approx(a, rel=0.1)

@@ -2,31 +2,35 @@
 
 Khandelwal, He, Qi and Jurafsky (ACL 2018, "Sharp Nearby, Fuzzy Far Away") ablate the
 context of a trained LSTM: an LSTM on PTB uses about 200 tokens, and word order only within
-the last ~50. Here, for ``targets`` positions ``t`` evenly spaced over the validation stream
-(the test split stays read once, by :mod:`rnnbench.diagnostics.evaluate`), the loss of token ``t``:
+the last ~50; they score every target of the split. Here, for ``targets`` positions ``t``
+evenly spaced over the validation stream after its first ``prefix`` tokens (the test split
+stays read once, by :mod:`rnnbench.diagnostics.evaluate`), the loss of token ``t``:
 
-- full context: the ``prefix`` tokens ``t-prefix .. t-1`` read from a zero state;
-- ``truncate`` at ``k``: only ``t-k .. t-1``, the state zero before them (``k = prefix`` is the
-  full context itself, the same computation);
-- ``shuffle`` at ``k``: the ``prefix`` tokens with the ``prefix - k`` beyond distance ``k`` in a
-  random order, per target (order destroyed, content kept; ``k = prefix`` shuffles nothing).
+- full context: everything before ``t``, read in one pass over the stream from a zero state
+  at its start with the state carried (batch 1, in chunks): the model's own evaluation of
+  the split. It stands as ``k = prefix`` in the grid ("at least ``prefix`` tokens");
+- ``truncate`` at ``k < prefix``: only ``t-k .. t-1``, the state zero before them;
+- ``shuffle`` at ``k``: for the first ``shuffle_targets`` of an evenly spaced subset, the
+  ``prefix`` tokens before ``t`` with the ``prefix - k`` beyond distance ``k`` in a random
+  order, per target (order destroyed, content kept), against the same window in order
+  (``k = prefix``).
 
 Only the targets need the decoder; the windows of a ``k`` are batched as columns::
 
-    stream   ... w[t-prefix] ... w[t-k] ... w[t-1]  w[t]
-    truncate                     <--- k rows --->   target     (k, targets) -> (targets,)
-    shuffle  <-- permuted -->    <--- in order -->  target     (prefix, targets * ks)
+    stream   w[0] ...                     w[t-k] ... w[t-1]  w[t]
+    full     ------- one pass, state carried ----------->   target     (stream,) -> (targets,)
+    truncate                              <--- k rows --->   target     (k, targets)
+    shuffle  <-- permuted -->             <--- in order -->  target     (prefix, subset * ks)
 
 The statistics (relative increase, effective context, bootstrap) are
-:mod:`rnnbench.diagnostics.contextstats`'. Evaluation only, in the weights' fp32 (no
-autocast). Usage::
+:mod:`rnnbench.diagnostics.contextstats`'. Evaluation only, in the run's own precision (bf16
+products for a bf16 run, as it trained and was evaluated; fp32 otherwise). Usage::
 
     python -m rnnbench.diagnostics.context --run-dir results/runs/ptb/grid/lstm-h300-l1-s1 \\
         --data-dir results/data/ptb --out results/runs/ptb/grid/lstm-h300-l1-s1/context.csv
 
-Cost (CPU time of one thread, 300 targets, prefix 1,000; linear in targets): about 40 s for
-an LSTM of hidden 150 and 60 s at 200 (12.9 s and 20.0 s measured at 100 targets), growing as
-hidden^2; the shuffle ablation, ``prefix`` steps for every ``k``, is some 85% of it.
+Cost: the truncation reads ``sum(k < prefix)`` tokens per target (463 for the default grid up
+to 200), the shuffle ``prefix`` per target and ``k``; docs/performance.md gives measured times.
 
 Writes ``context.csv`` (one row per ablation and ``k``, columns ``COLUMNS``) and, beside it
 unless ``--meta-out`` says otherwise, ``context.json`` (status, effective context with its
@@ -60,6 +64,7 @@ from rnnbench.diagnostics.evaluate import load_model
 from rnnbench.diagnostics.gradients import write_table
 from rnnbench.io import read_json, write_json
 from rnnbench.model.model import RNNModel
+from rnnbench.model.precision import autocast
 
 log = logging.getLogger(__name__)
 LABELS = ["run_id", "cell", "hidden", "layers", "seed"]
@@ -75,8 +80,13 @@ def target_positions(length: int, settings: ContextSettings) -> torch.Tensor:
     where = f"{length} tokens"
     if problem := settings_problem(settings, length, where):
         raise ValueError(problem)
-    return torch.linspace(settings.prefix, length - 1, settings.targets,
-                          dtype=torch.float64).floor().long()
+    return spaced(settings.prefix, length - 1, settings.targets)
+
+
+def spaced(first: int, last: int, n: int) -> torch.Tensor:
+    """``n`` distinct integers (n,) evenly spaced over ``[first, last]`` (``n <= last - first
+    + 1``)."""
+    return torch.linspace(first, last, n, dtype=torch.float64).floor().long()
 
 
 def windows(stream: torch.Tensor, positions: torch.Tensor, k: int) -> torch.Tensor:
@@ -97,6 +107,12 @@ def shuffled(stream: torch.Tensor, positions: torch.Tensor, prefix: int, k: int,
     return window
 
 
+def wide(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 logits in fp32 for the softmax (as training and evaluation take it); others as
+    they are (a float64 model stays exact)."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
 def last_losses(model: RNNModel, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Loss (n,) float64 of ``targets`` (n,) after reading ``inputs`` (length, n) from a zero
     state; the recurrence runs in time chunks so its workspace stays near ``WORKSPACE``."""
@@ -109,47 +125,70 @@ def last_losses(model: RNNModel, inputs: torch.Tensor, targets: torch.Tensor) ->
         for start in range(0, x.shape[0], chunk):
             features, hidden = model.features(x[start:start + chunk], hidden)  # (chunk, c, H)
         logits = model.decoder(features[-1])  # (c, vocab): the last position only
-        out.append(F.cross_entropy(logits, targets[cols:cols + MAX_COLUMNS],
+        out.append(F.cross_entropy(wide(logits), targets[cols:cols + MAX_COLUMNS],
                                    reduction="none").double())
     return torch.cat(out)
 
 
-def ablation_losses(model: RNNModel, stream: torch.Tensor, settings: ContextSettings
-                    ) -> tuple[list[int], np.ndarray, dict[str, np.ndarray]]:
-    """The grid, the full-context losses (n,) and per ablation the losses (K, n)."""
+def stream_losses(model: RNNModel, stream: torch.Tensor, positions: torch.Tensor,
+                  chunk: int = 2048) -> torch.Tensor:
+    """Loss (n,) float64 of ``stream[t]`` for each ``t`` of ``positions`` (n,), sorted, after
+    everything before it: one pass over ``stream`` (batch 1) from a zero state, carried."""
+    hidden = model.init_hidden(1)
+    wanted = positions - 1  # the step whose output predicts stream[t]
+    feats = []
+    for start in range(0, int(positions.max()), chunk):
+        x = stream[start:min(start + chunk, int(positions.max()))]
+        features, hidden = model.features(x.view(-1, 1), hidden)  # (chunk, 1, H)
+        here = wanted[(wanted >= start) & (wanted < start + x.shape[0])] - start
+        feats.append(features[here, 0])  # (m, H)
+    logits = model.decoder(torch.cat(feats))  # (n, vocab)
+    return F.cross_entropy(wide(logits), stream[positions], reduction="none").double()
+
+
+def ablation_losses(model: RNNModel, stream: torch.Tensor, settings: ContextSettings,
+                    precision: str | None = None
+                    ) -> tuple[list[int], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The grid and, per ablation, the baseline losses (n,) and the ablated ones (K, n); the
+    grid's last ``k`` (``prefix``) is the baseline itself: the whole past for ``truncate``,
+    the window in order for ``shuffle`` (on its subset of the targets)."""
     positions = target_positions(stream.shape[0], settings).to(stream.device)  # (n,)
-    targets = stream[positions]  # (n,)
+    subset = positions[spaced(0, positions.numel() - 1, settings.shuffle_count)]  # (m,)
     ks = k_grid(settings.prefix)
     generator = torch.Generator().manual_seed(settings.seed)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            truncate = torch.stack([last_losses(model, windows(stream, positions, k), targets)
-                                    for k in ks])  # (K, n)
-            full = truncate[-1]  # k = prefix: the full context
-            # every k below the prefix at once: (prefix, n * (K - 1)) columns, k-major
-            mixed = torch.cat([shuffled(stream, positions, settings.prefix, k, generator)
+        with torch.inference_mode(), autocast(stream.device, precision):
+            full = stream_losses(model, stream, positions)  # (n,)
+            truncate = torch.stack([*(last_losses(model, windows(stream, positions, k),
+                                                  stream[positions]) for k in ks[:-1]), full])
+            in_order = last_losses(model, windows(stream, subset, settings.prefix),
+                                   stream[subset])  # (m,)
+            # every k below the prefix at once: (prefix, m * (K - 1)) columns, k-major
+            mixed = torch.cat([shuffled(stream, subset, settings.prefix, k, generator)
                                for k in ks[:-1]], dim=1)
-            shuffle = last_losses(model, mixed, targets.repeat(len(ks) - 1))
-            shuffle = torch.cat([shuffle.view(len(ks) - 1, -1), full[None]])  # (K, n)
+            shuffle = last_losses(model, mixed, stream[subset].repeat(len(ks) - 1))
+            shuffle = torch.cat([shuffle.view(len(ks) - 1, -1), in_order[None]])  # (K, m)
     finally:
         model.train(was_training)
-    return ks, full.cpu().numpy(), {"truncate": truncate.cpu().numpy(),
-                                    "shuffle": shuffle.cpu().numpy()}
+    fulls = {"truncate": full.cpu().numpy(), "shuffle": in_order.cpu().numpy()}
+    return ks, fulls, {"truncate": truncate.cpu().numpy(), "shuffle": shuffle.cpu().numpy()}
 
 
-def summarize(ks: list[int], full: np.ndarray, ablated: dict[str, np.ndarray],
+def summarize(ks: list[int], fulls: dict[str, np.ndarray], ablated: dict[str, np.ndarray],
               settings: ContextSettings) -> tuple[list[dict], dict]:
     """Rows (ablation, k, loss, loss_increase, CI) and the effective contexts of one run."""
+    full = fulls["truncate"]
     rows, info = [], {"full_loss": float(full.mean()), "full_ppl": math.exp(full.mean())}
     for name in ABLATIONS:
-        st = bootstrap(full, ablated[name], ks, settings.resamples, settings.seed)
+        base = fulls[name]
+        st = bootstrap(base, ablated[name], ks, settings.resamples, settings.seed)
         for i, k in enumerate(ks):
             rows.append({"ablation": name, "k": k, "loss": float(ablated[name][i].mean()),
                          "loss_increase": float(st["increase"][i]),
                          "ci_low": float(st["ci_low"][i]), "ci_high": float(st["ci_high"][i]),
-                         "full_loss": info["full_loss"], "targets": full.shape[0]})
+                         "full_loss": float(base.mean()), "targets": base.shape[0]})
         # truncate: the effective context; shuffle: how far back word order matters
         key = "effective_context" if name == "truncate" else "order_context"
         info.update({key: st["effective"], f"{key}_ci_low": st["effective_ci_low"],
@@ -172,15 +211,17 @@ def measure_run(run_dir: Path, stream: torch.Tensor, settings: ContextSettings, 
                     f"{meta['status']} before any validation)")
         log.warning("run %s: %s", meta["run_id"], info["reason"])
         return [], info
+    precision = meta["config"].get("precision")
+    info["precision"] = precision or "fp32"
     start = time.perf_counter()
-    ks, full, ablated = ablation_losses(model.float(), stream.to(device), settings)
+    ks, fulls, ablated = ablation_losses(model.float(), stream.to(device), settings, precision)
     info["seconds"] = time.perf_counter() - start
-    if not all(np.isfinite(a).all() for a in (full, *ablated.values())):
+    if not all(np.isfinite(a).all() for a in (*fulls.values(), *ablated.values())):
         # a loss of inf or NaN is no measurement: no increase, no effective context
         info.update(status="nonfinite", reason="a target's loss is not finite")
         log.warning("run %s: %s", meta["run_id"], info["reason"])
         return [], info
-    rows, stats = summarize(ks, full, ablated, settings)
+    rows, stats = summarize(ks, fulls, ablated, settings)
     info.update(status="ok", **stats)
     log.info("run %s: full-context loss %.4f (ppl %.1f); effective context %g (95%% CI "
              "%g-%g), word order within %g; %.1f s", meta["run_id"], stats["full_loss"],

@@ -54,6 +54,7 @@ from rnnbench.diagnostics.gradtime import (
 )
 from rnnbench.io import read_json, write_json, write_text
 from rnnbench.model.model import RNNModel
+from rnnbench.model.precision import autocast
 
 log = logging.getLogger(__name__)
 # kind of weights -> what load_model calls them; trained first, the run's headline number.
@@ -107,9 +108,14 @@ def decay_rows(records: list[dict], min_lag: int = 1) -> list[dict]:
 
 
 def measure(model: RNNModel, windows: torch.Tensor, max_lag: int, warmup: int,
-            dtype: torch.dtype) -> list[dict]:
-    """:func:`gradient_through_time` records of ``model`` cast to ``dtype``."""
-    return gradient_through_time(model.to(dtype), windows, max_lag, warmup)
+            dtype: torch.dtype, precision: str | None = None) -> list[dict]:
+    """:func:`gradient_through_time` records of ``model`` cast to ``dtype``; a bf16 run's in its
+    own precision instead: fp32 weights, bf16 products (autocast leaves float64 alone, and
+    bf16's exponent is fp32's, so float64 would move no floor)."""
+    if precision is None:
+        return gradient_through_time(model.to(dtype), windows, max_lag, warmup)
+    with autocast(windows.device, precision):
+        return gradient_through_time(model.float(), windows, max_lag, warmup)
 
 
 def measure_run(run_dir: Path, stream: torch.Tensor, settings: Settings,
@@ -135,7 +141,8 @@ def measure_run(run_dir: Path, stream: torch.Tensor, settings: Settings,
             info["skipped"][kind] = reason
             continue
         start = time.perf_counter()
-        records = measure(model, windows, s.max_lag, s.warmup, DTYPES[s.dtype])
+        records = measure(model, windows, s.max_lag, s.warmup, DTYPES[s.dtype],
+                          cfg.get("precision"))
         info["seconds"][kind] = time.perf_counter() - start
         info["measured"].append(kind)
         grads += [{**labels, "kind": kind, **r} for r in records]
@@ -145,6 +152,7 @@ def measure_run(run_dir: Path, stream: torch.Tensor, settings: Settings,
                  info["seconds"][kind],
                  ", ".join(f"l{d['layer']}.{d['state']} {d['decay_rate']:.4f}" for d in fits))
     info["status"] = "ok" if not info["skipped"] else "partial"
+    info["precision"] = cfg.get("precision") or s.dtype
     info.update(dataclasses.asdict(s), num_columns=s.windows * s.batch)
     return grads, decays, info
 
