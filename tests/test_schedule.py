@@ -50,6 +50,15 @@ def test_plateau_decays_and_stops_exactly_where_expected():
     assert (lrs0, stopped0) == ([1, 1, 1, 1], "plateau_decays")
 
 
+def test_an_epoch_that_gains_less_than_the_threshold_does_not_move_the_best():
+    # ReduceLROnPlateau's rule, as documented: 99.2 does not improve on 100 by 1%, so the best
+    # stays 100 and 98.5 (below 99) improves; measured against 99.2 it would not have
+    cfg = RunConfig("lstm", 8, epochs=20, lr=1.0, decay_factor=1.0, schedule="plateau",
+                    plateau_factor=0.5, plateau_patience=1, plateau_threshold=0.01)
+    lrs, _, _ = _walk(cfg, [100, 99.2, 98.5, 98.0, 97.9, 97.0])
+    assert lrs == [1, 1, 1, 1, 1, 0.5]  # 98.0 and 97.9 against 98.5: two in a row, a decay
+
+
 def test_plateau_defaults_are_word_language_models_rule():
     cfg = RunConfig("gru", 8, epochs=20, lr=20.0, schedule="plateau")
     assert {k: getattr(cfg, k) for k in PLATEAU_DEFAULTS} == PLATEAU_DEFAULTS

@@ -6,13 +6,21 @@ Two schedules (the recipe key ``schedule``, rnnbench.config):
   divided by ``decay_factor`` once per epoch (``RunConfig.lr_at``); the run trains
   ``epochs`` epochs.
 * **plateau**: PyTorch's ``ReduceLROnPlateau`` on the validation perplexity of each epoch
-  (mode ``min``, relative ``plateau_threshold``): after more than ``plateau_patience``
-  epochs whose perplexity is not below ``best x (1 - plateau_threshold)`` the lr is
-  multiplied by ``plateau_factor``. Once it has decayed ``max_decays`` times, the next plateau
-  ends the run instead (``stopped: plateau_decays``), so the last lr is trained until it too
-  stops helping; ``epochs`` is the maximum (``stopped: max_epochs``). The defaults (factor 1/4,
-  patience 0, threshold 0) are pytorch/examples word_language_model's rule, ``lr /= 4`` at
-  the first epoch whose validation loss is no better than the best so far.
+  (mode ``min``, relative ``plateau_threshold``), exactly as it runs:
+
+  - an epoch *improves* when its perplexity is below ``best x (1 - plateau_threshold)``; only
+    then does ``best`` become that perplexity. An epoch that is lower than ``best`` by less
+    than the threshold does not move ``best`` (so two small gains in a row are each measured
+    against the older best, not the first of them);
+  - after ``plateau_patience + 1`` epochs in a row that do not improve, the lr is multiplied by
+    ``plateau_factor`` and the count starts again (PyTorch's cooldown is 0);
+  - once it has decayed ``max_decays`` times, the next such plateau ends the run instead
+    (``stopped: plateau_decays``), so the last lr is trained until it too stops helping;
+    ``epochs`` is the maximum (``stopped: max_epochs``).
+
+  The defaults (factor 1/4, patience 0, threshold 0) are pytorch/examples
+  word_language_model's rule, ``lr /= 4`` at the first epoch whose validation loss is no
+  better than the best so far; config/scaling.yaml uses patience 1 and a 1% threshold.
 
 The state (the scheduler's ``state_dict``, the current lr, the decays so far) is plain numbers,
 so it goes into the checkpoint and a run resumed mid-schedule is bitwise the uninterrupted one.
