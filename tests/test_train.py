@@ -379,3 +379,32 @@ def test_a_signal_before_the_trainer_exists_is_kept_and_checkpoints_at_once(tiny
             signal.signal(s, h)
     meta = read_json(run / "train.json")
     assert meta["status"] == "ok" and meta["resumes"] == 1
+
+
+def test_divergence_is_caught_at_the_first_non_finite_step_not_at_the_next_log_line(
+        tiny_data, tmp_path):
+    cfg = tiny_config(cell="rnn_relu", layers=1, dropout=0.0, lr=1e30, grad="none", epochs=3)
+    trainer = Trainer(cfg, tiny_data, tmp_path / "c.pt", torch.device("cpu"), log_interval=200)
+    assert trainer.run() == "diverged"
+    losses = trainer.state.steps[0][:, 0]
+    first = int((~torch.isfinite(losses)).nonzero()[0, 0])
+    assert trainer.state.diverged_step == first < trainer.n_batches - 1
+    # no minibatch ran after it (the log line every 200 would have let the epoch finish)
+    assert trainer.state.batch == first + 1 and losses[first + 1:].isnan().all()
+
+
+def test_progress_lines_count_epochs_from_one_and_show_the_recent_loss(tiny_data, tmp_path,
+                                                                        caplog):
+    caplog.set_level("INFO", logger="rnnbench.training.train")
+    trainer = Trainer(tiny_config(epochs=2), tiny_data, tmp_path / "c.pt", torch.device("cpu"),
+                      log_interval=3)
+    assert trainer.run() == "ok"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert lines[0].startswith("epoch 1/2  batch ") and "epoch 0/" not in "\n".join(lines)
+    assert any(line.startswith("epoch 2/2 done") for line in lines)
+    # the loss of a line is the mean of its own minibatches' losses
+    steps = trainer.state.steps[0][:, 0]
+    line = next(li for li in lines if " batch 6/" in li)
+    loss = float(line.split("loss ")[1].split()[0])
+    assert loss == pytest.approx(float(steps[5:6].mean()) if " batch 5/" in "\n".join(lines)
+                                 else float(steps[3:6].mean()), abs=1e-3)

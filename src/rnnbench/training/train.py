@@ -73,6 +73,20 @@ def check_streams(cfg: RunConfig, data_dir: Path, streams: dict[str, torch.Tenso
             f"a larger split (the corpus files behind {data_dir}).")
 
 
+def _ppl_text(ppl: float) -> str:
+    """A perplexity as text: ``123.45``, or ``inf (overflow)``."""
+    return f"{ppl:.2f}" if math.isfinite(ppl) else "inf (overflow)"
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.2 h``; ``?`` when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 class Trainer:
     """Owns the model, data and state of one run; ``run()`` trains to the end."""
 
@@ -106,6 +120,7 @@ class Trainer:
         self.schedule.load_state_dict(self.state.schedule)
         self.stop_signal: int | None = None
         self._last_save = time.monotonic()
+        self._logged = 0  # the minibatch after the last progress line
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self) -> None:
@@ -113,6 +128,7 @@ class Trainer:
         cfg, st = self.cfg, self.state
         self.model.train()
         self.schedule.start_epoch(st.epoch)
+        self._logged = st.batch
         if st.batch == 0:
             st.hidden, st.loss_sum, st.tokens, st.seconds = None, None, 0, 0.0
             st.steps.append(torch.full((self.n_batches, 2 + len(self.treat.names)), math.nan,
@@ -128,12 +144,12 @@ class Trainer:
             st.tokens += y.numel()
             st.batch, st.hidden, st.loss_sum = b + 1, hidden, loss_acc
             st.seconds = time.perf_counter() - t0
-            if (b + 1) % self.log_interval == 0 or b + 1 == self.n_batches:
-                if self.check_diverged(steps, b + 1):
-                    return
-                self.log_progress(b + 1)
-            elif b + 1 - first in EARLY_LOGS:  # a first line within seconds of a (re)start
-                self.log_progress(b + 1)
+            # every step (one host sync): a non-finite loss ends the run at that step
+            if self.check_diverged(steps, b):
+                return
+            if ((b + 1) % self.log_interval == 0 or b + 1 == self.n_batches
+                    or b + 1 - first in EARLY_LOGS):  # a first line within seconds of a start
+                self.log_progress(steps, b + 1)
             if self.stop_signal is not None or self._checkpoint_due():
                 st.hidden = detach_hidden(hidden)
                 self.save()
@@ -157,15 +173,13 @@ class Trainer:
         self.optimizer.step()
         return hidden, total.detach()
 
-    def check_diverged(self, steps: torch.Tensor, upto: int) -> bool:
-        """Mark the run diverged at the first non-finite step loss (one host sync)."""
-        bad = ~torch.isfinite(steps[:upto, 0])
-        if not bool(bad.any()):
+    def check_diverged(self, steps: torch.Tensor, b: int) -> bool:
+        """Mark the run diverged when minibatch ``b``'s loss is not finite (one host sync)."""
+        if bool(torch.isfinite(steps[b, 0])):
             return False
-        first = int(bad.nonzero()[0, 0])
-        self.state.diverged_step = self.state.epoch * self.n_batches + first
+        self.state.diverged_step = self.state.epoch * self.n_batches + b
         log.error("loss became non-finite at epoch %d, minibatch %d: run diverged",
-                  self.state.epoch, first)
+                  self.state.epoch + 1, b)
         return True
 
     def end_epoch(self) -> None:
@@ -200,8 +214,8 @@ class Trainer:
         if st.diverged_step is None:  # the next epoch's lr, or the end (rnnbench.training.schedule)
             st.stopped = self.schedule.end_epoch(st.epoch, row["valid_ppl"])
             st.schedule = self.schedule.state_dict()
-        log.info("epoch %d/%d  lr %.4g  train ppl %.2f  valid ppl %.2f  %.1f s  %.0f tok/s",
-                 st.epoch, cfg.epochs - 1, row["lr"], row["train_ppl"], row["valid_ppl"],
+        log.info("epoch %d/%d done  lr %.4g  train loss %.3f  valid ppl %s  %.1f s  %.0f tok/s",
+                 st.epoch + 1, cfg.epochs, row["lr"], train_loss, _ppl_text(row["valid_ppl"]),
                  row["seconds"], row["tokens_per_s"])
         st.epoch, st.batch, st.hidden, st.loss_sum = st.epoch + 1, 0, None, None
         self.save()
@@ -220,16 +234,22 @@ class Trainer:
         return "ok"
 
     # -- bookkeeping -------------------------------------------------------------------------
-    def log_progress(self, done: int) -> None:
-        """One progress line: position, loss, tokens/s, ETA of the run."""
+    def log_progress(self, steps: torch.Tensor, done: int) -> None:
+        """One progress line: position (epochs from 1), the mean loss of the minibatches since
+        the last line (not since the epoch's start, which a few exploding first steps would
+        dominate), its perplexity where finite, tokens/s, and the time left at most."""
         st, cfg = self.state, self.cfg
-        loss = st.loss_sum.item() / max(st.tokens, 1)
+        start = self._logged if self._logged < done else 0
+        loss = float(steps[start:done, 0].mean())
+        self._logged = done
         rate = st.tokens / st.seconds if st.seconds else math.nan
         left = (self.n_batches - done) + (cfg.epochs - st.epoch - 1) * self.n_batches
-        eta = left * st.seconds / max(done - 0, 1) if st.seconds else math.nan
-        log.info("epoch %d/%d  batch %d/%d  loss %.3f  ppl %.1f  %.0f tok/s  ETA %.0f s",
-                 st.epoch, cfg.epochs - 1, done, self.n_batches, loss, perplexity(loss),
-                 rate, eta)
+        eta = left * st.seconds / max(done, 1) if st.seconds else math.nan
+        ppl = perplexity(loss)
+        log.info("epoch %d/%d  batch %d/%d  loss %.3f%s  %.0f tok/s  ETA %s%s",
+                 st.epoch + 1, cfg.epochs, done, self.n_batches, loss,
+                 f"  ppl {ppl:.1f}" if math.isfinite(ppl) else "", rate, _duration(eta),
+                 " at most (plateau schedule)" if cfg.schedule == "plateau" else "")
 
     def _checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_save > self.checkpoint_interval
