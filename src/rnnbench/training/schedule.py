@@ -74,11 +74,11 @@ class Schedule:
             return None
         if self.decays == self.cfg.max_decays:
             log.info("epoch %d: validation perplexity %.2f on a plateau after %d decay(s) of "
-                     "the lr: training stops", epoch, valid_ppl, self.decays)
+                     "the lr: training stops", epoch + 1, valid_ppl, self.decays)
             return "plateau_decays"
         self.decays += 1
         log.info("epoch %d: validation perplexity %.2f on a plateau: lr %.4g -> %.4g (decay "
-                 "%d of %d)", epoch, valid_ppl, self._lr, new_lr, self.decays,
+                 "%d of %d)", epoch + 1, valid_ppl, self._lr, new_lr, self.decays,
                  self.cfg.max_decays)
         self._lr = new_lr
         return None
