@@ -37,8 +37,10 @@ from rnnbench.training.train import Trainer
 
 GRID_HIDDEN = (150, 300, 650)
 GRID_LAYERS = (1, 2)
-# The recipes' learning rates (config/config.yaml: seed_rnn, seed_lstm; GRU as the LSTM).
-RECIPE_LR = {"rnn_tanh": 1.0, "rnn_relu": 1.0, "lstm": 5.0, "gru": 5.0}
+# The recipes' learning rates (config/config.yaml: seed_rnn, seed_lstm; GRU, minGRU and
+# minLSTM as the LSTM: the bench times steps, it does not tune them).
+RECIPE_LR = {"rnn_tanh": 1.0, "rnn_relu": 1.0, "lstm": 5.0, "gru": 5.0, "min_gru": 5.0,
+             "min_lstm": 5.0}
 
 
 @dataclass(frozen=True)
