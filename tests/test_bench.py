@@ -90,7 +90,8 @@ def test_naive_loop_walks_the_stream_and_restarts_each_pass_from_a_zero_state():
     assert loop.steps(1) == [first_of_pass] and loop.pos == 1
 
 
-@pytest.mark.parametrize("cell, layers", [("rnn_tanh", 1), ("lstm", 2)])
+@pytest.mark.parametrize("cell, layers", [("rnn_tanh", 1), ("lstm", 2), ("min_gru", 2),
+                                         ("min_lstm", 1)])
 def test_naive_loop_and_trainer_step_agree_within_float32_rounding(cell, layers, tiny_data,
                                                                    tmp_path):
     pair = Pair(BenchConfig(cell, 16, layers), tiny_data, torch.device("cpu"), 4, 10, tmp_path)
