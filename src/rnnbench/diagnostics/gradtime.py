@@ -88,6 +88,7 @@ def unroll_rnn(
     ``(h, c)`` for an LSTM. Returns the top-layer outputs (seq, batch, hidden), equal to
     ``rnn(inputs, hidden)[0]`` in eval mode (inter-layer dropout is never applied), and
     ``states[layer][name][s]`` (batch, hidden): state ``name`` of ``layer`` after step ``s``.
+    minGRU and minLSTM run their own step-by-step form (rnnbench.model.mincells.sequential).
     """
     _check_rnn(rnn)
     if inputs.dim() != 3 or inputs.shape[0] == 0:
