@@ -90,7 +90,8 @@ def test_naive_loop_walks_the_stream_and_restarts_each_pass_from_a_zero_state():
     assert loop.steps(1) == [first_of_pass] and loop.pos == 1
 
 
-@pytest.mark.parametrize("cell, layers", [("rnn_tanh", 1), ("lstm", 2)])
+@pytest.mark.parametrize("cell, layers", [("rnn_tanh", 1), ("lstm", 2), ("min_gru", 2),
+                                         ("min_lstm", 1)])
 def test_naive_loop_and_trainer_step_agree_within_float32_rounding(cell, layers, tiny_data,
                                                                    tmp_path):
     pair = Pair(BenchConfig(cell, 16, layers), tiny_data, torch.device("cpu"), 4, 10, tmp_path)
@@ -294,3 +295,12 @@ def test_step_counts_are_smaller_for_the_grid_and_a_given_flag_wins():
                                             "loss_steps": 20}
     assert bench.step_counts(parse(["--grid", "--steps", "9", "--loss-steps", "0"])) == {
         "warmup": 2, "steps": 9, "repeats": 3, "loss_steps": 0}
+
+
+def test_min_cell_forms_are_timed_side_by_side_and_tabled():
+    from rnnbench.bench.minscan import compare, table
+
+    row = compare("min_lstm", 8, 2, 5, steps=1, repeats=3)
+    assert row["scan_tok_s"] > 0 and row["loop_tok_s"] > 0 and row["scan_over_loop"] > 0
+    text = table([row])
+    assert text.splitlines()[2].startswith("| min_lstm | 8 | 1 | 2 | 5 |") and "×" in text

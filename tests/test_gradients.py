@@ -23,6 +23,8 @@ SETTINGS = ["--max-lag", str(MAX_LAG), "--windows", "2", "--batch", "3", "--warm
 TINY_RUNS = {
     "lstm-h8-l2-s1": ["--cell", "lstm", "--hidden", "8", "--layers", "2"],
     "rnn_tanh-h8-l1-s1": ["--cell", "rnn_tanh", "--hidden", "8"],
+    # no W_hh: no spectra rows, a gradient through time of h alone
+    "min_lstm-h8-l2-s1": ["--cell", "min_lstm", "--hidden", "8", "--layers", "2"],
     # lr 1e30 without normalising: non-finite loss in the first epoch, before any validation
     "rnn_relu-h8-l1-s1": ["--cell", "rnn_relu", "--hidden", "8", "--lr", "1e30", "--grad",
                           "none"],
@@ -31,7 +33,7 @@ TINY_RUNS = {
 
 @pytest.fixture(scope="module")
 def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
-    """Three one-epoch runs of the tiny corpus (one diverged), measured with small settings."""
+    """Four one-epoch runs of the tiny corpus (one diverged), measured with small settings."""
     root = tmp_path_factory.mktemp("grad")
     dirs = {}
     for run_id, args in TINY_RUNS.items():
@@ -115,8 +117,9 @@ def test_collect_tables_and_every_figure_from_them(runs, tmp_path):
     spectra = pd.read_csv(tables / "spectra.csv")
     assert {"epoch", "layer", "gate", "sigma_max"} <= set(spectra.columns)
     assert spectra["epoch"].min() == -1
+    assert "min_lstm-h8-l2-s1" not in set(spectra["run_id"])  # no W_hh, no rows
     steps = pd.read_csv(tables / "grad_steps.csv")
-    assert steps.groupby("run_id").size().tolist() == [STEP_QUANTILES + 1] * 3
+    assert steps.groupby("run_id").size().tolist() == [STEP_QUANTILES + 1] * len(TINY_RUNS)
     ok = steps[steps["run_id"] == "rnn_tanh-h8-l1-s1"]
     assert ok["grad_norm"].is_monotonic_increasing and (ok["n_nonfinite"] == 0).all()
     assert (pd.read_csv(tables / "grad_decay.csv")["decay_rate"].notna()).all()

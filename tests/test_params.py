@@ -9,6 +9,7 @@ from rnnbench.model.model import RNNModel
 from rnnbench.model.params import (
     GATES,
     format_budget,
+    matmul_flops_per_token,
     param_counts,
     recurrent_params,
     solve_hidden,
@@ -51,6 +52,39 @@ def test_solver_ties_take_the_smaller_size():
     assert recurrent_params("rnn_tanh", 10) == 220 and recurrent_params("rnn_tanh", 11) == 264
     assert solve_hidden("rnn_tanh", 242) == (10, 220)
     assert solve_hidden("rnn_tanh", 243) == (11, 264)
+
+
+@pytest.mark.parametrize(("cell", "gates"), [("min_gru", 2), ("min_lstm", 3)])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_min_cells_count_input_weights_and_one_bias_only(cell, gates, layers):
+    # layer 0: G H E + G H; layer 1: G H H + G H (no W_hh, no bias_hh)
+    h, e = 23, 17
+    expected = gates * h * e + gates * h + (layers - 1) * (gates * h * h + gates * h)
+    assert recurrent_params(cell, h, layers, e) == expected
+    model = RNNModel(cell, 50, h, layers, embedding_size=e)
+    assert sum(p.numel() for p in model.rnn.parameters()) == expected
+    assert sum(p.numel() for p in model.parameters()) == param_counts(cell, h, layers, 50, e)[
+        "params"]
+
+
+@pytest.mark.parametrize(("cell", "gates"), [("min_gru", 2), ("min_lstm", 3)])
+def test_min_cells_flops_have_no_recurrent_product(cell, gates):
+    # 3 x (decoder 2 H V + layer 0 2 E G H + layer 1 2 H G H)
+    h, e, v = 20, 10, 100
+    assert matmul_flops_per_token(cell, h, 2, v, e) == 3.0 * (
+        2 * h * v + 2 * e * gates * h + 2 * h * gates * h)
+
+
+@pytest.mark.parametrize("cell", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize("budget", [500_000, 1_000_000, 2_000_000, 4_000_000])
+def test_min_cells_total_budgets_on_ptb_give_the_documented_sizes(cell, budget):
+    # docs/extending.md lists these sizes
+    expected = {"min_gru": {500_000: 24, 1_000_000: 49, 2_000_000: 99, 4_000_000: 196},
+                "min_lstm": {500_000: 24, 1_000_000: 49, 2_000_000: 98, 4_000_000: 194}}
+    hidden, achieved = solve_hidden(cell, budget, 1, vocab=PTB_VOCAB)
+    assert hidden == expected[cell][budget]
+    model = RNNModel(cell, PTB_VOCAB, hidden, 1)
+    assert sum(p.numel() for p in model.parameters()) == achieved
 
 
 def test_bad_budget_is_refused():
@@ -126,7 +160,9 @@ def test_total_budget_of_4m_on_ptb_gives_hidden_185_to_196_for_every_cell():
     # 1 layer, E = H: 2VH + V (embedding, decoder) + G H (2H) + 2 G H (recurrent)
     sizes = {cell: solve_hidden(cell, 4_000_000, 1, vocab=PTB_VOCAB) for cell in GATES}
     assert sizes == {"rnn_tanh": (196, 4_007_224), "rnn_relu": (196, 4_007_224),
-                     "gru": (189, 4_005_460), "lstm": (186, 4_008_256)}
+                     "gru": (189, 4_005_460), "lstm": (186, 4_008_256),
+                     # minGRU: G H E + G H with G = 2 is 2H^2 + 2H, the vanilla RNN's count
+                     "min_gru": (196, 4_007_224), "min_lstm": (194, 4_003_490)}
     # the same 4M with a recurrent budget would give a vanilla RNN ~1,400 hidden units
     assert solve_hidden("rnn_tanh", 4_000_000, 1)[0] > 1_000
     # a model built with the solved size holds exactly the solved count

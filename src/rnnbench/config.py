@@ -12,7 +12,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm")
 GRAD_MODES = ("normalize", "clip", "none")
 REDUCTIONS = ("mean", "sum_time")
 INITS = ("seed", "uniform")

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 GRAD_BINS = 100
 ENV_COLUMNS = ["device", "gpu", "cpu", "threads", "torch", "python", "rnnbench", "code_version",
                "hostname", "slurm_job_id"]
-CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm"]
 METRICS = ["test_ppl", "valid_ppl", "train_ppl", "test_stream_ppl", "seconds_per_epoch",
            "tokens_per_s"]
 # A configuration is its corpus, its experiment and every RunConfig field but the seed (what

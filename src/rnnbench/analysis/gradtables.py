@@ -73,7 +73,10 @@ def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
         for source, table in TABLES.items():
             parts[table].append(labelled(pd.read_csv(run_dir / source), labels))
         parts["grad_steps.csv"].append(labelled(step_quantiles(run_dir), labels))
-    tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+    # A run with no rows (spectra.csv of minGRU/minLSTM: no W_hh) is left out, or its
+    # header-only frame would turn the integer columns of the others to float.
+    tables = {name: pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
+              for name, frames in parts.items()}
     for name, frame in tables.items():
         write_csv(frame, out_dir / name)
     return tables

@@ -29,8 +29,9 @@ import pandas as pd
 from rnnbench.config import PRECISIONS, TRAINING_KEYS
 from rnnbench.model.params import size_part
 
-# The comparison's order: vanilla cells, their rescue, then the gated cells (models.csv).
-MODEL_ORDER = ["rnn_tanh", "rnn_relu", "irnn", "gru", "lstm"]
+# The comparison's order: vanilla cells, their rescue, the gated cells, then the gated cells
+# without a recurrent matrix (minGRU, minLSTM: Feng et al. 2024) (models.csv).
+MODEL_ORDER = ["rnn_tanh", "rnn_relu", "irnn", "gru", "lstm", "min_gru", "min_lstm"]
 SEED = re.compile(r"-s\d+$")
 
 

@@ -30,7 +30,7 @@ from rnnbench.config import TRAINING_KEYS
 from rnnbench.io import write_text
 
 log = logging.getLogger(__name__)
-CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm"]
 MARKS = ("†", "‡", "§", "¶")
 DASH = "–"
 STYLE = ("body{font-family:sans-serif;font-size:14px;margin:1em}"

@@ -36,10 +36,10 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from rnnbench.model.model import Hidden, RNNModel
+from rnnbench.model import mincells
+from rnnbench.model.model import Hidden, Recurrent, RNNModel
 
 States = list[dict[str, list[torch.Tensor]]]
 
@@ -53,21 +53,34 @@ def window_length(max_lag: int, warmup: int | None = None) -> int:
     return (warmup or 0) + max_lag + 2
 
 
-def state_names(rnn: nn.RNNBase) -> tuple[str, ...]:
+def state_names(rnn: Recurrent) -> tuple[str, ...]:
     """Names of the per-layer recurrent states: ``("h", "c")`` for an LSTM, else ``("h",)``."""
     return ("h", "c") if rnn.mode == "LSTM" else ("h",)
 
 
-def _check_rnn(rnn: nn.RNNBase) -> None:
+def _check_rnn(rnn: Recurrent) -> None:
     """Reject the layouts :func:`unroll_rnn` does not re-implement."""
     if rnn.bidirectional or rnn.batch_first or getattr(rnn, "proj_size", 0):
         raise ValueError("unroll supports seq-first, unidirectional RNNs without projection")
-    if rnn.mode not in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU"):
+    if rnn.mode not in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU", *mincells.MODES.values()):
         raise ValueError(f"unknown recurrent mode {rnn.mode!r}")
 
 
+def _unroll_min(rnn: mincells.MinRNN, inputs: torch.Tensor,
+                hidden: torch.Tensor) -> tuple[torch.Tensor, States]:
+    """:func:`unroll_rnn` of minGRU/minLSTM: their own step-by-step recurrence, whose step
+    Jacobian ``dh_t/dh_{t-1}`` is the diagonal ``a_t`` (``1 - z_t`` resp. ``f'_t``)."""
+    x, states = inputs, []  # x: (seq, batch, features of this layer's input)
+    for layer in range(rnn.num_layers):
+        pre = rnn.layer_pre(layer, x)  # (seq, batch, gates * hidden)
+        hs = mincells.sequential(rnn.mode, pre, hidden[layer].to(pre.dtype))
+        states.append({"h": hs})
+        x = torch.stack(hs)  # (seq, batch, hidden): input to the next layer
+    return x, states
+
+
 def unroll_rnn(
-    rnn: nn.RNNBase, inputs: torch.Tensor, hidden: Hidden
+    rnn: Recurrent, inputs: torch.Tensor, hidden: Hidden
 ) -> tuple[torch.Tensor, States]:
     """Run ``rnn`` step by step in plain tensor ops; every state is a separate graph node.
 
@@ -75,10 +88,13 @@ def unroll_rnn(
     ``(h, c)`` for an LSTM. Returns the top-layer outputs (seq, batch, hidden), equal to
     ``rnn(inputs, hidden)[0]`` in eval mode (inter-layer dropout is never applied), and
     ``states[layer][name][s]`` (batch, hidden): state ``name`` of ``layer`` after step ``s``.
+    minGRU and minLSTM run their own step-by-step form (rnnbench.model.mincells.sequential).
     """
     _check_rnn(rnn)
     if inputs.dim() != 3 or inputs.shape[0] == 0:
         raise ValueError(f"inputs must be (seq >= 1, batch, features), got {tuple(inputs.shape)}")
+    if isinstance(rnn, mincells.MinRNN):
+        return _unroll_min(rnn, inputs, hidden)
     lstm = rnn.mode == "LSTM"
     if lstm:
         h0, c0 = hidden  # each (layers, batch, hidden)

@@ -39,7 +39,7 @@ QUICK = "snakemake --cores 2 --configfile config/quick.yaml"
 # Copies of the parameters a training process holds: weights, gradients, and the best,
 # initial and final weights kept for model.pt (rnnbench.training.runrecord); fp32, 4 bytes each.
 PARAM_COPIES = 5
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3, "min_gru": 2, "min_lstm": 3}
 
 
 def tokens_per_epoch(cfg: RunConfig, train_tokens: int) -> int:

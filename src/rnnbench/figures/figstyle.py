@@ -31,12 +31,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from rnnbench.analysis.labels import base_cell, model_rank  # noqa: E402
 from rnnbench.io import sigterm_exits, write_atomic  # noqa: E402
 
-CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm"]
 # Curves of the gradient figures: the cells, plus the LSTM's cell state as a series of its own.
-SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru"]
+SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru", "min_gru", "min_lstm"]
 # One colour per curve name, the same in every figure (seaborn "deep": blue, orange, green,
-# red, purple), so a reader learns them once.
-SERIES_COLORS = dict(zip(SERIES_ORDER, sns.color_palette("deep", 5).as_hex(), strict=True))
+# red, purple, then its grey and olive for minGRU and minLSTM; brown, pink and cyan stay
+# spare for names of no known cell), so a reader learns them once.
+_DEEP = sns.color_palette("deep", 10).as_hex()
+SERIES_COLORS = dict(zip(SERIES_ORDER, [*_DEEP[:5], _DEEP[7], _DEEP[8]], strict=True))
 # The gate-block panels of the spectra figure (the vanilla cells' W_hh has one block).
 GATE_BLOCKS = {"lstm": "LSTM gate blocks", "gru": "GRU gate blocks"}
 MAX_LISTED = 8  # runs named in a note before "and N more"
@@ -70,7 +72,7 @@ def model_colors(names: Iterable[str]) -> dict[str, str]:
     a name of no known cell a colour of its own. Give every name of a figure at once, so
     its panels agree."""
     out, taken = {}, {}
-    spare = iter(sns.color_palette("deep", 10).as_hex()[5:] * 10)
+    spare = iter([c for c in _DEEP[5:] if c not in SERIES_COLORS.values()] * 10)
     for name in model_order(names):
         base = _series_base(name)
         if base not in SERIES_COLORS:

@@ -2,7 +2,8 @@
 
 The cell is one of PyTorch's fused recurrent modules, chosen by name as in
 pytorch/examples' word_language_model (``RNN_TANH``/``RNN_RELU``/``LSTM``/``GRU``),
-spelled in lower case here.
+spelled in lower case here, or minGRU/minLSTM (``min_gru``/``min_lstm``,
+:mod:`rnnbench.model.mincells`), which have the same signature and no recurrent matrix.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from rnnbench.model.mincells import GATES as MIN_GATES
+from rnnbench.model.mincells import MinRNN
 from rnnbench.model.precision import autocast_dtype
 
 if TYPE_CHECKING:
     from rnnbench.config import RunConfig
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm")
 INITS = ("seed", "uniform")
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+Recurrent = nn.RNNBase | MinRNN
 
 
 class RNNModel(nn.Module):
-    """Embedding -> multi-layer RNN/LSTM/GRU -> Linear decoder over the vocabulary."""
+    """Embedding -> multi-layer RNN/LSTM/GRU/minGRU/minLSTM -> Linear decoder over the vocab."""
 
     def __init__(
         self,
@@ -50,8 +54,11 @@ class RNNModel(nn.Module):
         # Dropout between layers only (PyTorch's `dropout=`); none on the embedding
         # or the decoder input, so dropout=0 is exactly the un-regularised model.
         rnn_dropout = dropout if num_layers > 1 else 0.0
-        if cell.startswith("rnn_"):
-            self.rnn: nn.RNNBase = nn.RNN(
+        if cell in MIN_GATES:
+            self.rnn: Recurrent = MinRNN(cell, self.embedding_size, hidden_size, num_layers,
+                                         dropout=rnn_dropout)
+        elif cell.startswith("rnn_"):
+            self.rnn = nn.RNN(
                 self.embedding_size, hidden_size, num_layers,
                 nonlinearity=cell[4:], dropout=rnn_dropout,
             )
@@ -65,7 +72,8 @@ class RNNModel(nn.Module):
         """Apply a recipe's initialisation.
 
         ``seed``: embedding and decoder weights uniform(-scale, scale), decoder bias 0, the
-        recurrent layer keeps PyTorch's default (the course lab). ``uniform``: every parameter
+        recurrent layer keeps PyTorch's default (the course lab; minGRU/minLSTM copy it:
+        uniform(-1/sqrt(H), 1/sqrt(H))). ``uniform``: every parameter
         uniform(-scale, scale) (Zaremba et al. 2014).
         """
         if init == "uniform":
@@ -77,7 +85,8 @@ class RNNModel(nn.Module):
         nn.init.zeros_(self.decoder.bias)
 
     def init_hidden(self, batch_size: int) -> Hidden:
-        """Zero initial state: (layers, batch, hidden), a pair (h, c) for the LSTM."""
+        """Zero initial state: (layers, batch, hidden), a pair (h, c) for the LSTM (minGRU and
+        minLSTM have h alone)."""
         weight = self.decoder.weight
         h = weight.new_zeros(self.num_layers, batch_size, self.hidden_size)
         if self.cell == "lstm":
@@ -181,12 +190,16 @@ def parameter_groups(model: RNNModel) -> list[tuple[str, list[str]]]:
 
     ``embedding``, per layer ``l{i}.ih`` (input-to-hidden weight), ``l{i}.hh``
     (hidden-to-hidden weight), ``l{i}.bias`` (both biases), then ``decoder`` (weight and bias).
+    minGRU and minLSTM have no ``l{i}.hh`` (no recurrent matrix) and one bias per layer.
     The groups partition the parameters, so their squared norms add up to the global one.
     """
+    recurrent = model.cell not in MIN_GATES
     groups: list[tuple[str, list[str]]] = [("embedding", ["encoder.weight"])]
     for i in range(model.num_layers):
         groups.append((f"l{i}.ih", [f"rnn.weight_ih_l{i}"]))
-        groups.append((f"l{i}.hh", [f"rnn.weight_hh_l{i}"]))
-        groups.append((f"l{i}.bias", [f"rnn.bias_ih_l{i}", f"rnn.bias_hh_l{i}"]))
+        if recurrent:
+            groups.append((f"l{i}.hh", [f"rnn.weight_hh_l{i}"]))
+        groups.append((f"l{i}.bias", [f"rnn.bias_ih_l{i}", f"rnn.bias_hh_l{i}"] if recurrent
+                       else [f"rnn.bias_ih_l{i}"]))
     groups.append(("decoder", ["decoder.weight", "decoder.bias"]))
     return groups

@@ -8,6 +8,11 @@ two bias vectors ``bias_ih``, ``bias_hh`` (G H each), with G gate blocks: 1 for 
     recurrent(H) = sum_l  G H (E_in + H) + 2 G H
     embedding + decoder = V E + (H V + V)
 
+minGRU and minLSTM (rnnbench.model.mincells) have no recurrent matrix and one bias: per layer
+``weight_ih`` (G H x E_in) and ``bias_ih`` (G H), G = 2 (z, h̃) resp. 3 (f, i, h̃)::
+
+    recurrent(H) = sum_l  G H E_in + G H
+
 On a 10,000-word vocabulary the embedding and decoder dominate the total, so cells compared
 at equal *hidden size* differ in recurrent parameters by up to 4x; an iso-parameter
 comparison instead solves H per cell so the recurrent parameters match a budget
@@ -24,18 +29,24 @@ from pathlib import Path
 
 from rnnbench.config import ConfigError
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "min_gru": 2, "min_lstm": 3}
+# Cells whose gates read the input only (no W_hh, no bias_hh): rnnbench.model.mincells.
+INPUT_ONLY = ("min_gru", "min_lstm")
 
 
 def recurrent_params(cell: str, hidden: int, layers: int = 1,
                      embedding_size: int | None = None) -> int:
-    """Scalars of the recurrent module (weights and both bias vectors of every layer)."""
+    """Scalars of the recurrent module (weights and both bias vectors of every layer; for
+    minGRU/minLSTM the input weights and one bias)."""
     gates = GATES[cell]
     emb = embedding_size or hidden
     total = 0
     for layer in range(layers):
         e_in = emb if layer == 0 else hidden
-        total += gates * hidden * (e_in + hidden) + 2 * gates * hidden
+        if cell in INPUT_ONLY:
+            total += gates * hidden * e_in + gates * hidden
+        else:
+            total += gates * hidden * (e_in + hidden) + 2 * gates * hidden
     return total
 
 
@@ -89,14 +100,15 @@ def matmul_flops_per_token(cell: str, hidden: int, layers: int, vocab: int,
     """Analytic matmul FLOPs per token of one training step (forward + backward = 3x forward).
 
     Decoder ``2 H V``; layer ``l`` ``2 (E_in + H) G H`` with ``G`` gates (1 RNN, 3 GRU, 4 LSTM)
-    and ``E_in`` the embedding size for layer 0, else ``H``. The embedding lookup is no matmul.
+    and ``E_in`` the embedding size for layer 0, else ``H``; minGRU/minLSTM ``2 E_in G H``
+    (G = 2 resp. 3, no recurrent product). The embedding lookup is no matmul.
     """
     gates = GATES[cell]
     emb = embedding or hidden
     forward = 2 * hidden * vocab
     for layer in range(layers):
         e_in = emb if layer == 0 else hidden
-        forward += 2 * (e_in + hidden) * gates * hidden
+        forward += 2 * (e_in + (0 if cell in INPUT_ONLY else hidden)) * gates * hidden
     return 3.0 * forward
 
 

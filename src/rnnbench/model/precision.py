@@ -9,7 +9,10 @@ stay in float32. Two places need more than the context manager:
   enter: it asks :func:`autocast_dtype` and forms its three products in bf16 itself, with the
   log-sum-exp and the gradient of the logits in fp32;
 - PyTorch's CPU autocast has no rule for the GRU (its ``nn.RNN`` and ``nn.LSTM`` are covered):
-  :meth:`rnnbench.model.model.RNNModel.features` casts the GRU's weights for it.
+  :meth:`rnnbench.model.model.RNNModel.features` casts the GRU's weights for it;
+- minGRU and minLSTM (:mod:`rnnbench.model.mincells`) form their input products with
+  ``F.linear`` (bf16 under autocast) and cast the pre-activations to fp32 themselves, so
+  their recurrence (softplus, logcumsumexp or the loop) runs in fp32.
 
 The backward pass runs outside the context, as PyTorch recommends: each op's gradient runs in
 the dtype its forward ran in.
