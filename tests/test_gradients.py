@@ -144,3 +144,15 @@ def test_a_bf16_run_is_measured_with_bf16_products(cell):
     assert any(a != b for a, b in norms)  # the products really ran in bf16
     for a, b in norms:
         assert b == pytest.approx(a, rel=0.1)
+
+
+def test_a_run_with_no_finite_step_still_gets_its_step_quantiles(tmp_path):
+    # issue #32 (c): diverged at its first minibatch, steps.csv.gz holds the header alone
+    import gzip
+
+    from rnnbench.analysis.gradtables import step_quantiles
+
+    with gzip.open(tmp_path / "steps.csv.gz", "wt") as f:
+        f.write("epoch,batch,step,loss,grad_norm,grad_norm.embedding\n")
+    table = step_quantiles(tmp_path)
+    assert table["grad_norm"].isna().all() and (table["n_steps"] == 0).all()

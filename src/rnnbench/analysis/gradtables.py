@@ -56,7 +56,9 @@ def step_quantiles(run_dir: Path, quantiles: int = STEP_QUANTILES) -> pd.DataFra
     """
     if not (run_dir / "steps.csv.gz").exists():
         return pd.read_csv(run_dir / "grad_quantiles.csv")
-    norms = pd.read_csv(run_dir / "steps.csv.gz", usecols=["grad_norm"])["grad_norm"]
+    # float even with no row (a run that diverged at its first minibatch has none)
+    norms = pd.read_csv(run_dir / "steps.csv.gz", usecols=["grad_norm"],
+                        dtype={"grad_norm": float})["grad_norm"]
     finite = norms[np.isfinite(norms)].to_numpy()
     levels = np.linspace(0.0, 1.0, quantiles + 1)
     values = np.quantile(finite, levels) if len(finite) else np.full(len(levels), np.nan)
