@@ -80,3 +80,17 @@ def write_steps(path: Path, steps: list[torch.Tensor], groups: list[str], n_batc
             rows.append([epoch, b, epoch * n_batches + b] + [f"{v:.7g}" for v in values])
     text = _csv_text(header, rows).encode()
     write_atomic(path, lambda tmp: tmp.write_bytes(gzip.compress(text, mtime=0)))
+
+
+def ppl_text(ppl: float) -> str:
+    """A perplexity as text: ``123.45``, or ``inf (overflow)``."""
+    return f"{ppl:.2f}" if math.isfinite(ppl) else "inf (overflow)"
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.2 h``; ``?`` when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

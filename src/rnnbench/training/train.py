@@ -43,7 +43,7 @@ from rnnbench.training import checkpoint as ckpt
 from rnnbench.training import gpus
 from rnnbench.training.checkpoint import State
 from rnnbench.training.gradtreat import GradTreatment
-from rnnbench.training.metrics import GLOBAL_STATS, group_grad_stats
+from rnnbench.training.metrics import GLOBAL_STATS, duration_text, group_grad_stats, ppl_text
 from rnnbench.training.runrecord import environment, write_outputs
 from rnnbench.training.schedule import Schedule
 from rnnbench.training.stopping import StopRequests
@@ -71,20 +71,6 @@ def check_streams(cfg: RunConfig, data_dir: Path, streams: dict[str, torch.Tenso
             f"{cfg.bptt} a perplexity over it would be undefined (a mean over no tokens), so "
             "nothing was written. Lower batch_size (or bptt) in the config's recipe, or give "
             f"a larger split (the corpus files behind {data_dir}).")
-
-
-def _ppl_text(ppl: float) -> str:
-    """A perplexity as text: ``123.45``, or ``inf (overflow)``."""
-    return f"{ppl:.2f}" if math.isfinite(ppl) else "inf (overflow)"
-
-
-def _duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``3.2 h``; ``?`` when unknown."""
-    if not math.isfinite(seconds):
-        return "?"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 class Trainer:
@@ -215,7 +201,7 @@ class Trainer:
             st.stopped = self.schedule.end_epoch(st.epoch, row["valid_ppl"])
             st.schedule = self.schedule.state_dict()
         log.info("epoch %d/%d done  lr %.4g  train loss %.3f  valid ppl %s  %.1f s  %.0f tok/s",
-                 st.epoch + 1, cfg.epochs, row["lr"], train_loss, _ppl_text(row["valid_ppl"]),
+                 st.epoch + 1, cfg.epochs, row["lr"], train_loss, ppl_text(row["valid_ppl"]),
                  row["seconds"], row["tokens_per_s"])
         st.epoch, st.batch, st.hidden, st.loss_sum = st.epoch + 1, 0, None, None
         self.save()
@@ -248,7 +234,7 @@ class Trainer:
         ppl = perplexity(loss)
         log.info("epoch %d/%d  batch %d/%d  loss %.3f%s  %.0f tok/s  ETA %s%s",
                  st.epoch + 1, cfg.epochs, done, self.n_batches, loss,
-                 f"  ppl {ppl:.1f}" if math.isfinite(ppl) else "", rate, _duration(eta),
+                 f"  ppl {ppl:.1f}" if math.isfinite(ppl) else "", rate, duration_text(eta),
                  " at most (plateau schedule)" if cfg.schedule == "plateau" else "")
 
     def _checkpoint_due(self) -> bool:
