@@ -105,6 +105,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _cleanup(err, target, [tmp])
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``path``; if the block succeeds it becomes ``path`` (an
+    older ``path`` is moved aside first, then deleted), else it is deleted. A reader never
+    sees a folder with some files of the new version and not others; a kill leaves at most a
+    hidden ``.{name}.tmp-*`` or ``.{name}.old-*`` beside it, which the next call replaces."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    for left in target.parent.glob(f".{glob.escape(target.name)}.*-*"):  # a killed call's
+        shutil.rmtree(left, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], Any]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:

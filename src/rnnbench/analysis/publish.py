@@ -35,7 +35,7 @@ from rnnbench.analysis.aggregate import grad_bins, run_record
 from rnnbench.analysis.gradtables import step_quantiles
 from rnnbench.analysis.tables import capped_note, footnote_mark
 from rnnbench.experiment.wiring import TRIAL_FILES
-from rnnbench.io import atomic_path, read_json, write_csv, write_json, write_text
+from rnnbench.io import atomic_dir, read_json, write_csv, write_json, write_text
 from rnnbench.training.provenance import unpublishable
 
 log = logging.getLogger(__name__)
@@ -83,19 +83,20 @@ def provenance_record(run_dirs: list[Path], problems: dict[Path, str],
 
 def copy_trial(run_dir: Path, dest: Path) -> None:
     """Copy one tuning trial's train.json and history.csv (all that its rung's selection
-    reads), atomically each."""
-    for name in TRIAL_FILES:
-        with atomic_path(dest / name) as tmp:
-            shutil.copyfile(run_dir / name, tmp)
+    reads) as one folder, atomically (rnnbench.io.atomic_dir)."""
+    with atomic_dir(dest) as tmp:
+        for name in TRIAL_FILES:
+            shutil.copyfile(run_dir / name, tmp / name)
 
 
 def copy_run(run_dir: Path, dest: Path) -> None:
-    """Copy one run's small files (atomically each) and write its grad_bins.csv."""
-    for name in FILES + tuple(n for n in OPTIONAL if (run_dir / n).exists()):
-        with atomic_path(dest / name) as tmp:
-            shutil.copyfile(run_dir / name, tmp)
-    write_csv(grad_bins(run_dir), dest / "grad_bins.csv")
-    write_csv(step_quantiles(run_dir), dest / "grad_quantiles.csv")
+    """Copy one run's small files and write its grad_bins.csv and grad_quantiles.csv, as one
+    folder, atomically: a killed publish leaves the old copy or none, never half of one."""
+    with atomic_dir(dest) as tmp:
+        for name in FILES + tuple(n for n in OPTIONAL if (run_dir / n).exists()):
+            shutil.copyfile(run_dir / name, tmp / name)
+        write_csv(grad_bins(run_dir), tmp / "grad_bins.csv")
+        write_csv(step_quantiles(run_dir), tmp / "grad_quantiles.csv")
 
 
 def reference_table(runs: pd.DataFrame, published: dict) -> pd.DataFrame:
