@@ -217,10 +217,22 @@ PROVENANCE_FILES = [f"results/reference/{e}/provenance.json"
 def published_run_inputs(wildcards):
     """The files of one run that publish_run copies or reduces (steps.csv.gz to its bins and
     quantiles), and its effective context where the config measures it."""
-    d = published_run(wildcards).path
+    run = published_run(wildcards)
     names = ["train.json", "eval.json", "history.csv", "steps.csv.gz", "grad_stats.csv",
              "spectra.csv", "gradients.csv", "decay.csv", *(["context.json"] if CONTEXT else [])]
-    return {name.split(".")[0]: f"{d}/{name}" for name in names}
+    return {name.split(".")[0]: f"{run.path}/{name}" for name in names}
+
+
+def model_trial_publications(wildcards, first=True):
+    """The published copy of every trial of a final run's tuning: those of its first rung
+    (known from the start), or of the later ones (known once the rung before has selected)."""
+    run = published_run(wildcards)
+    key = (run.corpus, run.experiment, run.group)
+    if run.role != "final" or key not in TRIAL_GROUPS:
+        return []
+    rungs = [r for r in sorted(TRIAL_GROUPS[key]) if (r == 0) == first]
+    return [f"{wiring.published_dir(t)}/{name}" for rung in rungs
+            for t in entrants_of(*key, rung) for name in wiring.TRIAL_FILES]
 
 
 def run_inputs():

@@ -20,6 +20,11 @@ if PUBLISH and not FROM_REFERENCE:
     rule publish_run:
         input:
             unpack(published_run_inputs),
+            # a tuned model's final run waits for the copies of every trial of its tuning, so
+            # that a study trained one budget at a time (workflow/scripts/train_study.sh)
+            # publishes them all
+            first_trials=model_trial_publications,
+            later_trials=lambda w: model_trial_publications(w, first=False),
         output:
             [f"results/reference/{{published}}/{name}" for name in PUBLISHED_FILES],
         # {published}: experiment/run of this config's runs only; another experiment's
