@@ -58,6 +58,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/context.smk"
+include: "workflow/rules/sizes.smk"
 include: "workflow/rules/publish.smk"
 
 

@@ -257,6 +257,7 @@ def all_targets():
         *FIGURES,
         *GRADIENT_TARGETS,
         *CONTEXT_TARGETS,
+        *SIZE_TARGETS,
         *TUNING_TARGETS,
         *reference_files(),
     ]
@@ -439,5 +440,5 @@ if workflow.is_main_process and not FROM_REFERENCE:
                      for r in RUNS + TRIALS],
         is_dry_run=lambda: workflow.dryrun,
         logger=logger,
-        retrain={p.removesuffix("/train.json") for p in CHANGED},
+        retrain=identity.run_folders(CHANGED),
     )

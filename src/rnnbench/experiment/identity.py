@@ -92,6 +92,11 @@ def changed_runs(runs: list[Run], tuned: dict[str, set[str]]) -> dict[str, dict[
     return changed
 
 
+def run_folders(changed: dict[str, dict[str, list]]) -> set[str]:
+    """The run folders of :func:`changed_runs`'s result (the plan counts them as to train)."""
+    return {str(Path(p).parent) for p in changed}
+
+
 def mark(changed: dict[str, dict[str, list]], outputs: list[str]) -> None:
     """Set aside every output of ``changed``; of the other ``outputs``, put back one set aside
     when it is missing (it agrees again), or delete it when its job has made it anew."""

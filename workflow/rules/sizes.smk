@@ -1,0 +1,65 @@
+# The answer across sizes (rnnbench.analysis.sizes, rnnbench.figures.sizes): for experiments
+# with two or more sizes, one table of every model at every size, Δ against the reference with
+# the whole family's intervals, and three figures against the parameter count. Needs
+# common.smk and aggregate.smk (compare_models's tables).
+from rnnbench.experiment.codedeps import module_sources
+
+SIZE_FIGURES = ["perplexity_vs_size", "delta_vs_size", "context_vs_size"]
+# experiments with several sizes (budgets or hidden sizes), where this table means something
+SEVERAL_SIZES = any(len(spec.get("budgets", spec.get("hidden", []))) > 1
+                    for spec in config["experiments"].values())
+SIZE_TARGETS = (
+    [f"results/studies/{STUDY}/tables/sizes.md"]
+    + [f"results/studies/{STUDY}/figures/{name}.png" for name in SIZE_FIGURES]
+    if SEVERAL_SIZES
+    else []
+)
+
+
+rule compare_sizes:
+    input:
+        models=rules.compare_models.output.models,
+        pairs=rules.compare_models.output.pairs,
+        code=module_sources("rnnbench.analysis.sizes", SRC),
+    output:
+        csv=report(
+            "results/studies/{study}/tables/sizes.csv",
+            caption="../report/sizes.rst",
+            category="Tables",
+            labels={"table": "every model at every size (Δ with the whole family's CIs)"},
+        ),
+        md="results/studies/{study}/tables/sizes.md",
+    params:
+        tables=input_dir,
+    log:
+        "results/studies/{study}/logs/compare_sizes.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.analysis.sizes --tables {params.tables} > {log:q} 2>&1"
+
+
+rule plot_sizes:
+    input:
+        sizes=rules.compare_sizes.output.csv,
+        runs=rules.collect_metrics.output.runs,
+        code=module_sources("rnnbench.figures.sizes", SRC),
+    output:
+        png=report(
+            "results/studies/{study}/figures/{figure}.png",
+            caption="../report/{figure}.rst",
+            category="Perplexity",
+            labels={"figure": "{figure}"},
+        ),
+        svg="results/studies/{study}/figures/{figure}.svg",
+    wildcard_constraints:
+        figure="|".join(SIZE_FIGURES),
+    params:
+        tables=input_dir,
+    log:
+        "results/studies/{study}/logs/plot_{figure}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rnnbench.figures.sizes {wildcards.figure} --tables {params.tables}"
+        " --out {output.png:q} > {log:q} 2>&1"
