@@ -169,3 +169,21 @@ def test_wiring_imports_no_torch():
     # Snakemake imports it to build the job graph
     code = "import sys, rnnbench.experiment.wiring; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_experiments_marked_later_are_planned_not_trained_unless_asked():
+    from rnnbench.config import RunConfig
+    from rnnbench.experiment.grid import Run
+    from rnnbench.experiment.wiring import later_note, split_later
+
+    runs = [Run("now", "lstm-h8-l1-s1", RunConfig("lstm", 8)),
+            Run("big", "lstm-h80-l1-s1", RunConfig("lstm", 80)),
+            Run("big", "lstm-h80-l1-lr1-rung0-s0", RunConfig("lstm", 80), role="trial")]
+    config = {"experiments": {"now": {}, "big": {"later": True}}}
+    train, later = split_later(runs, config)
+    assert [r.experiment for r in train] == ["now"] and len(later) == 2
+    assert split_later(runs, {**config, "run_later": True}) == (runs, [])
+    note = later_note(later, "about 3 hours on 2 core(s)")
+    assert "big, 2 final runs" not in note and "big, 1 final runs and 1 tuning trials" in note
+    assert "about 3 hours" in note and "--config run_later=True" in note
+    assert later_note([], "") == ""

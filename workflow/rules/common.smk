@@ -75,6 +75,8 @@ from rnnbench.model.params import corpus_vocab
 RUNS, SKIPPED = expand_grid(
     config, corpus_vocab(config["corpus"], f"results/data/{CORPUS}/stats.json")
 )
+# Experiments marked `later: true`: planned and priced, trained only with `run_later: true`.
+RUNS, LATER = wiring.split_later(RUNS, config)
 # A tuned experiment's trial runs (rnnbench.experiment.tuning) train and are ranked on validation
 # only: no evaluation, no gradient measurements, not in the tables of runs.
 TRIALS = [r for r in RUNS if r.role == "trial"]
@@ -416,6 +418,22 @@ def planned_trials():
 # --- The session (rnnbench.experiment.session): the plan, the refusal of what this machine
 # --- cannot run, and the progress line. The main process only; nothing for `source: reference`.
 SESSION = None
+
+
+def later_estimate():
+    """The plan's time of the `later: true` experiments on this machine ('' without them)."""
+    from rnnbench.experiment.plan import make_plan, about
+
+    if not LATER:
+        return ""
+    plan = make_plan(LATER, data_dir=Path(f"results/data/{CORPUS}"),
+                     reference_root=Path(workflow.basedir) / "results/reference",
+                     device=config.get("device", "auto"), cores=workflow.resource_settings.cores)
+    if not plan.seconds:
+        return "at a cost this machine cannot estimate"
+    return f"{about(sum(plan.seconds.values()) / plan.workers)} on {plan.workers} core(s)"
+
+
 if workflow.is_main_process and not FROM_REFERENCE:
     from rnnbench.experiment.session import open_session
 
@@ -431,7 +449,8 @@ if workflow.is_main_process and not FROM_REFERENCE:
         cores=workflow.resource_settings.cores,
         # --jobs of a cluster executor (its nodes are other machines); a local one's is --cores
         jobs=workflow.resource_settings.nodes,
-        notes=[wiring.resumed_note(RESUMED, STALE), identity.changed_note(CHANGED),
+        notes=[wiring.later_note(LATER, later_estimate()),
+               wiring.resumed_note(RESUMED, STALE), identity.changed_note(CHANGED),
                identity.changed_note(
                    CHANGED_SOURCES, "corpus copies", "differ from their local files now")] + [
             tuning_of(e).describe(e, sum(x == e for _, x, _ in TRIAL_GROUPS),

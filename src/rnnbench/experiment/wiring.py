@@ -128,6 +128,28 @@ def resumed_runs(runs: list[Run], commit: str | None, files: tuple[str, ...],
     return resumed, stale
 
 
+def split_later(runs: list[Run], config: dict) -> tuple[list[Run], list[Run]]:
+    """The runs to train and those of the experiments marked ``later: true`` (none of the
+    latter with ``run_later: true``: then every run trains)."""
+    later = {name for name, spec in config["experiments"].items() if spec.get("later")}
+    if config.get("run_later") or not later:
+        return runs, []
+    return ([r for r in runs if r.experiment not in later],
+            [r for r in runs if r.experiment in later])
+
+
+def later_note(later: list[Run], estimate: str) -> str:
+    """The plan's line on the experiments marked ``later: true`` ('' when there are none):
+    what they are, their cost here (``estimate``) and how to train them."""
+    if not later:
+        return ""
+    names = ", ".join(dict.fromkeys(r.experiment for r in later))
+    finals = sum(r.role != "trial" for r in later)
+    return (f"\n  Not yet published (`later: true`): {names}, {finals} final runs and "
+            f"{len(later) - finals} tuning trials at most, {estimate} here. They are the next "
+            "experiments, on a GPU, a cluster or this CPU: add `--config run_later=True`.")
+
+
 def resumed_note(resumed: set[str], stale: list[str]) -> str:
     """The plan's lines on the runs taken from their published copies and the stale copies
     whose runs train again ('' when there are neither)."""
