@@ -177,28 +177,72 @@ def test_plan_counts_finished_runs_and_is_empty_when_none_is_left(tmp_path, monk
     assert plan_text(runs, tmp_path / "data", REFERENCE, "cpu", cores=2) == ""
 
 
-def test_a_bf16_run_is_priced_as_fp32_and_the_plan_says_so(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    fp32 = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30)
-    bf16 = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30, precision="bf16")
-    runs = [SimpleNamespace(config=c, path=f"results/runs/x/r{i}")
-            for i, c in enumerate([fp32, bf16, bf16])]
-    text = plan_text(runs, tmp_path / "data", REFERENCE, "cpu", cores=2)
-    assert "bf16: 2 of the runs to train are bf16, priced as fp32 work" in text
-    assert "upper bound" in text and max(len(line) for line in text.splitlines()) <= 100
-    assert "bf16" not in plan_text(runs[:1], tmp_path / "data", REFERENCE, "cpu", cores=2)
+def _committed_run(root: Path, name: str, cfg: RunConfig, tokens_per_s: float, epochs: int,
+                   stopped: str = "max_epochs") -> None:
+    """A committed run of ``cfg`` on this CPU: train.json and a history of ``epochs`` rows."""
+    from rnnbench.training.provenance import cpu_model
+
+    folder = root / "exp" / name
+    folder.mkdir(parents=True)
+    (folder / "train.json").write_text(json.dumps({
+        "status": "ok", "config": cfg.to_dict(), "vocab_size": 10_000, "cpu": cpu_model(),
+        "stopped": stopped}))
+    rows = "\n".join(f"{e},{tokens_per_s}" for e in range(epochs))
+    (folder / "history.csv").write_text(f"epoch,tokens_per_s\n{rows}\n")
 
 
-def test_a_plateau_run_is_priced_at_its_maximum_and_the_plan_says_so(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    fixed = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30)
-    plateau = RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30, schedule="plateau")
+def test_bf16_and_plateau_runs_are_priced_from_the_committed_runs(tmp_path, monkeypatch):
+    from rnnbench.experiment.calibration import flops_per_token
+    from rnnbench.experiment.pricing import read_pricing
+
+    fp32 = RunConfig(cell="lstm", hidden=32, epochs=40)
+    bf16 = RunConfig(cell="lstm", hidden=32, epochs=40, precision="bf16")
+    plateau = RunConfig(cell="lstm", hidden=32, epochs=40, schedule="plateau",
+                        plateau_patience=0)
+    root = tmp_path / "reference"
+    _committed_run(root, "a", fp32, 1000.0, 3)
+    _committed_run(root, "b", bf16, 1500.0, 3)
+    for i, n in enumerate([8, 9, 10]):
+        _committed_run(root, f"p{i}", plateau, 1000.0, n, stopped="plateau_decays")
+    from rnnbench.training.provenance import cpu_model
+
+    rate = 1000.0 * flops_per_token(fp32, 10_000)
+    pricing = read_pricing(root, cpu_model(), rate)
+    assert pricing.bf16_speedup == pytest.approx(1.5) and pricing.bf16_runs == 1
+    assert pricing.speed(bf16) == pytest.approx(1.5) and pricing.speed(fp32) == 1.0
+    assert pricing.planned_epochs(plateau) == 9  # the median of 8, 9, 10
+    # patience 1 against their 0: one more epoch at each of 3 decays and the stop
+    patient = RunConfig(**{**plateau.to_dict(), "plateau_patience": 1})
+    assert pricing.planned_epochs(patient) == 13
+    assert pricing.planned_epochs(RunConfig(**{**patient.to_dict(), "epochs": 11})) == 11
+    assert pricing.planned_epochs(RunConfig(cell="gru", hidden=8, schedule="plateau",
+                                            epochs=40)) == 9  # no gru run: every cell's
+    assert pricing.planned_epochs(fp32) == 40
+    # and the plan says so; on another CPU (no committed bf16 run there) bf16 is fp32 work
     runs = [SimpleNamespace(config=c, path=f"results/runs/x/r{i}")
-            for i, c in enumerate([fixed, plateau])]
-    text = plan_text(runs, tmp_path / "data", REFERENCE, "cpu", cores=2)
-    assert "plateau: 1 of the runs to train stop when validation stops improving" in text
-    assert "upper bound" in text and max(len(line) for line in text.splitlines()) <= 100
-    assert "plateau" not in plan_text(runs[:1], tmp_path / "data", REFERENCE, "cpu", cores=2)
+            for i, c in enumerate([fp32, bf16, patient])]
+    monkeypatch.chdir(tmp_path)
+    text = " ".join(plan_text(runs, tmp_path / "data", root, "cpu", cores=2).split())
+    assert "bf16: 1 of the runs to train are bf16, priced at 1.50x the fp32 rate" in text
+    assert "priced at the epochs 3 committed plateau runs took" in text
+    assert max(len(line) for line in plan_text(runs, tmp_path / "data", root, "cpu",
+                                               cores=2).splitlines()) <= 100
+    monkeypatch.setattr("rnnbench.experiment.plan.cpu_model", lambda: "another CPU")
+    text = " ".join(plan_text(runs, tmp_path / "data", root, "cpu", cores=2).split())
+    assert "priced as fp32 work (no committed bf16 run on this CPU)" in text
+
+
+def test_without_committed_runs_bf16_and_plateau_are_upper_bounds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "reference"
+    _committed_run(root, "a", RunConfig(cell="lstm", hidden=32, epochs=2), 1000.0, 2)
+    runs = [SimpleNamespace(config=c, path=f"results/runs/x/r{i}") for i, c in enumerate([
+        RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30, precision="bf16"),
+        RunConfig(cell="lstm", hidden=32, epochs=2, max_batches=30, schedule="plateau")])]
+    text = " ".join(plan_text(runs, tmp_path / "data", root, "cpu", cores=2).split())
+    assert "bf16: 1 of the runs to train are bf16, priced as fp32 work" in text
+    assert "priced at their maximum of `epochs`, so this is an upper bound" in text
+    assert "bf16" not in plan_text(runs[1:], tmp_path / "data", root, "cpu", cores=2)
 
 
 def _dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -4,7 +4,8 @@ Snakemake prints it once, in its main process, at the start of a run and in ``sn
 the README's main command starts 72 runs (about 37 hours on 2 CPU cores), and a user should
 hear that before it starts, not after.
 
-The time estimate scales measured throughput. Each committed reference run
+The time estimate scales measured throughput (bf16 and plateau runs priced from the committed
+runs too: rnnbench.experiment.pricing). Each committed reference run
 (``results/reference/**/train.json`` and its ``history.csv``) gives tokens/s on a known CPU;
 times its matmul FLOPs per token that is an effective FLOP/s rate. The median rate over the
 measured configurations, divided by a planned run's FLOPs per token, gives that run's
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from rnnbench.config import RunConfig
 from rnnbench.experiment.calibration import Measured, flops_per_token, read_reference
+from rnnbench.experiment.pricing import Pricing, read_pricing
+from rnnbench.experiment.pricing import notes as pricing_notes
 from rnnbench.model.params import param_counts
 from rnnbench.training.gpus import nvidia_smi_devices, parse_visible
 from rnnbench.training.provenance import cpu_model
@@ -40,6 +43,7 @@ QUICK = "snakemake --cores 2 --configfile config/quick.yaml"
 # initial and final weights kept for model.pt (rnnbench.training.runrecord); fp32, 4 bytes each.
 PARAM_COPIES = 5
 GATES = {"lstm": 4, "gru": 3, "min_gru": 2, "min_lstm": 3}
+NO_PRICING = Pricing()  # every run at fp32's rate and its maximum of epochs
 
 
 def tokens_per_epoch(cfg: RunConfig, train_tokens: int) -> int:
@@ -122,17 +126,18 @@ class Estimate:
 
 
 def seconds_each(configs: Sequence[RunConfig], flops_per_s: float, train_tokens: int,
-                 vocab: int) -> list[float]:
-    """Training seconds of each config at ``flops_per_s`` (one 1-thread job)."""
-    return [tokens_per_epoch(c, train_tokens) * c.epochs * flops_per_token(c, vocab) / flops_per_s
-            for c in configs]
+                 vocab: int, pricing: Pricing = NO_PRICING) -> list[float]:
+    """Training seconds of each config at ``flops_per_s`` (one 1-thread job), its epochs and
+    precision priced by ``pricing`` (rnnbench.experiment.pricing)."""
+    return [tokens_per_epoch(c, train_tokens) * pricing.planned_epochs(c)
+            * flops_per_token(c, vocab) / (flops_per_s * pricing.speed(c)) for c in configs]
 
 
 def estimate(configs: Sequence[RunConfig], measured: Sequence[Measured], train_tokens: int,
-             vocab: int, cores: int) -> Estimate:
+             vocab: int, cores: int, pricing: Pricing = NO_PRICING) -> Estimate:
     """Time of ``configs`` at the median measured FLOP/s, one 1-thread job per core."""
     rate = statistics.median(m.flops_per_s for m in measured)
-    each = seconds_each(configs, rate, train_tokens, vocab)
+    each = seconds_each(configs, rate, train_tokens, vocab, pricing)
     workers = max(1, min(cores, len(each)))
     # Jobs cannot be split: the longest run bounds the wall time from below.
     wall = max(sum(each) / workers, max(each, default=0.0))
@@ -267,22 +272,24 @@ def make_plan(runs: Iterable, data_dir: Path, reference_root: Path, device: str,
     if size is not None:
         train_tokens, vocab, note = size
     refs = read_reference(reference_root)
-    est, source, seconds = None, "", {}
+    est, source, seconds, pricing = None, "", {}, NO_PRICING
     if refs:
         used, source = basis(refs, cpu_model())
+        rate = statistics.median(m.flops_per_s for m in used)
+        pricing = read_pricing(reference_root, cpu_model(), rate)
         configs = [r.config for r in todo]
-        est = estimate(configs, used, train_tokens, vocab, workers)
-        each = seconds_each(configs, est.flops_per_s, train_tokens, vocab)
+        est = estimate(configs, used, train_tokens, vocab, workers, pricing)
+        each = seconds_each(configs, est.flops_per_s, train_tokens, vocab, pricing)
         seconds = {str(r.path): s for r, s in zip(todo, each, strict=True)}
     gpus = visible_gpus() if device != "cpu" else 0
     text = format_plan(len(runs), len(runs) - len(todo), resolve_device(device, gpus), est,
                        source, note, jobs=bool(jobs))
-    if est is not None and (bf16 := sum(r.config.precision == "bf16" for r in todo)):
-        text += (f"\n  bf16: {bf16} of the runs to train are bf16, priced as fp32 work (the "
-                 "reference runs are fp32),\n  so this is an upper bound.")
-    if est is not None and (plateau := sum(may_stop_early(r.config) for r in todo)):
-        text += (f"\n  plateau: {plateau} of the runs to train stop when validation stops "
-                 "improving, priced at their\n  maximum of `epochs`, so this is an upper bound.")
+    if est is not None:
+        bf16 = sum(r.config.precision == "bf16" for r in todo)
+        plateau = sum(may_stop_early(r.config) for r in todo)
+        text += "".join("\n" + textwrap.fill(line, 100, initial_indent="  ",
+                                             subsequent_indent="  ")
+                        for line in pricing_notes(pricing, bf16, plateau))
     if big := over_memory(runs, vocab, memory):
         text += (f"\n  Memory: run {big[0]} needs about {gb(big[1])} to train; this machine has "
                  f"{gb(memory or 0)}.")

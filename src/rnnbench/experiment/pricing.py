@@ -1,0 +1,109 @@
+"""What the plan charges for bf16 and for the plateau schedule, from committed runs (no torch).
+
+The plan prices a run as matmul FLOPs at the fp32 reference runs' rate
+(rnnbench.experiment.calibration) times its epochs. Two things make that an upper bound by a
+factor of two or three for the converged studies: bf16 products run faster than fp32 on CPUs
+with bf16 instructions, and a plateau run stops when validation stops improving, long before its
+cap of ``epochs``. Both are measured on the committed runs under ``results/reference/``:
+
+- **bf16**: the median effective FLOP/s of the finished, full-length bf16 runs on this CPU model
+  over the fp32 median on the same CPU (on another CPU, no speed-up is assumed);
+- **plateau**: per cell, the median number of epochs the finished plateau runs trained, plus
+  one epoch per plateau event (``max_decays`` decays and the stop) for each epoch of patience
+  more than theirs, at most the run's ``epochs``. A cell with no committed plateau run takes the
+  median over every cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnbench.config import RunConfig
+from rnnbench.experiment.calibration import flops_per_token
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """The factors the plan applies, with what they rest on."""
+
+    bf16_speedup: float = 1.0  # bf16 FLOP/s over fp32 FLOP/s on this CPU
+    bf16_runs: int = 0
+    epochs: dict[str, float] = field(default_factory=dict)  # cell -> median epochs trained
+    patience: dict[str, int] = field(default_factory=dict)  # cell -> those runs' patience
+    plateau_runs: int = 0
+
+    def planned_epochs(self, cfg: RunConfig) -> float:
+        """The epochs a run is priced at: ``epochs``, or for a plateau run its cell's measured
+        median (adjusted for patience), at most ``epochs``."""
+        if cfg.schedule != "plateau" or not self.epochs:
+            return float(cfg.epochs)
+        everyone = statistics.median(self.epochs.values())
+        measured = self.epochs.get(cfg.cell, everyone)
+        theirs = self.patience.get(cfg.cell, statistics.median(self.patience.values()))
+        extra = (cfg.plateau_patience - theirs) * (cfg.max_decays + 1)
+        return float(min(cfg.epochs, max(1.0, measured + extra)))
+
+    def speed(self, cfg: RunConfig) -> float:
+        """The factor on the fp32 rate: the bf16 speed-up for a bf16 run, else 1."""
+        return self.bf16_speedup if cfg.precision == "bf16" else 1.0
+
+
+def _run(meta_path: Path) -> tuple[RunConfig, dict, list[dict]] | None:
+    """A finished, full-length run's config, train.json and history rows, or None."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        cfg = RunConfig.from_dict(meta["config"])
+        with meta_path.with_name("history.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if meta.get("status") != "ok" or cfg.max_batches is not None or not rows:
+        return None
+    return cfg, meta, rows
+
+
+def read_pricing(root: Path, cpu: str, fp32_rate: float | None) -> Pricing:
+    """The factors measured on the committed runs under ``root`` (tuning trials aside);
+    ``fp32_rate``: the plan's fp32 FLOP/s on this CPU (None: no bf16 speed-up)."""
+    bf16, epochs, patience = [], {}, {}
+    for meta_path in sorted(root.rglob("train.json")):
+        if "trials" in meta_path.parts or (run := _run(meta_path)) is None:
+            continue
+        cfg, meta, rows = run
+        if cfg.precision == "bf16" and str(meta.get("cpu")) == cpu and fp32_rate:
+            rate = statistics.median(float(r["tokens_per_s"]) for r in rows)
+            bf16.append(rate * flops_per_token(cfg, int(meta["vocab_size"])) / fp32_rate)
+        if cfg.schedule == "plateau" and meta.get("stopped") == "plateau_decays":
+            epochs.setdefault(cfg.cell, []).append(len(rows))
+            patience.setdefault(cfg.cell, []).append(cfg.plateau_patience)
+    return Pricing(
+        bf16_speedup=statistics.median(bf16) if bf16 else 1.0, bf16_runs=len(bf16),
+        epochs={c: statistics.median(v) for c, v in epochs.items()},
+        patience={c: int(statistics.median(v)) for c, v in patience.items()},
+        plateau_runs=sum(len(v) for v in epochs.values()))
+
+
+def notes(pricing: Pricing, bf16: int, plateau: int) -> list[str]:
+    """The plan's lines on how its ``bf16`` and ``plateau`` runs (counts) were priced."""
+    lines = []
+    if bf16:
+        lines.append(
+            f"bf16: {bf16} of the runs to train are bf16, priced at {pricing.bf16_speedup:.2f}x "
+            f"the fp32 rate (the median of {pricing.bf16_runs} committed bf16 runs on this CPU)."
+            if pricing.bf16_runs else
+            f"bf16: {bf16} of the runs to train are bf16, priced as fp32 work (no committed bf16 "
+            "run on this CPU), so this is an upper bound.")
+    if plateau:
+        lines.append(
+            f"plateau: {plateau} of the runs to train stop when validation stops improving, "
+            f"priced at the epochs {pricing.plateau_runs} committed plateau runs took (median "
+            "per cell, one more per decay for each epoch of patience more), at most their "
+            "`epochs`; read it as good to a third or so."
+            if pricing.plateau_runs else
+            f"plateau: {plateau} of the runs to train stop when validation stops improving, "
+            "priced at their maximum of `epochs`, so this is an upper bound.")
+    return lines
