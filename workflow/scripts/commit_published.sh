@@ -4,7 +4,7 @@
 #   workflow/scripts/commit_published.sh ../rnnbench-scaling scaling scaling_fp32
 # A run or trial folder is published whole (rnnbench.io.atomic_dir), so a copy taken while
 # the study writes holds whole folders; the hidden .tmp/.old folders of a publish in flight
-# are left out.
+# are left out (tar --exclude).
 set -euo pipefail
 src=${1:?usage: commit_published.sh WORKTREE EXPERIMENT...}
 shift
@@ -13,7 +13,7 @@ paths=()
 for e in "$@"; do
     [ -d "$src/results/reference/$e" ] || continue
     mkdir -p "results/reference/$e"
-    rsync -a --exclude '.*' "$src/results/reference/$e/" "results/reference/$e/"
+    tar -C "$src/results/reference/$e" --exclude='*.tmp-*' --exclude='*.old-*' -cf - . | tar -C "results/reference/$e" -xf -
     paths+=("results/reference/$e")
 done
 [ ${#paths[@]} -gt 0 ] || exit 0
