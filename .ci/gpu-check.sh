@@ -77,7 +77,7 @@ cat results/studies/*/tables/summary.md
 section "5. GPU sharing: 8 runs (4 cells x 2 seeds, hidden 150, 1 epoch of 400 minibatches)"
 python3 - <<'PY'
 import yaml
-c = yaml.safe_load(open("config/config.yaml"))
+c = yaml.safe_load(open("config/grid.yaml"))
 c["recipes"]["share"] = dict(c["recipes"]["seed_rnn"], epochs=1, max_batches=400)
 c["experiments"] = {"share": {"cells": ["rnn_tanh", "rnn_relu", "lstm", "gru"], "hidden": [150],
                               "layers": [1], "seeds": [1, 2], "recipe": "share"}}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The default grid (config/config.yaml, experiment `grid`: 72 runs) on one CUDA GPU, in one
+# The default grid (config/grid.yaml, experiment `grid`: 72 runs) on one CUDA GPU, in one
 # command of at most 9 minutes (issue #12, item 4). From the repository root:
 #
 #   OUT=/some/dir bash .ci/gpu-grid.sh              # H100/H200, 16 cores: <= 540 s wall
@@ -91,8 +91,8 @@ export RNNBENCH_GPU_SLOTS=16 RNNBENCH_GPU_LOCK_DIR="$WORK/gpu-locks"
 # -d: results/ and .snakemake/ of $WD; --nolock: a killed run leaves no stale lock behind
 SNAKEMAKE=(python3 -m snakemake -s "$REPO/Snakefile" -d "$WD" --nolock --rerun-incomplete)
 
-# The configs: sharing (and, DRY, a tiny grid) built from config/config.yaml; target lists.
-python3 - "$WORK" "$DRY" "$REPO/config/config.yaml" <<'PY' || exit 1
+# The configs: sharing (and, DRY, a tiny grid) built from config/grid.yaml; target lists.
+python3 - "$WORK" "$DRY" "$REPO/config/grid.yaml" <<'PY' || exit 1
 import sys
 
 import yaml

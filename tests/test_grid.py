@@ -22,7 +22,7 @@ def load(name: str) -> dict:
 
 
 def test_default_grid_has_72_runs_with_readable_ids():
-    runs, skipped = expand(load("config.yaml"))
+    runs, skipped = expand(load("grid.yaml"))
     assert len(runs) == 72 and not skipped
     ids = {r.run_id for r in runs}
     assert "lstm-h300-l1-s1" in ids and "rnn_relu-h650-l2-s3" in ids
@@ -73,7 +73,7 @@ def test_schema_defaults_equal_the_dataclass_defaults():
     assert {k: props[k]["default"] for k in props} == {k: defaults[k] for k in props}
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml",
+@pytest.mark.parametrize("name", ["grid.yaml", "scaling.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml",
                                   "fair.yaml", "converged.yaml"])
 def test_shipped_configs_are_valid(name, tmp_path):
     check_config(load(name), SCHEMA)

@@ -109,7 +109,7 @@ def test_estimate_scales_by_flops_and_tokens_and_spreads_runs_over_cores():
 def test_default_grid_estimate_agrees_with_the_benchmarked_37_hours():
     # README "Running it": about 37 hours on 2 cores; docs/performance.md: `rnnbench.bench.bench
     # --grid` gave the same, a measurement independent of the reference runs' histories.
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/grid.yaml").read_text())
     runs, _ = expand(config)
     refs = [m for m in read_reference(REFERENCE) if m.cpu == "AMD EPYC"]
     assert sorted(m.name for m in refs) == ["lstm-h200-l2", "lstm-h300-l1", "rnn_tanh-h150-l1"]
@@ -252,7 +252,7 @@ def _dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_dry_run_prints_the_plan_once_in_the_main_process_only(tmp_path):
-    result = _dry_run(tmp_path, "--cores", "2")
+    result = _dry_run(tmp_path, "--cores", "2", "--configfile", str(ROOT / "config/grid.yaml"))
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("rnnbench plan:") == 1
     text = " ".join(result.stderr.split())
@@ -264,7 +264,8 @@ def test_dry_run_prints_the_plan_once_in_the_main_process_only(tmp_path):
     assert re.search(r"lstm-h300-l1 x[13][,;]", text), text
     assert "A few minutes instead: snakemake --cores 2 --configfile config/quick.yaml" in text
     # A cluster job re-parses the Snakefile with --mode remote: it must stay quiet.
-    remote = _dry_run(tmp_path, "--cores", "2", "--mode", "remote")
+    remote = _dry_run(tmp_path, "--cores", "2", "--mode", "remote", "--configfile",
+                      str(ROOT / "config/grid.yaml"))
     assert remote.returncode == 0, remote.stderr
     assert "rnnbench plan" not in remote.stderr
 

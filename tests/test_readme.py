@@ -129,7 +129,8 @@ def run_dry(words: list[str], clone: Path, mirror: Path) -> subprocess.Completed
 def test_readme_and_header_have_the_commands_a_user_runs():
     texts = {" ".join(c) for c in README_COMMANDS}
     assert len(README_COMMANDS) >= 6 and len(HEADER_COMMANDS) >= 4
-    for expected in ("snakemake --cores 2 --configfile config/quick.yaml",
+    for expected in ("snakemake --cores 2 --configfile config/quick.yaml"
+                     " --config mirror=../shared/data/ptb",
                      "snakemake --configfile config/quick.yaml --report results/report.html",
                      "snakemake --cores all",
                      "snakemake --cores 1 --configfile config/converged.yaml"

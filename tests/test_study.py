@@ -20,7 +20,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_study_is_the_key_else_the_last_config_file_name():
-    assert study_name({}, ["config/config.yaml", "config/fair.yaml"]) == "fair"
+    assert study_name({}, ["config/grid.yaml", "config/fair.yaml"]) == "fair"
     assert study_name({"study": "mine"}, ["config/fair.yaml"]) == "mine"
     assert study_name({}, [Path("/x/reproduce-capped.yaml")]) == "reproduce-capped"
 

@@ -21,5 +21,5 @@ git add -- "${paths[@]}"
 git diff --cached --quiet -- "${paths[@]}" && exit 0
 runs=$(find "${paths[@]}" -name train.json -not -path '*/trials/*' | wc -l)
 trials=$(find "${paths[@]}" -path '*/trials/*' -name train.json | wc -l)
-git commit -q -m "$* : published so far, $runs final runs and $trials trials" -- "${paths[@]}"
+git commit -q -m "${*// /, }: published so far, $runs final runs and $trials trials" -- "${paths[@]}"
 echo "committed: $runs final runs, $trials trials"

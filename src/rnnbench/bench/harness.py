@@ -35,10 +35,10 @@ from rnnbench.model.model import RNNModel
 from rnnbench.training.gradtreat import GradTreatment
 from rnnbench.training.train import Trainer
 
-GRID_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")  # config/config.yaml's `cells`
+GRID_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")  # config/grid.yaml's `cells`
 GRID_HIDDEN = (150, 300, 650)
 GRID_LAYERS = (1, 2)
-# The recipes' learning rates (config/config.yaml: seed_rnn, seed_lstm; GRU, minGRU and
+# The recipes' learning rates (config/grid.yaml: seed_rnn, seed_lstm; GRU, minGRU and
 # minLSTM as the LSTM: the bench times steps, it does not tune them).
 RECIPE_LR = {"rnn_tanh": 1.0, "rnn_relu": 1.0, "lstm": 5.0, "gru": 5.0, "min_gru": 5.0,
              "min_lstm": 5.0}
@@ -71,7 +71,7 @@ def parse_configs(text: str) -> list[BenchConfig]:
 
 
 def grid_configs() -> list[BenchConfig]:
-    """Every (cell, hidden, layers) of the default grid of config/config.yaml."""
+    """Every (cell, hidden, layers) of the default grid of config/grid.yaml."""
     return [BenchConfig(c, h, n) for c in GRID_CELLS for h in GRID_HIDDEN for n in GRID_LAYERS]
 
 
