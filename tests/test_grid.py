@@ -73,8 +73,8 @@ def test_schema_defaults_equal_the_dataclass_defaults():
     assert {k: props[k]["default"] for k in props} == {k: defaults[k] for k in props}
 
 
-@pytest.mark.parametrize("name", ["grid.yaml", "scaling.yaml", "quick.yaml", "reproduce.yaml", "gradients.yaml",
-                                  "fair.yaml", "converged.yaml"])
+@pytest.mark.parametrize("name", ["grid.yaml", "scaling.yaml", "quick.yaml", "reproduce.yaml",
+                                  "gradients.yaml", "fair.yaml", "converged.yaml"])
 def test_shipped_configs_are_valid(name, tmp_path):
     check_config(load(name), SCHEMA)
     # total-parameter budgets need the vocabulary: PTB's is known from its checksum

@@ -138,6 +138,14 @@ def tuning_of(experiment):
     return Tuning.from_spec(experiment, spec["tuning"], TRAINING_KEYS, spec["seeds"])
 
 
+def resume_priority(wildcards):
+    """train_model's priority: 5 for a run with a checkpoint (it resumes first), else 0;
+    evaluations and measurements (10) still come before either."""
+    run = run_of(wildcards)
+    saved = Path(f"results/checkpoints/{run.corpus}/{run.experiment}/{run.run_id}.pt")
+    return 5 if saved.exists() else 0
+
+
 def uses_gpu(wildcards):
     """1 when the run may use CUDA (device auto or cuda), else 0."""
     return 0 if run_of(wildcards).config.device == "cpu" else 1
@@ -449,7 +457,8 @@ if workflow.is_main_process and not FROM_REFERENCE:
         cores=workflow.resource_settings.cores,
         # --jobs of a cluster executor (its nodes are other machines); a local one's is --cores
         jobs=workflow.resource_settings.nodes,
-        notes=[wiring.later_note(LATER, later_estimate()),
+        notes=[wiring.later_note(LATER, later_estimate()), wiring.resume_note(
+                   [r for r in RUNS + TRIALS if r.path not in RESUMED], "results/checkpoints"),
                wiring.resumed_note(RESUMED, STALE), identity.changed_note(CHANGED),
                identity.changed_note(
                    CHANGED_SOURCES, "corpus copies", "differ from their local files now")] + [

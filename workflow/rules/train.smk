@@ -23,6 +23,8 @@ rule train_model:
         "results/logs/train_model/{corpus}/{experiment}/{run}.log",
     benchmark:
         "results/benchmarks/train_model/{corpus}/{experiment}/{run}.tsv"
+    # a run with a checkpoint (stopped earlier) resumes before new runs start
+    priority: resume_priority
     threads: 1
     resources:
         gpu=uses_gpu,

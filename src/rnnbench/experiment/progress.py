@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
@@ -163,6 +164,8 @@ class UserStop(logging.Filter):
         # absolute: Snakemake has left its --directory when the exit handler counts them
         self.checkpoints = [Path(c).absolute() for c in checkpoints]
         self.stream = stream
+        self.since = time.time() - 1  # a checkpoint of this invocation is newer (file times
+        # may round down)
         self.stopped = False
         self.reported = False
 
@@ -195,8 +198,9 @@ class UserStop(logging.Filter):
         return not self.stopped
 
     def checkpointed(self) -> int:
-        """Checkpoint files present for this config's runs."""
-        return sum(c.exists() for c in self.checkpoints)
+        """The runs of this config that this invocation checkpointed (their checkpoint written
+        since it started; older ones, of earlier stops, are not this stop's)."""
+        return sum(c.exists() and c.stat().st_mtime >= self.since for c in self.checkpoints)
 
     def report(self) -> None:
         """Print the stop line once, if a stop happened."""

@@ -150,6 +150,19 @@ def later_note(later: list[Run], estimate: str) -> str:
             "experiments, on a GPU, a cluster or this CPU: add `--config run_later=True`.")
 
 
+def resume_note(runs: list[Run], root: str) -> str:
+    """The plan's line on the runs that resume from a checkpoint (under ``root``), first
+    ('' when none has one)."""
+    waiting = [r for r in runs if Path(f"{root}/{r.corpus}/{r.experiment}/{r.run_id}.pt").exists()
+               and not Path(r.path, "train.json").exists()]
+    if not waiting:
+        return ""
+    shown = ", ".join(f"{r.experiment}/{r.run_id}" for r in waiting[:3])
+    more = f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""
+    return (f"\n  Resume: {len(waiting)} runs to resume from checkpoints, before any new run: "
+            f"{shown}{more}.")
+
+
 def resumed_note(resumed: set[str], stale: list[str]) -> str:
     """The plan's lines on the runs taken from their published copies and the stale copies
     whose runs train again ('' when there are neither)."""
