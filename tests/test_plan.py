@@ -299,3 +299,28 @@ def test_only_the_experiments_calibration_txt_lists_calibrate_the_plan(tmp_path)
     # the committed list leaves out the runs trained beside other work (gradients, fair)
     names = {m.name for m in read_reference(REFERENCE)}
     assert "rnn_relu-h150-l1" not in names and "lstm-h150-l1" not in names
+
+
+def test_the_fixed_cost_of_a_step_and_an_epoch_is_priced_from_the_committed_runs(tmp_path):
+    from rnnbench.experiment.calibration import flops_per_token
+    from rnnbench.experiment.plan import seconds_each
+    from rnnbench.experiment.pricing import read_pricing
+    from rnnbench.training.provenance import cpu_model
+
+    cfg = RunConfig(cell="lstm", hidden=32, epochs=3, batch_size=4, bptt=5)
+    rate = 1e9
+    step_flops = 20 * flops_per_token(cfg, 10_000) / rate  # seconds of FLOPs per step
+    root = tmp_path / "reference"
+    # a run whose step took its FLOPs plus 30 ms, and 12 s of wall time beyond its 3 epochs
+    tokens_per_s = 20 / (step_flops + 0.030)
+    _committed_run(root, "a", cfg, tokens_per_s, 3)
+    meta = json.loads((root / "exp/a/train.json").read_text())
+    (root / "exp/a/history.csv").write_text(
+        "epoch,tokens_per_s,seconds\n" + "".join(f"{e},{tokens_per_s},10\n" for e in range(3)))
+    (root / "exp/a/train.json").write_text(json.dumps({**meta, "wall_seconds": 42.0}))
+    pricing = read_pricing(root, cpu_model(), rate)
+    assert pricing.step_seconds == pytest.approx(0.030)
+    assert pricing.epoch_seconds == pytest.approx(4.0)  # (42 - 30) / 3
+    each = seconds_each([cfg], rate, 4 * 5 * 100 + 4, 10_000, pricing)[0]
+    steps = 100 - 1 // 5  # rows of 4 columns, minus the last target
+    assert each == pytest.approx(3 * (steps * 20 / 20 * (step_flops + 0.030) + 4.0), rel=0.02)

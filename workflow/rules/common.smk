@@ -469,4 +469,11 @@ if workflow.is_main_process and not FROM_REFERENCE:
         is_dry_run=lambda: workflow.dryrun,
         logger=logger,
         retrain=identity.run_folders(CHANGED),
+        study=STUDY,
+        config_path=wiring.shown_path(workflow.configfiles[-1]) if workflow.configfiles else None,
+        verbose=workflow.output_settings.verbose,
     )
+    if not workflow.dryrun:  # a dry run lists its jobs as Snakemake does
+        from rnnbench.experiment import console
+
+        console.quiet(logger, workflow.output_settings.verbose)

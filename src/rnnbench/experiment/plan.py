@@ -129,8 +129,11 @@ def seconds_each(configs: Sequence[RunConfig], flops_per_s: float, train_tokens:
                  vocab: int, pricing: Pricing = NO_PRICING) -> list[float]:
     """Training seconds of each config at ``flops_per_s`` (one 1-thread job), its epochs and
     precision priced by ``pricing`` (rnnbench.experiment.pricing)."""
-    return [tokens_per_epoch(c, train_tokens) * pricing.planned_epochs(c)
-            * flops_per_token(c, vocab) / (flops_per_s * pricing.speed(c)) for c in configs]
+    return [pricing.planned_epochs(c) * (
+        tokens_per_epoch(c, train_tokens) * flops_per_token(c, vocab)
+        / (flops_per_s * pricing.speed(c))
+        + tokens_per_epoch(c, train_tokens) / (c.batch_size * c.bptt) * pricing.step_seconds
+        + pricing.epoch_seconds) for c in configs]
 
 
 def estimate(configs: Sequence[RunConfig], measured: Sequence[Measured], train_tokens: int,

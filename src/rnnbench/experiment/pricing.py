@@ -12,6 +12,11 @@ cap of ``epochs``. Both are measured on the committed runs under ``results/refer
   one epoch per plateau event (``max_decays`` decays and the stop) for each epoch of patience
   more than theirs, at most the run's ``epochs``. A cell with no committed plateau run takes the
   median over every cell.
+
+And what FLOPs leave out, which dominates small models: a fixed cost per training step (the
+optimizer, the gradient norms, Python; about 25-30 ms a step on this project's AMD EPYC, against
+10 ms of products at 0.5M parameters) and per epoch (validation, the checkpoint), each the median
+over the committed final runs on this CPU of what their measured times exceed the FLOP model by.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class Pricing:
     epochs: dict[str, float] = field(default_factory=dict)  # cell -> median epochs trained
     patience: dict[str, int] = field(default_factory=dict)  # cell -> those runs' patience
     plateau_runs: int = 0
+    step_seconds: float = 0.0  # per training step, beyond its FLOPs
+    epoch_seconds: float = 0.0  # per epoch, beyond its steps (validation, checkpoint)
+    overhead_runs: int = 0
 
     def planned_epochs(self, cfg: RunConfig) -> float:
         """The epochs a run is priced at: ``epochs``, or for a plateau run its cell's measured
@@ -66,17 +74,35 @@ def _run(meta_path: Path) -> tuple[RunConfig, dict, list[dict]] | None:
     return cfg, meta, rows
 
 
+def _overheads(cfg: RunConfig, meta: dict, rows: list[dict], rate: float) -> tuple[float, float]:
+    """What one run's step and epoch took beyond the FLOP model at ``rate`` (seconds)."""
+    tokens = cfg.batch_size * cfg.bptt
+    step = tokens / statistics.median(float(r["tokens_per_s"]) for r in rows)
+    flops = tokens * flops_per_token(cfg, int(meta["vocab_size"])) / rate
+    wall = meta.get("wall_seconds")
+    timed = all(r.get("seconds") for r in rows) and isinstance(wall, (int, float)) and wall == wall
+    per_epoch = ((wall - sum(float(r["seconds"]) for r in rows)) / len(rows) if timed
+                 else float("nan"))
+    return max(0.0, step - flops), per_epoch
+
+
 def read_pricing(root: Path, cpu: str, fp32_rate: float | None) -> Pricing:
     """The factors measured on the committed runs under ``root`` (tuning trials aside);
-    ``fp32_rate``: the plan's fp32 FLOP/s on this CPU (None: no bf16 speed-up)."""
-    bf16, epochs, patience = [], {}, {}
+    ``fp32_rate``: the plan's fp32 FLOP/s on this CPU (None: no bf16 speed-up, no overhead)."""
+    bf16, epochs, patience, steps, per_epoch = [], {}, {}, [], []
     for meta_path in sorted(root.rglob("train.json")):
         if "trials" in meta_path.parts or (run := _run(meta_path)) is None:
             continue
         cfg, meta, rows = run
-        if cfg.precision == "bf16" and str(meta.get("cpu")) == cpu and fp32_rate:
+        here = str(meta.get("cpu")) == cpu and fp32_rate
+        if cfg.precision == "bf16" and here:
             rate = statistics.median(float(r["tokens_per_s"]) for r in rows)
             bf16.append(rate * flops_per_token(cfg, int(meta["vocab_size"])) / fp32_rate)
+        if here:
+            speed = statistics.median(bf16) if cfg.precision == "bf16" and bf16 else 1.0
+            step, epoch = _overheads(cfg, meta, rows, fp32_rate * speed)
+            steps.append(step)
+            per_epoch += [epoch] if epoch == epoch else []
         if cfg.schedule == "plateau" and meta.get("stopped") == "plateau_decays":
             epochs.setdefault(cfg.cell, []).append(len(rows))
             patience.setdefault(cfg.cell, []).append(cfg.plateau_patience)
@@ -84,12 +110,20 @@ def read_pricing(root: Path, cpu: str, fp32_rate: float | None) -> Pricing:
         bf16_speedup=statistics.median(bf16) if bf16 else 1.0, bf16_runs=len(bf16),
         epochs={c: statistics.median(v) for c, v in epochs.items()},
         patience={c: int(statistics.median(v)) for c, v in patience.items()},
-        plateau_runs=sum(len(v) for v in epochs.values()))
+        plateau_runs=sum(len(v) for v in epochs.values()),
+        step_seconds=statistics.median(steps) if steps else 0.0,
+        epoch_seconds=max(0.0, statistics.median(per_epoch)) if per_epoch else 0.0,
+        overhead_runs=len(steps))
 
 
 def notes(pricing: Pricing, bf16: int, plateau: int) -> list[str]:
     """The plan's lines on how its ``bf16`` and ``plateau`` runs (counts) were priced."""
     lines = []
+    if pricing.overhead_runs:
+        lines.append(
+            f"Each step costs {pricing.step_seconds * 1000:.0f} ms beyond its FLOPs and each "
+            f"epoch {pricing.epoch_seconds:.1f} s (validation, checkpoint): the medians of "
+            f"{pricing.overhead_runs} committed runs on this CPU.")
     if bf16:
         lines.append(
             f"bf16: {bf16} of the runs to train are bf16, priced at {pricing.bf16_speedup:.2f}x "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.data.sources import plan_size
+from rnnbench.experiment import console
 from rnnbench.experiment.plan import (
     machine_memory_bytes,
     machine_refusal,
@@ -32,6 +33,11 @@ class Session:
     text: str
     progress: GridProgress
     checkpoints: list[str]
+    # what the terminal shows (rnnbench.experiment.console): the study, its config file,
+    # Snakemake's --verbose
+    study: str = ""
+    configfile: str | None = None
+    verbose: bool = False
 
     def start(self, logger: logging.Logger) -> None:
         """A run starts (not a dry run): the plan, then a progress line as runs finish; Ctrl-C
@@ -41,12 +47,14 @@ class Session:
         stop = UserStop(self.checkpoints)
         stop.install(logger)
         logger.addHandler(ProgressHandler(self.progress, stop))
+        console.install(logger, self.study, self.configfile, self.verbose, stop)
 
 
 def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_root: Path,
                  cores: int | None, jobs: int | None, notes: Iterable[str],
                  checkpoints: Iterable[str], is_dry_run: Callable[[], bool],
-                 logger: logging.Logger, retrain: Iterable[str] = ()) -> Session:
+                 logger: logging.Logger, retrain: Iterable[str] = (), study: str = "",
+                 config_path: str | None = None, verbose: bool = False) -> Session:
     """The session of the runs ``planned`` to train (grid.Run; resumed runs left out) under
     ``config``: its plan (with ``notes``, one line each, after it) printed at the end of a dry
     run. A device or size this machine cannot run stops here with one paragraph (a failed
@@ -72,4 +80,4 @@ def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_r
     if refusal:
         print(text, file=sys.stderr)  # the plan names what does not fit
         raise ValueError(refusal)
-    return Session(text, progress, list(checkpoints))
+    return Session(text, progress, list(checkpoints), study, config_path, verbose)

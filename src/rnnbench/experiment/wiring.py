@@ -128,6 +128,15 @@ def resumed_runs(runs: list[Run], commit: str | None, files: tuple[str, ...],
     return resumed, stale
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a user would type it here: relative to the working directory when under it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def split_later(runs: list[Run], config: dict) -> tuple[list[Run], list[Run]]:
     """The runs to train and those of the experiments marked ``later: true`` (none of the
     latter with ``run_later: true``: then every run trains)."""
