@@ -18,7 +18,7 @@ point at rung 0; a rung's finished trials are ranked by their best **validation*
 selected configuration, trained with the experiment's ``seeds`` to its full recipe and only then
 evaluated on test (Li et al. 2018, Hyperband; Melis, Dyer and Blunsom 2018 on equal budgets).
 
-The search cannot fool itself (issue #18):
+The search cannot fool itself:
 - a trial is *diverged* when training diverged, or its best validation perplexity is not
   finite or worse than a uniform guess over the vocabulary (perplexity = vocabulary size): a
   row with its reason, ranked after every finished one, never promoted;
