@@ -85,3 +85,22 @@ def test_the_figures_draw_a_line_per_model_and_every_seed(tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["500k", "2M"]
     for name in ("delta_vs_size", "context_vs_size"):
         assert figs.FIGURES[name](tmp_path).axes
+
+
+def test_bf16_against_its_fp32_twin_with_the_familys_interval():
+    from rnnbench.analysis import precision_check
+
+    runs = _runs()
+    small = runs[runs["budget"] == 500_000]
+    fp32 = small.assign(experiment="scaling_fp32", precision=np.nan,
+                        test_ppl=small["test_ppl"] * 0.99)
+    table = precision_check.pairs(pd.concat([runs, fp32], ignore_index=True))
+    assert list(table["model_fp32"]) == ["lstm", "rnn_tanh"]  # 2M has no fp32 twin
+    assert (table["model_bf16"] == ["lstm+bf16", "rnn_tanh+bf16"]).all()
+    assert table["delta_pct"].to_numpy() == pytest.approx([100 / 99 * 100 - 100] * 2)
+    assert (table["family_size"] == 2).all()
+    low, high = table["delta_pct_ci_low"], table["delta_pct_ci_high"]
+    assert ((low < table["delta_pct"]) & (table["delta_pct"] < high)).all()
+    assert "| lstm | " in precision_check.markdown(table)
+    assert precision_check.pairs(runs).empty and precision_check.markdown(
+        precision_check.pairs(runs)) == ""

@@ -20,6 +20,7 @@ rule compare_sizes:
     input:
         models=rules.compare_models.output.models,
         pairs=rules.compare_models.output.pairs,
+        runs=rules.collect_metrics.output.runs,
         code=module_sources("rnnbench.analysis.sizes", SRC),
     output:
         csv=report(
@@ -29,6 +30,14 @@ rule compare_sizes:
             labels={"table": "every model at every size (Δ with the whole family's CIs)"},
         ),
         md="results/studies/{study}/tables/sizes.md",
+        # what bf16 costs, where a model trains in both precisions (scaling_fp32)
+        precision=report(
+            "results/studies/{study}/tables/precision_check.csv",
+            caption="../report/precision_check.rst",
+            category="Tables",
+            labels={"table": "bf16 against fp32 on this protocol"},
+        ),
+        precision_md="results/studies/{study}/tables/precision_check.md",
     params:
         tables=input_dir,
     log:

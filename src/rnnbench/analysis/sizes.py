@@ -12,7 +12,8 @@ statistics), for each experiment with two or more sizes, one row per model and s
   intervals correct for one size's family only.)
 - epochs (of best validation, and trained), and the effective context with its interval.
 
-Writes ``sizes.csv`` (every column) and ``sizes.md``. Usage::
+Writes ``sizes.csv`` (every column) and ``sizes.md``, and beside them what bf16 costs where a
+model is trained in both precisions (``precision_check.csv``, ``.md``). Usage::
 
     python -m rnnbench.analysis.sizes --tables results/studies/scaling/tables
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnbench.analysis import precision_check
 from rnnbench.analysis.labels import model_rank
 from rnnbench.analysis.stats import holm
 from rnnbench.io import write_csv, write_text
@@ -205,13 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", required=True, type=Path,
-                        help="folder with models.csv and comparisons.csv; sizes.* go there")
+                        help="folder with models.csv, comparisons.csv and runs.csv; sizes.* "
+                        "and precision_check.* (rnnbench.analysis.precision_check) go there")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     table = sizes_table(pd.read_csv(args.tables / "models.csv"),
                         pd.read_csv(args.tables / "comparisons.csv"))
     write_csv(table, args.tables / "sizes.csv")
     write_text(args.tables / "sizes.md", markdown(table))
+    check = precision_check.pairs(pd.read_csv(args.tables / "runs.csv"))
+    write_csv(check, args.tables / "precision_check.csv")
+    write_text(args.tables / "precision_check.md", precision_check.markdown(check))
     log.info("%d rows -> %s", len(table), args.tables / "sizes.csv")
     return 0
 
