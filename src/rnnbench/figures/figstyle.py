@@ -1,4 +1,4 @@
-"""What every figure shares: cell colours, panels with no empty ones, honest labels.
+"""What every figure shares: model styles (rnnbench.figures.palette), full panels, labels.
 
 No torch import. Used by :mod:`rnnbench.figures.plots` and :mod:`rnnbench.figures.gradplots`:
 a figure built from tables that may hold one run or hundreds, and runs that finished or diverged,
@@ -9,7 +9,6 @@ cut) rather than crash or mislead.
 from __future__ import annotations
 
 import argparse
-import colorsys
 import logging
 import math
 import textwrap
@@ -20,7 +19,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -28,61 +26,26 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rnnbench.analysis.labels import base_cell, model_rank  # noqa: E402
+from rnnbench.analysis.stats import mean_ci  # noqa: E402
+from rnnbench.figures.palette import (  # noqa: E402,F401  (re-exported)
+    MODEL_STYLES,
+    Style,
+    model_colors,
+    model_order,
+    model_styles,
+)
 from rnnbench.io import sigterm_exits, write_atomic  # noqa: E402
 
 CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm"]
 # Curves of the gradient figures: the cells, plus the LSTM's cell state as a series of its own.
 SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru", "min_gru", "min_lstm"]
-# One colour per curve name, the same in every figure (seaborn "deep": blue, orange, green,
-# red, purple, then its grey and olive for minGRU and minLSTM; brown, pink and cyan stay
-# spare for names of no known cell), so a reader learns them once.
-_DEEP = sns.color_palette("deep", 10).as_hex()
-SERIES_COLORS = dict(zip(SERIES_ORDER, [*_DEEP[:5], _DEEP[7], _DEEP[8]], strict=True))
+# Each model's colour, line style and marker: rnnbench.figures.palette (re-exported here).
+SERIES_COLORS = {name: MODEL_STYLES[name].color for name in SERIES_ORDER}
 # The gate-block panels of the spectra figure (the vanilla cells' W_hh has one block).
 GATE_BLOCKS = {"lstm": "LSTM gate blocks", "gru": "GRU gate blocks"}
 MAX_LISTED = 8  # runs named in a note before "and N more"
-# A variant of a cell (irnn of rnn_relu, lstm+fb1 of lstm) is a shade of its cell's colour:
-# the lightness scaled by these factors in turn (darker first), so a reader sees the family
-# and still tells the two curves apart.
-SHADES = (0.55, 1.45, 0.35, 1.7)
 
 log = logging.getLogger(__name__)
-
-
-def _shade(color: str, factor: float) -> str:
-    h, light, s = colorsys.rgb_to_hls(*mcolors.to_rgb(color))
-    return mcolors.to_hex(colorsys.hls_to_rgb(h, min(0.9, light * factor), s))
-
-
-def _series_base(name: str) -> str:
-    """``lstm+fb1 (c)`` -> ``lstm (c)``; ``irnn`` -> ``rnn_relu``: the curve family."""
-    model, _, state = name.partition(" ")
-    return " ".join(filter(None, [base_cell(model), state]))
-
-
-def model_order(names: Iterable[str]) -> list[str]:
-    """The distinct model (or ``model (c)``) names in the comparison's order."""
-    return sorted(dict.fromkeys(names), key=lambda n: (model_rank(n.split(" ")[0]), n))
-
-
-def model_colors(names: Iterable[str]) -> dict[str, str]:
-    """One colour per model name (or ``model (c)`` curve): a plain cell gets its own colour
-    (SERIES_COLORS), each variant of it a shade of that colour, in the comparison's order;
-    a name of no known cell a colour of its own. Give every name of a figure at once, so
-    its panels agree."""
-    out, taken = {}, {}
-    spare = iter([c for c in _DEEP[5:] if c not in SERIES_COLORS.values()] * 10)
-    for name in model_order(names):
-        base = _series_base(name)
-        if base not in SERIES_COLORS:
-            out[name] = next(spare)
-        elif name == base:
-            out[name] = SERIES_COLORS[base]
-        else:
-            k = taken[base] = taken.get(base, -1) + 1
-            out[name] = _shade(SERIES_COLORS[base], SHADES[k % len(SHADES)])
-    return out
 
 
 def present(order: Iterable, values: Iterable) -> list:
@@ -156,15 +119,18 @@ def with_panels(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None
     return df, first["panel"].tolist()
 
 
+INTERVAL = "95% CI"  # the one kind of interval of every figure: the t interval over seeds
+
+
 def spread(counts: pd.Series, what: str = "seeds") -> str:
     """What a point and its bar are, given how many runs each point pools: ``one seed per
-    point`` when every ``n`` is 1 (no bar), ``mean ± sd over 3 seeds``, or a range."""
+    point`` when every ``n`` is 1 (no bar), ``mean, 95% CI over 3 seeds``, or a range."""
     counts = counts[counts > 0]
     if counts.empty or counts.max() == 1:
-        return f"one {what[:-1]} per point, no spread"
+        return f"one {what[:-1]} per point, no interval"
     low, high = int(counts.min()), int(counts.max())
     n = str(high) if low == high else f"{low}–{high}"
-    return f"mean ± sd over {n} {what}" + (" (no bar where 1)" if low == 1 else "")
+    return f"mean, {INTERVAL} over {n} {what}" + (" (no bar where 1)" if low == 1 else "")
 
 
 def log_label(label: str) -> str:
@@ -197,13 +163,17 @@ def count_axis(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
     return is_log
 
 
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
+
+
 def legend(ax: Axes, title: str | None = None, **kwargs) -> None:
-    """A legend inside one panel with each label once (seaborn and loops can repeat them)."""
+    """A legend beside the panel, outside its data (``kwargs`` may place it below instead),
+    with each label once (seaborn and loops can repeat them)."""
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     if unique:
         ax.legend(unique.values(), unique.keys(), title=title, fontsize=7, title_fontsize=7,
-                  **kwargs)
+                  **{**OUTSIDE, **kwargs})
 
 
 def capped_note(runs: pd.DataFrame | None) -> list[str]:
@@ -246,25 +216,37 @@ def plain_log_ticks(axes: Iterable[Axes]) -> None:
             ax.yaxis.set_minor_formatter(ticker.FuncFormatter(label))
 
 
+def ci_stats(df: pd.DataFrame, keys: list[str], y: str) -> pd.DataFrame:
+    """Per group of ``keys``: ``n``, ``mean`` and the t 95% CI (``ci_low``/``ci_high``, NaN for
+    one value) of ``y`` (rnnbench.analysis.stats.mean_ci)."""
+    rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+             **mean_ci(block[y].tolist())}
+            for key, block in df.groupby(keys, sort=False)]
+    return pd.DataFrame(rows, columns=[*keys, "n", "mean", "sd", "ci_low", "ci_high"])
+
+
 def dodged_points(ax: Axes, df: pd.DataFrame, x: str, y: str, key: str,
                   styles: dict[str, dict]) -> pd.Series:
-    """Mean ± sd of ``y`` per (``x``, ``key``) on a categorical ``x`` (its sorted values, so a
-    single hidden size is one column, not a line), each ``key`` shifted sideways so that no
-    point hides another; ``styles[key]`` holds its matplotlib style and label. Returns the
-    number of values behind each point."""
+    """Mean and t 95% CI of ``y`` per (``x``, ``key``) on a categorical ``x`` (its sorted
+    values, so a single hidden size is one column, not a line), each ``key`` shifted sideways
+    so that no point hides another; ``styles[key]`` holds its matplotlib style and label.
+    Returns the number of values behind each point."""
     xs = sorted(df[x].unique())
     pos = {v: i for i, v in enumerate(xs)}
     keys = present(styles, df[key])
     step = min(0.18, 0.7 / max(len(keys), 1))
-    stats = df.groupby([key, x])[y].agg(["mean", "std", "count"]).reset_index()
+    stats = ci_stats(df, [key, x], y).sort_values([key, x])
     for i, k in enumerate(keys):
         s = stats[stats[key] == k]
         px = s[x].map(pos) + (i - (len(keys) - 1) / 2) * step
-        ax.errorbar(px, s["mean"], yerr=s["std"].fillna(0.0), capsize=3, markersize=6,
-                    linestyle="-" if len(s) > 1 else "none", linewidth=1, **styles[k])
+        err = [(s["mean"] - s["ci_low"]).fillna(0.0), (s["ci_high"] - s["mean"]).fillna(0.0)]
+        style = {"linestyle": "-", **styles[k]}
+        if len(s) < 2:
+            style["linestyle"] = "none"
+        ax.errorbar(px, s["mean"], yerr=err, capsize=3, markersize=6, linewidth=1, **style)
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_xlim(-0.6, len(xs) - 0.4)
-    return stats["count"]
+    return stats["n"]
 
 
 def panel_key(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None = None,
