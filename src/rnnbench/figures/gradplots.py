@@ -13,6 +13,7 @@ curve, box or point per model (rnnbench.analysis.labels), never pooling a varian
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -234,7 +235,9 @@ def grad_spectra(tables: Path) -> Figure:
                                 linewidth=0)
         ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
         epochs = sorted(d["epoch"].unique())
-        ax.set_xticks(epochs, ["init" if e < 0 else str(e) for e in epochs])
+        every = max(1, math.ceil(len(epochs) / 8))  # at most 8 labels: none run together
+        ax.set_xticks(epochs, ["init" if e < 0 else str(e) if i % every == 0 else ""
+                               for i, e in enumerate(epochs)])
         ax.set(title=panel, xlabel="after epoch", ylabel="largest singular value")
         fs.legend(ax, "gate" if "gate" in panel else "model")
     fs.footnote(fig, ["Band: the t 95% CI of the mean over seeds where there are several.",
@@ -264,7 +267,7 @@ def grad_decay_rate_vs_hidden(tables: Path) -> Figure:
                                        "key", styles))
         ax.axhline(0.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
         ax.set(title=panel, xlabel="hidden size")
-        fs.legend(ax, f"{CURVE}, {WEIGHTS}", loc="upper center", bbox_to_anchor=(0.5, -0.3),
+        fs.legend(ax, f"{CURVE}, {WEIGHTS}", loc="upper center", bbox_to_anchor=(0.5, -0.4),
                   ncols=2)
     for ax in axes:
         ax.set_ylabel("decay rate per step\n(" + fs.spread(pd.concat(counts)) + ")")
