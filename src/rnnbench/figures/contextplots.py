@@ -183,8 +183,9 @@ def _seeds(seeds: pd.Series) -> str:
 
 def _stagger(k: float, placed: list[float]) -> float:
     """The y of a context marker at ``k``: on the 1% line, or a marker's height above it for
-    each marker already ``placed`` at (about) the same k, so that none covers another."""
-    same = sum(1 for p in placed if abs(math.log(max(p, 1e-9) / max(k, 1e-9))) < 0.15)
+    each marker already ``placed`` within a factor 1.4 of k (a marker wide on the log x axis),
+    so that none covers another."""
+    same = sum(1 for p in placed if abs(math.log(max(p, 1e-9) / max(k, 1e-9))) < 0.35)
     placed.append(k)
     return 100 * THRESHOLD * 1.3 ** same
 
