@@ -119,7 +119,8 @@ rule plot_model_comparison:
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
                                                  "figures/figstyle",
-                                                 "figures/palette", "analysis/labels")],
+                                                 "figures/palette", "figures/notes", "figures/cli",
+                                                 "analysis/labels")],
     output:
         png=report(
             "results/studies/{study}/figures/model_comparison.png",
@@ -148,7 +149,9 @@ for _name, _category in FIGURE_CATEGORIES.items():
             tables=rules.collect_metrics.output,
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
                                                      "figures/figstyle",
-                                                     "figures/palette", "analysis/labels")],
+                                                     "figures/palette", "figures/notes",
+                                                     "figures/cli",
+                                                     "analysis/labels")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_name}.png",
@@ -174,7 +177,7 @@ rule plot_learning_curves:
         epochs=rules.collect_metrics.output.epochs,
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/curves", "figures/figstyle",
-                                                 "figures/palette",
+                                                 "figures/palette", "figures/notes", "figures/cli",
                                                  "analysis/labels", "analysis/stats")],
     output:
         png=report(
@@ -208,7 +211,9 @@ if PUBLISHED:
             runs=rules.collect_metrics.output.runs,
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
                                                      "figures/figstyle",
-                                                     "figures/palette", "analysis/labels")],
+                                                     "figures/palette", "figures/notes",
+                                                     "figures/cli",
+                                                     "analysis/labels")],
         output:
             png=report(
                 "results/studies/{study}/figures/reproduction.png",

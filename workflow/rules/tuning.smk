@@ -56,7 +56,8 @@ rule plot_tuning_curve:
         runs="results/studies/{study}/tables/runs.csv",
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
                                                  "figures/figstyle",
-                                                 "figures/palette", "analysis/labels")],
+                                                 "figures/palette", "figures/notes", "figures/cli",
+                                                 "analysis/labels")],
     output:
         png=report(
             "results/studies/{study}/figures/tuning_curve.png",
