@@ -150,7 +150,7 @@ def test_single_cell_perplexity_vs_hidden_is_drawn(tmp_path):
                                                                       "cells": ["lstm"]}}))
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_xticklabels()] == ["32"]
-    assert "one seed per point, no spread" in ax.get_ylabel()
+    assert "one seed per point, no interval" in ax.get_ylabel()
 
 
 @pytest.mark.parametrize("name", ["grad_vs_lag", "grad_decay_rate_vs_hidden",
@@ -213,7 +213,8 @@ def test_spread_labels_say_how_many_seeds(tmp_path):
     three = plots.perplexity_vs_hidden(write_tables(tmp_path / "b", {"q": {**QUICK,
                                                                          "seeds": [1, 2, 3]}}))
     assert "one seed per point" in one.axes[0].get_ylabel()
-    assert "mean ± sd over 3 seeds" in three.axes[0].get_ylabel()
+    # the one interval of every figure: the t 95% CI over seeds, not mean ± sd
+    assert "mean, 95% CI over 3 seeds" in three.axes[0].get_ylabel()
 
 
 def test_parameter_axis_over_a_narrow_range_has_tick_labels(tmp_path):
@@ -323,13 +324,15 @@ def test_tuning_curve_leaves_out_an_overflowing_trial_and_uses_a_log_axis(tmp_pa
     (ax,) = fig.axes
     assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
     (line,) = [ln for ln in ax.lines if len(ln.get_xdata())]
-    assert line.get_label() == "irnn (2 trials)"
+    assert line.get_label() == "irnn (2 trials, 2 left out)"
     # E[min] of 1 and of 2 draws with replacement: 850, then 800 * 3/4 + 900 * 1/4
     assert list(line.get_ydata()) == pytest.approx([850.0, 825.0])
     assert ax.get_ylim()[1] < 1e4
+    # the figure counts the trials left out (the full list is trials.csv's, not the figure's)
     words = texts(fig)
-    assert f"fair/{group}-lr3-rung0-s1 (irnn): validation perplexity 3.3e+137 > vocabulary" \
-        in words and "fair/irnn: 1 diverged (lr4)" in words
+    assert "Left out of the expectation: 2 of 4 first-rung trials (1 diverged, 1 with no " \
+        "finite perplexity or one above the vocabulary size); trials.csv lists each." in words
+    assert "lr4" not in words and "3.3e+137" not in words
 
 
 @pytest.mark.parametrize("name, panels", [("grad_vs_lag", 1), ("grad_norm_distribution", 1),
@@ -350,21 +353,26 @@ def test_models_of_one_budget_share_a_gradient_panel_whatever_their_hidden_size(
     assert all(t.startswith("t4M") for t in titles), titles
 
 
-def test_learning_curves_dash_the_mean_once_a_seed_has_stopped(tmp_path):
-    # under the plateau schedule seeds stop at different epochs: the mean past the first stop
-    # is over fewer seeds, and the figure says so rather than join it to the full mean
+def test_learning_curves_end_the_mean_where_a_seed_stops_and_draw_the_rest_per_seed(tmp_path):
+    # under the plateau schedule seeds stop at different epochs: a mean over the seeds still
+    # training would rise or fall with who stopped, so the mean line ends at the last point
+    # of all seeds and the seeds that go on are drawn one by one, thin and faint
     tables = write_tables(tmp_path, {"grid": {**QUICK, "seeds": [1, 2, 3]}}, epochs=3)
     epochs = pd.read_csv(tables / "epochs.csv")
     stopped = (epochs["cell"] == "lstm") & (epochs["seed"] == 3) & (epochs["epoch"] == 2)
     epochs[~stopped].to_csv(tables / "epochs.csv", index=False)
     fig = curves.learning_curves(tables)
     (ax,) = fig.axes
-    dashed = [ln for ln in ax.lines if ln.get_gid() == "fewer-seeds"]
-    assert len(dashed) == 1 and len(dashed[0].get_xdata()) == 2  # from the last full point
-    assert "the mean over the seeds still training" in texts(fig)
+    (mean,) = [ln for ln in ax.lines if ln.get_label() == "lstm"]
+    assert list(mean.get_xdata()) == [1.0, 2.0]  # tokens seen after epochs 0 and 1 of 3
+    tails = [ln for ln in ax.lines if ln.get_gid() == "seed-tail"]
+    assert len(tails) == 2  # seeds 1 and 2, from the mean's last point to their own end
+    assert all(list(t.get_xdata()) == [2.0, 3.0] for t in tails)
+    assert all(t.get_linewidth() < mean.get_linewidth() and t.get_alpha() < 1 for t in tails)
+    assert "not a mean" in texts(fig)
     plain = curves.learning_curves(write_tables(tmp_path / "all", {"grid": QUICK}, epochs=3))
-    assert not [ln for ln in plain.axes[0].lines if ln.get_gid() == "fewer-seeds"]
-    assert "still training" not in texts(plain)
+    assert not [ln for ln in plain.axes[0].lines if ln.get_gid() == "seed-tail"]
+    assert "not a mean" not in texts(plain)
 
 
 def test_a_total_budget_is_named_as_in_the_tables_in_the_learning_curve_panels(tmp_path):
@@ -376,3 +384,154 @@ def test_a_total_budget_is_named_as_in_the_tables_in_the_learning_curve_panels(t
         df.assign(budget=4_000_000, budget_kind="total").to_csv(tables / name, index=False)
     titles = [ax.get_title() for ax in curves.learning_curves(tables).axes]
     assert titles and all(t.startswith("t4M") for t in titles), titles
+
+
+# -- the palette, the legends, the ticks, the interval (issue #33) ------------------------------
+# Machado, Oliveira and Fernandes (2009), severity 1: linear-RGB matrices of dichromacy.
+CVD = {"deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                        [-0.011820, 0.042940, 0.968881]],
+       "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                      [-0.003882, -0.048116, 1.051998]],
+       "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                      [0.004733, 0.691367, 0.303900]]}
+
+
+def _linear(color: str) -> np.ndarray:
+    rgb = np.array(matplotlib.colors.to_rgb(color))
+    return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(linear: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* (D65) of a linear-RGB colour."""
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                    [0.0193, 0.1192, 0.9505]]) @ np.clip(linear, 0, 1)
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_hand_checked_lab_of_white_black_and_grey():
+    assert _lab(_linear("#ffffff")) == pytest.approx([100, 0, 0], abs=0.05)
+    assert _lab(_linear("#000000")) == pytest.approx([0, 0, 0], abs=0.05)
+    assert _lab(_linear("#777777"))[0] == pytest.approx(50.0, abs=0.5)  # sRGB 119 is L* 50
+
+
+@pytest.mark.parametrize("vision", ["normal", *CVD])
+def test_every_model_colour_is_told_apart_in_colour_and_by_colour_blind_readers(vision):
+    from rnnbench.figures.palette import MODEL_STYLES
+
+    matrix = np.eye(3) if vision == "normal" else np.array(CVD[vision])
+    lab = {m: _lab(matrix @ _linear(s.color)) for m, s in MODEL_STYLES.items()}
+    # CIE76 ΔE: about 2.3 is just noticeable; neighbours on a chart want well over 10
+    least = min((np.linalg.norm(lab[a] - lab[b]), a, b)
+                for a, b in itertools.combinations(lab, 2))
+    assert least[0] >= (25 if vision == "normal" else 12), least
+
+
+def test_models_close_in_grey_differ_in_marker_and_variants_in_line_style_too():
+    from rnnbench.figures.palette import MODEL_STYLES, family
+
+    lightness = {m: _lab(_linear(s.color))[0] for m, s in MODEL_STYLES.items()}
+    looks = [(s.linestyle, s.marker) for s in MODEL_STYLES.values()]
+    assert len({m for _, m in looks}) == len(looks)  # a marker of its own for every model
+    for a, b in itertools.combinations(MODEL_STYLES, 2):
+        if abs(lightness[a] - lightness[b]) < 10:  # alike once printed in grey
+            assert MODEL_STYLES[a].marker != MODEL_STYLES[b].marker, (a, b)
+    for variant, cell in [("irnn", "rnn_relu"), ("lstm+fb1", "lstm")]:
+        assert MODEL_STYLES[variant].linestyle != MODEL_STYLES[cell].linestyle
+    assert family("lstm+fb1+bf16 (c)") == "lstm+fb1 (c)" and family("irnn2") == "irnn"
+
+
+def test_a_second_model_of_one_family_gets_a_colour_line_style_and_marker_of_its_own():
+    from rnnbench.figures.palette import MODEL_STYLES, model_styles
+
+    styles = model_styles(["lstm+bf16", "lstm", "rnn_tanh+bf16", "mystery"])
+    assert styles["lstm"] == MODEL_STYLES["lstm"]  # the plain model keeps its family's look
+    assert styles["rnn_tanh+bf16"] == MODEL_STYLES["rnn_tanh"]  # alone in its family
+    assert all(a != b for a, b in zip(styles["lstm"], styles["lstm+bf16"], strict=True))
+    assert styles["mystery"].color not in {s.color for s in MODEL_STYLES.values()}
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("name", ["perplexity_vs_hidden", "learning_curves", "grad_norms",
+                                  "grad_vs_lag", "grad_spectra", "perplexity_vs_params",
+                                  "grad_decay_rate_vs_hidden", "reproduction"])
+def test_legends_sit_outside_the_data(name, tmp_path):
+    fig = build(name, write_tables(tmp_path, {"grid": {**QUICK, "hidden": [32, 64],
+                                                       "seeds": [1, 2]}}))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+    assert legends
+    for ax, leg in legends:
+        assert not _boxes_overlap(leg.get_window_extent(renderer),
+                                  ax.get_window_extent(renderer)), (name, ax.get_title())
+
+
+def _tuning_tables(folder: Path, trials: int) -> Path:
+    group = "lstm-p250k-l1"
+    rows = [{"corpus": "ptb", "experiment": "fair", "model": group, "cell": "lstm",
+             "hidden": 100, "layers": 1, "budget": 250000, "rung": 0,
+             "run_id": f"{group}-lr{i}-rung0-s1", "status": "diverged" if i % 5 == 0 else "ok",
+             "valid_ppl": None if i % 5 == 0 else 300.0 + 7 * i} for i in range(trials)]
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "trials.csv", index=False)
+    return folder
+
+
+def test_tuning_curve_tick_labels_do_not_run_together_and_the_legend_counts_the_rest(tmp_path):
+    fig = curves.tuning_curve(_tuning_tables(tmp_path, 40))
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    low, high = ax.get_xlim()
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()
+                    if t.get_text() and low <= t.get_position()[0] <= high), key=lambda b: b.x0)
+    assert len(boxes) >= 3
+    assert all(a.x1 < b.x0 for a, b in itertools.pairwise(boxes)), [(b.x0, b.x1) for b in boxes]
+    (label,) = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert label == "lstm (32 trials, 8 left out)"
+    assert "lr5" not in texts(fig)  # the left-out trials are counted, listed in trials.csv only
+
+
+def test_model_comparison_draws_each_seed_as_a_dot(tmp_path):
+    from rnnbench.analysis.compare import models
+
+    tables = write_tables(tmp_path, {"q": {**QUICK, "seeds": [1, 2, 3]}},
+                          diverged={"gru-h32-l1-s2"})
+    models(pd.read_csv(tables / "runs.csv")).to_csv(tables / "models.csv", index=False)
+    fig = plots.model_comparison(tables)
+    (ax,) = fig.axes
+    dots = [c for c in ax.collections if c.get_gid() == "seed"]
+    assert sorted(len(c.get_offsets()) for c in dots) == [2, 3, 3, 3]  # gru: 2 finished
+    runs = pd.read_csv(tables / "runs.csv")
+    lstm = runs.loc[runs["cell"] == "lstm", "test_ppl"].sort_values().tolist()
+    assert any(sorted(c.get_offsets()[:, 0]) == pytest.approx(lstm) for c in dots)
+    assert "small dots: each seed" in texts(fig)
+
+
+def test_perplexity_vs_hidden_bars_are_the_t_95_percent_interval_over_seeds(tmp_path):
+    from scipy import stats
+
+    tables = write_tables(tmp_path, {"q": {**QUICK, "cells": ["lstm"], "seeds": [1, 2, 3]}})
+    fig = plots.perplexity_vs_hidden(tables)
+    (ax,) = fig.axes
+    ppl = pd.read_csv(tables / "runs.csv")["test_ppl"]
+    half = stats.t.ppf(0.975, 2) * ppl.std(ddof=1) / math.sqrt(3)  # not the sd
+    (bars,) = [c for c in ax.containers]
+    (segment,) = bars.lines[2][0].get_segments()
+    assert segment[:, 1] == pytest.approx([ppl.mean() - half, ppl.mean() + half])
+    assert "95% CI" in ax.get_ylabel() and "sd" not in ax.get_ylabel()
+
+
+def test_context_markers_at_one_k_are_stacked_apart_and_the_seed_count_is_exact():
+    from rnnbench.figures import contextplots
+
+    placed: list[float] = []
+    ys = [contextplots._stagger(k, placed) for k in (10.0, 10.0, 30.0, 10.0)]
+    assert ys[0] == ys[2] and len({ys[0], ys[1], ys[3]}) == 3
+    assert contextplots._seeds(pd.Series([5, 5, 5])) == "5"  # not "up to 5"
+    assert contextplots._seeds(pd.Series([3, 5])) == "3–5"

@@ -115,8 +115,12 @@ rule compare_baseline:
 rule plot_model_comparison:
     input:
         models=rules.compare_models.output.models,
+        # each seed's dot
+        runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
-                                                 "figures/figstyle", "analysis/labels")],
+                                                 "figures/figstyle",
+                                                 "figures/palette", "figures/notes", "figures/cli",
+                                                 "analysis/labels")],
     output:
         png=report(
             "results/studies/{study}/figures/model_comparison.png",
@@ -144,7 +148,10 @@ for _name, _category in FIGURE_CATEGORIES.items():
         input:
             tables=rules.collect_metrics.output,
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
-                                                     "figures/figstyle", "analysis/labels")],
+                                                     "figures/figstyle",
+                                                     "figures/palette", "figures/notes",
+                                                     "figures/cli",
+                                                     "analysis/labels")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_name}.png",
@@ -170,6 +177,7 @@ rule plot_learning_curves:
         epochs=rules.collect_metrics.output.epochs,
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/curves", "figures/figstyle",
+                                                 "figures/palette", "figures/notes", "figures/cli",
                                                  "analysis/labels", "analysis/stats")],
     output:
         png=report(
@@ -202,7 +210,10 @@ if PUBLISHED:
         input:
             runs=rules.collect_metrics.output.runs,
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
-                                                     "figures/figstyle", "analysis/labels")],
+                                                     "figures/figstyle",
+                                                     "figures/palette", "figures/notes",
+                                                     "figures/cli",
+                                                     "analysis/labels")],
         output:
             png=report(
                 "results/studies/{study}/figures/reproduction.png",

@@ -105,6 +105,7 @@ rule plot_context:
     input:
         table=rules.collect_context.output.table,
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "figures/figstyle",
+                                                 "figures/palette", "figures/notes", "figures/cli",
                                                  "figures/plots", "analysis/contexts")],
     output:
         png=report(

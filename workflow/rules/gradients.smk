@@ -99,6 +99,8 @@ for _grad_figure in GRADIENT_FIGURES:
             # which runs diverged (and at which step), for the figures' notes
             runs=rules.collect_metrics.output.runs,
             code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/gradplots", "figures/figstyle",
+                                                     "figures/palette", "figures/notes",
+                                                     "figures/cli",
                                                      "analysis/labels")],
         output:
             png=report(

@@ -55,7 +55,9 @@ rule plot_tuning_curve:
         # the vocabulary size (a trial above it diverged) and the runs' notes
         runs="results/studies/{study}/tables/runs.csv",
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
-                                                 "figures/figstyle", "analysis/labels")],
+                                                 "figures/figstyle",
+                                                 "figures/palette", "figures/notes", "figures/cli",
+                                                 "analysis/labels")],
     output:
         png=report(
             "results/studies/{study}/figures/tuning_curve.png",

@@ -81,31 +81,34 @@ def _dotted_runs(ax: Axes, d: pd.DataFrame, x: str, y: str, color: str, model: s
 
 def grad_norms(tables: Path) -> Figure:
     """Global gradient norm (before normalisation/clipping) over training, log y, one line per
-    model (mean of seeds, band their range); runs that diverged dotted up to the divergence."""
+    model (mean of seeds, band its t 95% CI); runs that diverged dotted up to the divergence."""
     runs = fs.read_runs(tables)
     grads = _positive(pd.read_csv(tables / "grad_norms.csv"), "grad_norm_median")
     if grads.empty:
         return _nothing("gradient norms (no finite gradient norm recorded)", fs.not_finished(runs))
     df, panels = _size_panels(_status(grads, runs), runs)
-    colors = fs.model_colors(df["model"])
+    styles = fs.model_styles(df["model"])
+    colors = {m: st.color for m, st in styles.items()}
     fig, axes = fs.panel_grid(len(panels), height=2.8)
     seeds = 1
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
         for model in fs.model_order(d["model"]):
             m, color = d[d["model"] == model], colors[model]
-            st = m[m["status"] == "ok"].groupby("progress")["grad_norm_median"].agg(
-                ["mean", "min", "max", "count"])
+            st = fs.ci_stats(m[m["status"] == "ok"], ["progress"], "grad_norm_median")
+            st = st.set_index("progress").sort_index()
             if len(st):
-                ax.plot(st.index, st["mean"], color=color, label=model)
-                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.2,
+                ax.plot(st.index, st["mean"], color=color, label=model,
+                        linestyle=styles[model].linestyle)
+                low = st["ci_low"].clip(lower=st["mean"] / 10)  # a log axis has no 0
+                ax.fill_between(st.index, low, st["ci_high"], color=color, alpha=0.2,
                                 linewidth=0)
-                seeds = max(seeds, int(st["count"].max()))
+                seeds = max(seeds, int(st["n"].max()))
             _dotted_runs(ax, m, "progress", "grad_norm_median", color, model)
         ax.set_title(panel)
         fs.legend(ax, "model")
     fs.plain_log_ticks(axes)
-    what = "median per bin" + (f"; mean of up to {seeds} seeds of each model, band: their range"
+    what = "median per bin" + (f"; mean of up to {seeds} seeds of each model, band: t 95% CI"
                                if seeds > 1 else "")
     for ax in axes:
         ax.set(xlabel="share of training",
@@ -168,7 +171,7 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
         return _nothing("validation perplexity per epoch (no run completed an epoch)",
                         fs.not_finished(runs))
     d, panels = _size_panels(_with_tokens(_status(epochs, runs)), runs)
-    colors = fs.model_colors(d["model"])
+    styles = fs.model_styles(d["model"])
     one = len(panels) == 1  # a single comparison (one budget): room for every model's line
     fig, axes = fs.panel_grid(len(panels), width=5.6 if one else 3.6, height=3.8 if one else 2.8)
     cut = fewer = False
@@ -178,40 +181,54 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
         block = table[(table["experiment"] == first["experiment"])
                       & (table["size"] == first["size"]) & (table["layers"] == first["layers"])]
         for model in fs.model_order(mine["model"]):
-            line, color = block[block["model"] == model], colors[model]
-            # Under the plateau schedule seeds stop at different epochs: past the first stop
-            # the mean is over the seeds still training, drawn dashed.
-            full = line["n"] == line["n"].max()
-            last = int(np.flatnonzero(full.to_numpy())[-1]) if full.any() else -1
-            marker = "o" if len(line) < 30 else None
-            ax.plot(line["tokens"].iloc[:last + 1], line["mean"].iloc[:last + 1], color=color,
+            line, st = block[block["model"] == model], styles[model]
+            runs_of = mine[mine["model"] == model]
+            full = _full_prefix(line)
+            mean = line.iloc[:full]
+            marker = st.marker if len(line) < 30 else None
+            ax.plot(mean["tokens"], mean["mean"], color=st.color, linestyle=st.linestyle,
                     label=model, markersize=4, marker=marker)
-            if last < len(line) - 1:
-                fewer = True
-                tail = line.iloc[max(last, 0):]
-                ax.plot(tail["tokens"], tail["mean"], color=color,
-                        linestyle="--", markersize=3, marker=marker, gid="fewer-seeds")
-            low = line["ci_low"].clip(lower=line["mean"] / 10)  # a log axis has no 0
-            cut |= bool((low > line["ci_low"]).any())
-            ax.fill_between(line["tokens"], low, line["ci_high"], color=color, alpha=0.2,
+            low = mean["ci_low"].clip(lower=mean["mean"] / 10)  # a log axis has no 0
+            cut |= bool((low > mean["ci_low"]).any())
+            ax.fill_between(mean["tokens"], low, mean["ci_high"], color=st.color, alpha=0.2,
                             linewidth=0)
-            _dotted_runs(ax, mine[mine["model"] == model], "tokens_seen", "valid_ppl", color,
-                         model)
+            if full < len(line):
+                fewer = True
+                _seed_tails(ax, runs_of, float(mean["tokens"].iloc[-1]) if full else -1.0, st)
+            _dotted_runs(ax, runs_of, "tokens_seen", "valid_ppl", st.color, model)
         ax.set_title(panel)
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(fs.si))
-        fs.legend(ax, "model", **_beside(len(panels)))
+        fs.legend(ax, "model")
     fs.plain_log_ticks(axes)
     for ax in axes:
         ax.set(xlabel="training tokens seen", ylabel=fs.log_label("validation perplexity"))
     fs.footnote(fig, [_seeds_text(table),
                       *(["Bands cut at a tenth of the mean (the interval reaches 0)."]
                         if cut else []),
-                      *(["Dashed: after a model's first seed stopped, the mean over the seeds "
-                         "still training."] if fewer else []),
+                      *([fs.wrap(FEWER, 90)] if fewer else []),
                       *fs.not_shown(fs.not_finished(runs), "Did not finish (dotted, ending in a"
                                     " cross, where they completed an epoch):"),
                       *fs.capped_note(runs)])
     return fig
+
+
+FEWER = ("A mean line ends where its model's first seed stopped (plateau schedule); the thin "
+         "faint lines past it are the seeds still training, each on its own, not a mean.")
+
+
+def _full_prefix(line: pd.DataFrame) -> int:
+    """How many of a model's first points pool all its seeds: the mean line ends there."""
+    short = np.flatnonzero((line["n"] < line["n"].max()).to_numpy())
+    return int(short[0]) if len(short) else len(line)
+
+
+def _seed_tails(ax: Axes, runs_of: pd.DataFrame, start: float, st: fs.Style) -> None:
+    """Each finished seed past ``start`` tokens (where the mean line ends), thin and faint."""
+    for _, run in runs_of[runs_of["status"] == "ok"].groupby("run_id"):
+        tail = run[run["tokens_seen"] >= start]
+        if len(tail) > 1 or (len(tail) == 1 and start < 0):
+            ax.plot(tail["tokens_seen"], tail["valid_ppl"], color=st.color, alpha=0.45,
+                    linewidth=0.8, linestyle=st.linestyle, gid="seed-tail")
 
 
 def _left_out(first: pd.DataFrame, vocab: float) -> pd.Series:
@@ -227,12 +244,6 @@ def _left_out(first: pd.DataFrame, vocab: float) -> pd.Series:
         why[above] = [f"validation perplexity {p:.3g} > vocabulary size {vocab:g}"
                       for p in ppl[above]]
     return why
-
-
-def _beside(panels: int) -> dict:
-    """Legend placement: beside a figure's only panel (its lines keep the whole panel), else
-    inside each panel."""
-    return {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if panels == 1 else {}
 
 
 def _point(run_id: str, group: str) -> str:
@@ -262,7 +273,8 @@ def _lost_lines(first: pd.DataFrame, why: pd.Series) -> list[str]:
 def tuning_curve(tables: Path) -> Figure:
     """Expected best validation perplexity of n random first-rung trials, n = 1..N, log y, one
     line per model (Dodge et al. 2019); one panel per experiment, size and depth. Diverged
-    trials are left out of the expectation and named."""
+    trials are left out of the expectation and counted (the legend per model; trials.csv
+    names them)."""
     trials = pd.read_csv(tables / "trials.csv")
     runs = fs.read_runs(tables)
     vocab = (float(runs["vocab_size"].max()) if runs is not None and "vocab_size" in runs
@@ -277,24 +289,45 @@ def tuning_curve(tables: Path) -> Figure:
         return _nothing("no first-rung trial finished", lost)
     done, panels = fs.with_panels(done, ["size", "layers"], {"size": ""},
                                   experiment=True)
-    colors = fs.model_colors(done["model"])
-    fig, axes = fs.panel_grid(len(panels))
+    styles = fs.model_styles(done["model"])
+    left = first.assign(why=why)
+    fig, axes = fs.panel_grid(len(panels), width=4.4, height=3.2)
     for ax, panel in zip(axes, panels, strict=True):
         block = done[done["panel"] == panel]
-        for i, model in enumerate(fs.model_order(block["model"])):
+        for model in fs.model_order(block["model"]):
             ppl = block.loc[block["model"] == model, "valid_ppl"].tolist()
             n = np.arange(1, len(ppl) + 1)
-            ax.plot(n, [expected_best(ppl, int(k)) for k in n], color=colors[model],
-                    marker=MARKERS[i % len(MARKERS)], label=f"{model} ({len(ppl)} trials)")
+            out = left[(left["experiment"] == block["experiment"].iloc[0])
+                       & (left["size"] == block["size"].iloc[0])
+                       & (left["layers"] == block["layers"].iloc[0])
+                       & (left["model"] == model) & (left["why"] != "")]
+            st = styles[model]
+            ax.plot(n, [expected_best(ppl, int(k)) for k in n], color=st.color,
+                    linestyle=st.linestyle, marker=st.marker, markersize=4,
+                    label=f"{model} ({len(ppl)} trials" + (f", {len(out)} left out)"
+                                                           if len(out) else ")"))
         ax.set(title=panel, xlabel="trials (first rung)")
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-        fs.legend(ax, "model (finished trials)", **_beside(len(panels)))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=6, integer=True, min_n_ticks=1))
+        fs.legend(ax, "model (finished trials)")
     fs.plain_log_ticks(axes)
     for ax in axes:
         ax.set_ylabel(fs.log_label("expected best validation perplexity"))
-    fs.footnote(fig, fs.not_shown(lost, "Diverged first-rung trials, left out of the "
-                                  "expectation:"))
+    fs.footnote(fig, _lost_summary(left))
     return fig
+
+
+def _lost_summary(left: pd.DataFrame) -> list[str]:
+    """One line: how many first-rung trials are left out of the expectation and why (the
+    legend gives each model's count; trials.csv names every trial)."""
+    out = left[left["why"] != ""]
+    if out.empty:
+        return []
+    diverged = int((out["why"] == out["status"].astype(str)).sum())
+    other = len(out) - diverged
+    parts = ([f"{diverged} diverged"] if diverged else []) + (
+        [f"{other} with no finite perplexity or one above the vocabulary size"] if other else [])
+    return [fs.wrap(f"Left out of the expectation: {len(out)} of {len(left)} first-rung trials "
+                    f"({', '.join(parts)}); trials.csv lists each.", 80)]
 
 
 def main(argv: list[str] | None = None) -> int:

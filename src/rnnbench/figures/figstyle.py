@@ -1,4 +1,7 @@
-"""What every figure shares: cell colours, panels with no empty ones, honest labels.
+"""What every figure shares: panels with none empty, axes, legends beside the data, points
+with their 95% CI. Split by concern (issue #31): each model's look is rnnbench.figures.palette,
+the words under a figure rnnbench.figures.notes, the command line rnnbench.figures.cli; their
+names are re-exported here, so ``figstyle.X`` keeps working.
 
 No torch import. Used by :mod:`rnnbench.figures.plots` and :mod:`rnnbench.figures.gradplots`:
 a figure built from tables that may hold one run or hundreds, and runs that finished or diverged,
@@ -8,81 +11,54 @@ cut) rather than crash or mislead.
 
 from __future__ import annotations
 
-import argparse
-import colorsys
-import logging
 import math
-import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rnnbench.analysis.labels import base_cell, model_rank  # noqa: E402
-from rnnbench.io import sigterm_exits, write_atomic  # noqa: E402
+from rnnbench.analysis.stats import mean_ci  # noqa: E402
+from rnnbench.figures.cli import (  # noqa: E402,F401  (re-exported)
+    figure_flags,
+    save,
+    start_job,
+    tables_or_figure,
+)
+from rnnbench.figures.notes import (  # noqa: E402,F401  (re-exported)
+    INTERVAL,
+    MAX_LISTED,
+    capped_note,
+    footnote,
+    log_label,
+    not_finished,
+    not_shown,
+    note_figure,
+    spread,
+    wrap,
+)
+from rnnbench.figures.palette import (  # noqa: E402,F401  (re-exported)
+    MODEL_STYLES,
+    Style,
+    model_colors,
+    model_order,
+    model_styles,
+)
 
 CELL_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "gru", "min_gru", "min_lstm"]
 # Curves of the gradient figures: the cells, plus the LSTM's cell state as a series of its own.
 SERIES_ORDER = ["rnn_tanh", "rnn_relu", "lstm", "lstm (c)", "gru", "min_gru", "min_lstm"]
-# One colour per curve name, the same in every figure (seaborn "deep": blue, orange, green,
-# red, purple, then its grey and olive for minGRU and minLSTM; brown, pink and cyan stay
-# spare for names of no known cell), so a reader learns them once.
-_DEEP = sns.color_palette("deep", 10).as_hex()
-SERIES_COLORS = dict(zip(SERIES_ORDER, [*_DEEP[:5], _DEEP[7], _DEEP[8]], strict=True))
+# Each model's colour, line style and marker: rnnbench.figures.palette (re-exported here).
+SERIES_COLORS = {name: MODEL_STYLES[name].color for name in SERIES_ORDER}
 # The gate-block panels of the spectra figure (the vanilla cells' W_hh has one block).
 GATE_BLOCKS = {"lstm": "LSTM gate blocks", "gru": "GRU gate blocks"}
-MAX_LISTED = 8  # runs named in a note before "and N more"
-# A variant of a cell (irnn of rnn_relu, lstm+fb1 of lstm) is a shade of its cell's colour:
-# the lightness scaled by these factors in turn (darker first), so a reader sees the family
-# and still tells the two curves apart.
-SHADES = (0.55, 1.45, 0.35, 1.7)
-
-log = logging.getLogger(__name__)
-
-
-def _shade(color: str, factor: float) -> str:
-    h, light, s = colorsys.rgb_to_hls(*mcolors.to_rgb(color))
-    return mcolors.to_hex(colorsys.hls_to_rgb(h, min(0.9, light * factor), s))
-
-
-def _series_base(name: str) -> str:
-    """``lstm+fb1 (c)`` -> ``lstm (c)``; ``irnn`` -> ``rnn_relu``: the curve family."""
-    model, _, state = name.partition(" ")
-    return " ".join(filter(None, [base_cell(model), state]))
-
-
-def model_order(names: Iterable[str]) -> list[str]:
-    """The distinct model (or ``model (c)``) names in the comparison's order."""
-    return sorted(dict.fromkeys(names), key=lambda n: (model_rank(n.split(" ")[0]), n))
-
-
-def model_colors(names: Iterable[str]) -> dict[str, str]:
-    """One colour per model name (or ``model (c)`` curve): a plain cell gets its own colour
-    (SERIES_COLORS), each variant of it a shade of that colour, in the comparison's order;
-    a name of no known cell a colour of its own. Give every name of a figure at once, so
-    its panels agree."""
-    out, taken = {}, {}
-    spare = iter([c for c in _DEEP[5:] if c not in SERIES_COLORS.values()] * 10)
-    for name in model_order(names):
-        base = _series_base(name)
-        if base not in SERIES_COLORS:
-            out[name] = next(spare)
-        elif name == base:
-            out[name] = SERIES_COLORS[base]
-        else:
-            k = taken[base] = taken.get(base, -1) + 1
-            out[name] = _shade(SERIES_COLORS[base], SHADES[k % len(SHADES)])
-    return out
 
 
 def present(order: Iterable, values: Iterable) -> list:
@@ -105,45 +81,6 @@ def panel_grid(n: int, ncols: int = 3, width: float = 3.6,
     return fig, flat[:n]
 
 
-def wrap(text: str, width: int = 60) -> str:
-    """``text`` broken into lines of at most ``width`` characters."""
-    return "\n".join(textwrap.wrap(text, width)) or text
-
-
-def not_finished(runs: pd.DataFrame | None) -> list[str]:
-    """One line per run that did not finish: ``experiment/run: diverged at step N``."""
-    if runs is None or runs.empty:
-        return []
-    lines = []
-    for _, r in runs[runs["status"] != "ok"].iterrows():
-        step = r.get("diverged_step")
-        where = f" at step {int(step)}" if pd.notna(step) else ""
-        lines.append(f"{r['experiment']}/{r['run_id']}: {r['status']}{where}")
-    if len(lines) > MAX_LISTED:
-        lines = [*lines[:MAX_LISTED], f"... and {len(lines) - MAX_LISTED} more (runs.csv)"]
-    return lines
-
-
-def note_figure(title: str, lines: list[str]) -> Figure:
-    """A one-panel figure that says, in words, why there is nothing to plot."""
-    fig, ax = plt.subplots(figsize=(6.4, 0.4 + 0.2 * (len(lines) + 2)))
-    ax.set_axis_off()
-    body = "\n".join([wrap(title, 70), "", *lines])
-    ax.text(0.0, 1.0, body, ha="left", va="top", transform=ax.transAxes, fontsize=10)
-    return fig
-
-
-def footnote(fig: Figure, lines: list[str]) -> None:
-    """Lines of small text under the panels (kept by ``bbox_inches="tight"``)."""
-    if lines:
-        fig.text(0.0, 0.0, "\n".join(lines), ha="left", va="top", fontsize=8, color="0.25")
-
-
-def not_shown(lines: list[str], header: str = "Not shown (no finished result):") -> list[str]:
-    """``lines`` under a header, or nothing when there are none."""
-    return [header, *lines] if lines else []
-
-
 def with_panels(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None = None,
                 experiment: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
     """``df`` with a ``panel`` column (see :func:`panel_key`) and the panels that exist, in
@@ -154,22 +91,6 @@ def with_panels(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None
     first = first.assign(_rank=first["experiment"].map(rank)).sort_values(
         ["_rank", *parts], kind="stable")
     return df, first["panel"].tolist()
-
-
-def spread(counts: pd.Series, what: str = "seeds") -> str:
-    """What a point and its bar are, given how many runs each point pools: ``one seed per
-    point`` when every ``n`` is 1 (no bar), ``mean ± sd over 3 seeds``, or a range."""
-    counts = counts[counts > 0]
-    if counts.empty or counts.max() == 1:
-        return f"one {what[:-1]} per point, no spread"
-    low, high = int(counts.min()), int(counts.max())
-    n = str(high) if low == high else f"{low}–{high}"
-    return f"mean ± sd over {n} {what}" + (" (no bar where 1)" if low == 1 else "")
-
-
-def log_label(label: str) -> str:
-    """An axis label that says the axis is logarithmic."""
-    return f"{label} (log scale)"
 
 
 def si(value: float, _pos=None) -> str:
@@ -196,25 +117,17 @@ def count_axis(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
     target.set_major_formatter(ticker.FuncFormatter(si))
     return is_log
 
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
+
 
 def legend(ax: Axes, title: str | None = None, **kwargs) -> None:
-    """A legend inside one panel with each label once (seaborn and loops can repeat them)."""
+    """A legend beside the panel, outside its data (``kwargs`` may place it below instead),
+    with each label once (seaborn and loops can repeat them)."""
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     if unique:
         ax.legend(unique.values(), unique.keys(), title=title, fontsize=7, title_fontsize=7,
-                  **kwargs)
-
-
-def capped_note(runs: pd.DataFrame | None) -> list[str]:
-    """A line when some shown perplexities cover only part of a split (``eval_capped``)."""
-    if runs is None or "eval_capped" not in runs.columns:
-        return []
-    capped = runs["eval_capped"].fillna(False).astype(bool)
-    if not capped.any():
-        return []
-    return [f"Capped evaluation (max_eval_batches) in {int(capped.sum())} of {len(runs)} runs: "
-            "their perplexities cover only the first minibatches of each split."]
+                  **{**OUTSIDE, **kwargs})
 
 
 def read_runs(tables: Path) -> pd.DataFrame | None:
@@ -246,25 +159,37 @@ def plain_log_ticks(axes: Iterable[Axes]) -> None:
             ax.yaxis.set_minor_formatter(ticker.FuncFormatter(label))
 
 
+def ci_stats(df: pd.DataFrame, keys: list[str], y: str) -> pd.DataFrame:
+    """Per group of ``keys``: ``n``, ``mean`` and the t 95% CI (``ci_low``/``ci_high``, NaN for
+    one value) of ``y`` (rnnbench.analysis.stats.mean_ci)."""
+    rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+             **mean_ci(block[y].tolist())}
+            for key, block in df.groupby(keys, sort=False)]
+    return pd.DataFrame(rows, columns=[*keys, "n", "mean", "sd", "ci_low", "ci_high"])
+
+
 def dodged_points(ax: Axes, df: pd.DataFrame, x: str, y: str, key: str,
                   styles: dict[str, dict]) -> pd.Series:
-    """Mean ± sd of ``y`` per (``x``, ``key``) on a categorical ``x`` (its sorted values, so a
-    single hidden size is one column, not a line), each ``key`` shifted sideways so that no
-    point hides another; ``styles[key]`` holds its matplotlib style and label. Returns the
-    number of values behind each point."""
+    """Mean and t 95% CI of ``y`` per (``x``, ``key``) on a categorical ``x`` (its sorted
+    values, so a single hidden size is one column, not a line), each ``key`` shifted sideways
+    so that no point hides another; ``styles[key]`` holds its matplotlib style and label.
+    Returns the number of values behind each point."""
     xs = sorted(df[x].unique())
     pos = {v: i for i, v in enumerate(xs)}
     keys = present(styles, df[key])
     step = min(0.18, 0.7 / max(len(keys), 1))
-    stats = df.groupby([key, x])[y].agg(["mean", "std", "count"]).reset_index()
+    stats = ci_stats(df, [key, x], y).sort_values([key, x])
     for i, k in enumerate(keys):
         s = stats[stats[key] == k]
         px = s[x].map(pos) + (i - (len(keys) - 1) / 2) * step
-        ax.errorbar(px, s["mean"], yerr=s["std"].fillna(0.0), capsize=3, markersize=6,
-                    linestyle="-" if len(s) > 1 else "none", linewidth=1, **styles[k])
+        err = [(s["mean"] - s["ci_low"]).fillna(0.0), (s["ci_high"] - s["mean"]).fillna(0.0)]
+        style = {"linestyle": "-", **styles[k]}
+        if len(s) < 2:
+            style["linestyle"] = "none"
+        ax.errorbar(px, s["mean"], yerr=err, capsize=3, markersize=6, linewidth=1, **style)
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_xlim(-0.6, len(xs) - 0.4)
-    return stats["count"]
+    return stats["n"]
 
 
 def panel_key(df: pd.DataFrame, parts: list[str], names: dict[str, str] | None = None,
@@ -294,53 +219,3 @@ def decade_ticks(axes: list[Axes], most: int = 7) -> None:
         ax.set_yticks([10.0**k for k in range(lo - lo % step, hi + 1, step)])
         ax.yaxis.set_minor_locator(ticker.NullLocator())
         ax.set_ylim(low, high)
-
-
-def save(figure: Figure | sns.FacetGrid | Axes, png: Path) -> None:
-    """Write the PNG and the SVG beside it, each atomically."""
-    fig = figure.figure  # a Figure's .figure is itself
-    # SVG text stays text (searchable, selectable), not glyph outlines.
-    plt.rcParams["svg.fonttype"] = "none"
-    for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
-        write_atomic(path, lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=120,
-                                                          bbox_inches="tight"))
-    plt.close(fig)
-
-
-def figure_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """A figure command's ``--tables`` (the folder it reads) and ``--out`` (the PNG)."""
-    parser.add_argument("--tables", required=True, type=Path, help="folder of the tables")
-    parser.add_argument("--out", required=True, type=Path, help="PNG path (SVG beside it)")
-    return parser
-
-
-def tables_or_figure(argv: list[str] | None, description: str, what: str,
-                     collect: Callable[[list[Path], Path], dict],
-                     figures: dict[str, Callable[[Path], Figure]]) -> int:
-    """The command line of a stage with tables and figures: ``collect RUN... --out-dir DIR``
-    (``collect``, the runs' files into tables: ``what``) or ``NAME --tables DIR --out PNG``,
-    one of ``figures`` (each builds its figure from the folder of tables)."""
-    parser = argparse.ArgumentParser(description=description)
-    sub = parser.add_subparsers(dest="command", required=True)
-    col = sub.add_parser("collect", help=what)
-    col.add_argument("runs", nargs="+", type=Path, help="run folders")
-    col.add_argument("--out-dir", required=True, type=Path)
-    for name, func in figures.items():
-        figure_flags(sub.add_parser(name, help=func.__doc__))
-    args = parser.parse_args(argv)
-    start_job()
-    if args.command == "collect":
-        tables = collect(args.runs, args.out_dir)
-        log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
-    else:
-        save(figures[args.command](args.tables), args.out)
-        log.info("wrote %s and .svg", args.out)
-    return 0
-
-
-def start_job() -> None:
-    """What every figure command does first: log lines, no .tmp left beside a figure by a
-    cancelled job (SIGTERM), the house style."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    sigterm_exits()
-    sns.set_theme(style="whitegrid", context="paper")

@@ -13,6 +13,7 @@ curve, box or point per model (rnnbench.analysis.labels), never pooling a varian
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +75,8 @@ def _seeds_line(seeds: pd.Series) -> str:
     """What a line of grad_vs_lag is, given the seeds behind each curve."""
     if seeds.max() <= 1:
         return "Lines: one seed of each model."
-    return f"Lines: geometric mean over {_count(seeds)} seeds of each model, band: their range."
+    return (f"Lines: geometric mean over {_count(seeds)} seeds of each model, band: the t 95% "
+            "CI of their mean log norm.")
 
 
 def _gate_block(df: pd.DataFrame) -> pd.Series:
@@ -110,12 +112,12 @@ def _nothing(what: str, tables: Path) -> Figure:
 
 
 def _style_legends(ax: Axes, colors: dict[str, str], styles: dict[str, dict]) -> None:
-    """One legend in a panel (lower left, where decaying curves leave room): the colours of
-    its curves, then its line styles."""
+    """One legend beside a panel, outside its curves: the colours of its curves, then its
+    line styles."""
     handles = [Line2D([], [], color=c, linewidth=2) for c in colors.values()]
     handles += [Line2D([], [], color="0.2", **st) for st in styles.values()]
-    ax.legend(handles, [*colors, *styles], fontsize=6.5, loc="lower left", ncols=2,
-              title=f"{CURVE}; {WEIGHTS}, state", title_fontsize=6.5)
+    ax.legend(handles, [*colors, *styles], fontsize=6.5, title=f"{CURVE};\n{WEIGHTS}, state",
+              title_fontsize=6.5, **fs.OUTSIDE)
 
 
 def grad_vs_lag(tables: Path) -> Figure:
@@ -129,41 +131,42 @@ def grad_vs_lag(tables: Path) -> Figure:
     df = df.assign(norm=np.exp(df["log_grad_norm"]), depth=_depth, series=_series,
                    style=lambda d: d["kind"] + ", " + d["state"])
     df, panels = fs.with_panels(df, ["size", "depth"], {"size": "", "depth": ""})
-    fig, axes = fs.panel_grid(len(panels), height=3.2)
+    fig, axes = fs.panel_grid(len(panels), width=4.4, height=3.2)
     seeds = df.groupby(["panel", "series", "style"])["run_id"].nunique()
     colors = fs.model_colors(df["series"])
+    below_axis: list[str] = []  # the curves that leave a panel's axis, one line per panel
     for ax, panel in zip(axes, panels, strict=True):
         d = df[df["panel"] == panel]
         top = d["norm"].max() * 3
         floor = max(d["norm"].min() / 3, top * 10.0**-CUT_DECADES)
-        left = []
+        left: list[str] = []
         for series in fs.model_order(d["series"]):
             for style in fs.present(LAG_STYLES, d["style"]):
                 c = d[(d["series"] == series) & (d["style"] == style)]
                 if c.empty:
                     continue
-                st = c.groupby("lag")["log_grad_norm"].agg(["mean", "min", "max"])
+                st = fs.ci_stats(c, ["lag"], "log_grad_norm").set_index("lag").sort_index()
                 color = colors[series]
                 ax.plot(st.index, np.exp(st["mean"]), color=color, **LAG_STYLES[style])
                 if seeds[panel, series, style] > 1:
-                    ax.fill_between(st.index, np.exp(st["min"]), np.exp(st["max"]), color=color,
-                                    alpha=0.15, linewidth=0)
+                    ax.fill_between(st.index, np.exp(st["ci_low"]), np.exp(st["ci_high"]),
+                                    color=color, alpha=0.15, linewidth=0)
                 below = st.index[np.exp(st["mean"]) < floor]
                 if len(below):
                     left.append(f"{series} ({style.split(',')[0]}) at lag {below[0]}")
+        if left:
+            below_axis.append(f"{panel}: " + "; ".join(left))
         ax.set(yscale="log", ylim=(floor, top), title=panel,
                xlabel="lag $k$ (steps back from the loss)")
-        if left:
-            ax.text(0.98, 0.98, wrap("below the axis: " + "; ".join(left), 40), fontsize=6.5,
-                    transform=ax.transAxes, va="top", ha="right", color="0.3")
         _style_legends(ax, {s: colors[s] for s in fs.model_order(d["series"])},
                        {s: LAG_STYLES[s] for s in fs.present(LAG_STYLES, d["style"])})
     fs.decade_ticks(axes)
     for ax in axes:
         ax.set_ylabel(fs.log_label(r"$\|\partial\ell_t / \partial h_{t-k}\|$"))
     fs.footnote(fig, [_seeds_line(seeds),
-                      f"Each y axis ends {CUT_DECADES} decades below its top; a curve that "
-                      "falls below it is named in its panel.",
+                      f"Each y axis ends {CUT_DECADES} decades below its top; below the axis:"
+                      if below_axis else f"Each y axis ends {CUT_DECADES} decades below its top.",
+                      *[wrap(line, 90) for line in below_axis],
                       *_missing_trained(df, fs.read_runs(tables))])
     return fig
 
@@ -224,18 +227,20 @@ def grad_spectra(tables: Path) -> Figure:
                       *fs.present(GATE_COLORS, d["curve"])]:
             color = GATE_COLORS[curve] if curve in GATE_COLORS else colors[curve]
             for layer, c in d[d["curve"] == curve].groupby("layer"):
-                st = c.groupby("epoch")["sigma_max"].agg(["mean", "min", "max"])
+                st = fs.ci_stats(c, ["epoch"], "sigma_max").set_index("epoch").sort_index()
                 ax.plot(st.index, st["mean"], marker="o", markersize=3, color=color,
                         linestyle=LAYER_DASHES[layer % len(LAYER_DASHES)],
                         label=f"{curve}, layer {layer}" if layered else curve)
-                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.15,
+                ax.fill_between(st.index, st["ci_low"], st["ci_high"], color=color, alpha=0.15,
                                 linewidth=0)
         ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
         epochs = sorted(d["epoch"].unique())
-        ax.set_xticks(epochs, ["init" if e < 0 else str(e) for e in epochs])
+        every = max(1, math.ceil(len(epochs) / 8))  # at most 8 labels: none run together
+        ax.set_xticks(epochs, ["init" if e < 0 else str(e) if i % every == 0 else ""
+                               for i, e in enumerate(epochs)])
         ax.set(title=panel, xlabel="after epoch", ylabel="largest singular value")
-        fs.legend(ax, "gate" if "gate" in panel else "model", loc="best", ncols=2)
-    fs.footnote(fig, ["Band: range over seeds where there are several.",
+        fs.legend(ax, "gate" if "gate" in panel else "model")
+    fs.footnote(fig, ["Band: the t 95% CI of the mean over seeds where there are several.",
                       *fs.not_shown(fs.not_finished(fs.read_runs(tables)),
                                     "Did not finish (values up to the divergence included):")])
     return fig
@@ -262,7 +267,7 @@ def grad_decay_rate_vs_hidden(tables: Path) -> Figure:
                                        "key", styles))
         ax.axhline(0.0, color="0.3", linestyle=":", linewidth=1, gid="reference")
         ax.set(title=panel, xlabel="hidden size")
-        fs.legend(ax, f"{CURVE}, {WEIGHTS}", loc="upper center", bbox_to_anchor=(0.5, -0.3),
+        fs.legend(ax, f"{CURVE}, {WEIGHTS}", loc="upper center", bbox_to_anchor=(0.5, -0.4),
                   ncols=2)
     for ax in axes:
         ax.set_ylabel("decay rate per step\n(" + fs.spread(pd.concat(counts)) + ")")

@@ -49,7 +49,8 @@ def _nothing(what: str, lines: list[str]) -> Figure:
 
 def perplexity_vs_hidden(tables: Path) -> Figure:
     """Test perplexity vs hidden size (one column per size), one panel per experiment and layer
-    count present; one colour per model, mean ± sd over the seeds that finished."""
+    count present; one colour and marker per model, the mean over the seeds that finished with
+    its t 95% CI."""
     runs = with_model(pd.read_csv(tables / "runs.csv"))
     ok, missing = finished(runs, "test_ppl")
     if ok.empty:
@@ -57,8 +58,8 @@ def perplexity_vs_hidden(tables: Path) -> Figure:
     # name the experiment when the config has several, even if one has finished runs
     ok, panels = fs.with_panels(ok, ["layers"], experiment=runs["experiment"].nunique() > 1)
     fig, axes = fs.panel_grid(len(panels))
-    styles = {m: {"color": c, "marker": "o", "label": m}
-              for m, c in fs.model_colors(ok["model"]).items()}
+    styles = {m: {"color": st.color, "marker": st.marker, "linestyle": st.linestyle, "label": m}
+              for m, st in fs.model_styles(ok["model"]).items()}
     counts = []
     for ax, panel in zip(axes, panels, strict=True):
         counts.append(fs.dodged_points(ax, ok[ok["panel"] == panel], "hidden", "test_ppl",
@@ -103,7 +104,7 @@ FIGURES: dict[str, Callable[[Path], Figure]] = {
 
 def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     """Each experiment's test perplexity against its published number, in percent: one dot
-    per seed, the mean ± sd, the ±2% band of config/reproduce.yaml's goal."""
+    per seed, the mean with its t 95% CI, the ±2% band of config/reproduce.yaml's goal."""
     runs = pd.read_csv(tables / "runs.csv")
     ok, missing = finished(runs, "test_ppl")
     order = [e for e in published if e in set(ok["experiment"])]
@@ -119,9 +120,12 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     sns.stripplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, size=7,
                   jitter=0.08, color="C0", label="one seed", legend=False)
     stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
-    sns.pointplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, errorbar="sd",
-                  linestyle="none", marker="D", markersize=5, color="black", capsize=0.15,
-                  label="mean ± sd" if stats["count"].max() > 1 else "mean (one seed)")
+    ci = fs.ci_stats(runs, ["experiment"], "delta_pct").set_index("experiment").loc[order]
+    ax.errorbar(range(len(order)), ci["mean"], marker="D", markersize=5, color="black",
+                capsize=4, linestyle="none", zorder=4,
+                yerr=[(ci["mean"] - ci["ci_low"]).fillna(0.0),
+                      (ci["ci_high"] - ci["mean"]).fillna(0.0)],
+                label=f"mean, {fs.INTERVAL}" if stats["count"].max() > 1 else "mean (one seed)")
     ax.set_xticks(range(len(order)), [
         f"{e}\npublished {published[e]['test_ppl']:g}\n"
         f"ours {stats.loc[e, 'mean']:.1f} (n={stats.loc[e, 'count']})" for e in order])
@@ -134,10 +138,29 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     return fig
 
 
+def _seed_values(tables: Path) -> pd.DataFrame:
+    """The finished runs' test perplexities of runs.csv (none when the folder has no runs.csv),
+    with the keys of models.csv, for the seeds' dots of :func:`model_comparison`."""
+    runs = fs.read_runs(tables)
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=["experiment", "size", "layers", "model", "test_ppl"])
+    ok, _ = finished(with_model(runs), "test_ppl")
+    return ok.assign(test_ppl=ok["test_ppl"].astype(float))
+
+
+def _seed_dots(ax, seeds: pd.DataFrame, yi: float, style: fs.Style) -> None:
+    """One small dot per seed, spread a little up and down so that equal values stay apart."""
+    if seeds.empty:
+        return
+    jitter = np.linspace(-0.18, 0.18, len(seeds)) if len(seeds) > 1 else np.zeros(1)
+    ax.scatter(seeds.to_numpy(), yi + jitter, s=14, color=style.color, alpha=0.55,
+               marker=style.marker, linewidths=0, zorder=3, gid="seed")
+
+
 def model_comparison(tables: Path) -> Figure:
-    """Each model's test perplexity, mean over seeds with its 95% CI (models.csv), one panel
-    per experiment, size and depth; a model with one seed is its value alone, one with none
-    is named below."""
+    """Each model's test perplexity, mean over seeds with its 95% CI (models.csv) and each
+    finished seed as a dot (runs.csv), one panel per experiment, size and depth; a model with
+    one seed is its value alone, one with none is named below."""
     models = pd.read_csv(tables / "models.csv")
     done = models[models["n"] > 0] if len(models) else models
     lost = [f"{r['experiment']}/{r['model']} ({r['size']}, {r['layers']} "
@@ -145,27 +168,39 @@ def model_comparison(tables: Path) -> Figure:
             for _, r in models[models["n"] == 0].iterrows()] if len(models) else []
     if done.empty:
         return _nothing("no model has a finished run", lost)
+    seeds = _seed_values(tables)
     keys = ["corpus", "experiment", "size", "layers"]
     blocks = list(done.groupby(keys, sort=False))
-    colors = fs.model_colors(done["model"])
+    styles = fs.model_styles(done["model"])
     fig, axes = fs.panel_grid(len(blocks), ncols=2, width=4.6,
                               height=0.9 + 0.45 * done.groupby(keys).size().max())
+    dots = False
     for ax, ((_, experiment, size, layers), block) in zip(axes, blocks, strict=True):
         y = np.arange(len(block))[::-1]
+        mine = seeds[(seeds["experiment"] == experiment) & (seeds["size"] == size)
+                     & (seeds["layers"] == layers)]
         for yi, (_, r) in zip(y, block.iterrows(), strict=True):
-            color = colors[r["model"]]
+            st = styles[r["model"]]
+            values = mine.loc[mine["model"] == r["model"], "test_ppl"]
             if r["n"] > 1:
-                ax.errorbar(r["test_ppl_mean"], yi, color=color, marker="o", capsize=3,
+                _seed_dots(ax, values, yi, st)
+                dots |= not values.empty
+                ax.errorbar(r["test_ppl_mean"], yi, color=st.color, marker=st.marker,
+                            markersize=7, capsize=4, linewidth=1.6, zorder=4,
+                            markeredgecolor="white", markeredgewidth=0.6,
                             xerr=[[r["test_ppl_mean"] - r["test_ppl_ci_low"]],
                                   [r["test_ppl_ci_high"] - r["test_ppl_mean"]]])
             else:
-                ax.plot(r["test_ppl_mean"], yi, color=color, marker="D")
+                ax.plot(r["test_ppl_mean"], yi, color=st.color, marker="D")
         ax.set_yticks(y, [f"{m} (n={n})" for m, n in zip(block["model"], block["n"],
                                                           strict=True)])
         ax.set_title(f"{experiment}: {size}, {layers} layer{'s' * (layers > 1)}")
-        ax.set_xlabel("test perplexity (mean, 95% CI over its seeds)")
-    fs.footnote(fig, [*fs.not_shown(lost), "Diamonds: one seed, no interval."]
-                if (done["n"] == 1).any() else fs.not_shown(lost))
+        ax.set_xlabel(f"test perplexity (mean, {fs.INTERVAL} over its seeds)")
+    notes = (["Large marker and bar: the mean and its t 95% CI; small dots: each seed."]
+             if dots else [])
+    if (done["n"] == 1).any():
+        notes.append("Diamonds: one seed, no interval.")
+    fs.footnote(fig, [*fs.not_shown(lost), *notes])
     return fig
 
 
