@@ -173,6 +173,10 @@ FOOTNOTE = (
     "longest context measured. Finished runs only.")
 
 
+MINIMAL = (" minGRU and minLSTM gate on the input alone: in one layer they are a gated running "
+           "average of the input with no nonlinearity across time.")
+
+
 def _first(values: pd.Series, default: str) -> str:
     """The first set value of a column, or ``default``."""
     values = values.dropna()
@@ -200,7 +204,10 @@ def markdown(table: pd.DataFrame) -> str:
                 f"({_span(r['epochs_min'], r['epochs_max'])}) | {_context(r)} |")
         lines += ["", f"m = {int(block['family_size'].max())} comparisons in the family."]
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n\n" + FOOTNOTE + "\n" if blocks else ""
+    if not blocks:
+        return ""
+    minimal = table["model"].str.startswith("min_").any() and (table["layers"] == 1).any()
+    return "\n\n".join(blocks) + "\n\n" + FOOTNOTE + (MINIMAL if minimal else "") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rnnbench.analysis.labels import with_model
+from rnnbench.diagnostics.contextstats import K_GRID
 from rnnbench.figures import figstyle as fs
+from rnnbench.figures.palette import model_styles
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,13 @@ def perplexity_vs_size(tables: Path) -> Figure:
     dots."""
     sizes, runs = _read(tables)
     fig, ax = _axes("Test perplexity across sizes", "test perplexity", _kind(sizes))
-    colors = fs.model_colors(sizes["model"])
+    styles = model_styles(sizes["model"])
+    colors = {m: st.color for m, st in styles.items()}
     for model, d in sizes.groupby("model", sort=False):
         d = d.sort_values("x")
-        ax.plot(d["x"], d["test_ppl_mean"], color=colors[model], marker="o", label=model)
+        st = styles[model]
+        ax.plot(d["x"], d["test_ppl_mean"], color=st.color, linestyle=st.linestyle,
+                marker=st.marker, label=model)
         ax.fill_between(d["x"], d["test_ppl_ci_low"], d["test_ppl_ci_high"],
                         color=colors[model], alpha=0.18, linewidth=0)
         seeds = runs[(runs["model"] == model) & runs["experiment"].isin(d["experiment"])]
@@ -92,15 +97,16 @@ def delta_vs_size(tables: Path) -> Figure:
     fig, ax = _axes(f"Test perplexity minus {ref}'s", f"Δ vs {ref} (simultaneous 95% CI)",
                     _kind(sizes))
     ax.axhline(0, color="0.4", linewidth=0.8)
-    colors = fs.model_colors(sizes["model"])
+    styles = model_styles(sizes["model"])
     shown = sizes[sizes["model"] != sizes["reference"]]
     models = list(dict.fromkeys(shown["model"]))
     for i, (model, d) in enumerate(shown.groupby("model", sort=False)):
         d = d.sort_values("x")
         x = d["x"] * np.exp(0.04 * (i - (len(models) - 1) / 2))  # side by side
         err = np.vstack([d["delta"] - d["delta_ci_low"], d["delta_ci_high"] - d["delta"]])
-        ax.errorbar(x, d["delta"], yerr=np.nan_to_num(err), color=colors[model], marker="o",
-                    capsize=3, label=model)
+        st = styles[model]
+        ax.errorbar(x, d["delta"], yerr=np.nan_to_num(err), color=st.color, marker=st.marker,
+                    linestyle=st.linestyle, capsize=3, label=model)
     return _finish(fig, ax, sizes)
 
 
@@ -111,15 +117,20 @@ def context_vs_size(tables: Path) -> Figure:
     fig, ax = _axes("Effective context across sizes", "effective context, tokens (log)",
                     _kind(sizes))
     ax.set_yscale("log")
-    colors = fs.model_colors(sizes["model"])
+    styles = model_styles(sizes["model"])
     models = list(dict.fromkeys(sizes["model"]))
     for i, (model, d) in enumerate(sizes.groupby("model", sort=False)):
         d = d[d["effective_context"].notna()].sort_values("x")
         x = d["x"] * np.exp(0.04 * (i - (len(models) - 1) / 2))
         err = np.vstack([d["effective_context"] - d["effective_context_ci_low"],
                          d["effective_context_ci_high"] - d["effective_context"]])
-        ax.errorbar(x, d["effective_context"], yerr=np.nan_to_num(err), color=colors[model],
-                    marker="o", capsize=3, label=model)
+        st = styles[model]
+        ax.errorbar(x, d["effective_context"], yerr=np.nan_to_num(err), color=st.color,
+                    marker=st.marker, linestyle=st.linestyle, capsize=3, label=model)
+    low, high = ax.get_ylim()
+    ticks = [k for k in K_GRID if low <= k <= high]  # the measured grid, in plain numbers
+    ax.set_yticks(ticks, [str(k) for k in ticks])
+    ax.yaxis.set_minor_locator(plt.NullLocator())
     return _finish(fig, ax, sizes)
 
 
