@@ -28,6 +28,9 @@ TINY_RUNS = {
     # lr 1e30 without normalising: non-finite loss in the first epoch, before any validation
     "rnn_relu-h8-l1-s1": ["--cell", "rnn_relu", "--hidden", "8", "--lr", "1e30", "--grad",
                           "none"],
+    # issue #32 (c): non-finite from its very first minibatch, so no step has a finite norm
+    "rnn_relu-h8-l1-init_scale1e20-s1": ["--cell", "rnn_relu", "--hidden", "8", "--init",
+                                         "uniform", "--init-scale", "1e20", "--lr", "1e-12"],
 }
 
 
@@ -108,7 +111,7 @@ def test_held_out_windows_are_deterministic_and_shaped_for_the_lags():
     assert torch.equal(first[1, :, 4], torch.arange(985, 1000))  # last start: T - length
 
 
-def test_collect_tables_and_every_figure_from_them(runs, tmp_path):
+def test_collect_tables_and_every_figure_from_them(runs, tmp_path, tiny_data):
     tables = tmp_path / "tables"
     assert gradplots_main(["collect", "--out-dir", str(tables), *map(str, runs.values())]) == 0
     grads = pd.read_csv(tables / "grad_through_time.csv")
@@ -120,13 +123,27 @@ def test_collect_tables_and_every_figure_from_them(runs, tmp_path):
     assert "min_lstm-h8-l2-s1" not in set(spectra["run_id"])  # no W_hh, no rows
     steps = pd.read_csv(tables / "grad_steps.csv")
     assert steps.groupby("run_id").size().tolist() == [STEP_QUANTILES + 1] * len(TINY_RUNS)
+    first = steps[steps["run_id"] == "rnn_relu-h8-l1-init_scale1e20-s1"]
+    assert first["grad_norm"].isna().all() and (first["n_steps"] == 0).all()
     ok = steps[steps["run_id"] == "rnn_tanh-h8-l1-s1"]
     assert ok["grad_norm"].is_monotonic_increasing and (ok["n_nonfinite"] == 0).all()
-    assert (pd.read_csv(tables / "grad_decay.csv")["decay_rate"].notna()).all()
+    decay = pd.read_csv(tables / "grad_decay.csv")
+    # undefined (NaN) only where the norms overflow: the 1e20 initialisation
+    overflow = decay["run_id"] == "rnn_relu-h8-l1-init_scale1e20-s1"
+    assert decay.loc[~overflow, "decay_rate"].notna().all()
     for name in FIGURES:
         png = tmp_path / "figures" / f"{name}.png"
         assert gradplots_main([name, "--tables", str(tables), "--out", str(png)]) == 0
         assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()
+    # and it is published as the other runs are (publish_run reduces steps.csv.gz the same way)
+    from rnnbench.analysis.publish import copy_run
+    from rnnbench.diagnostics.evaluate import main as evaluate_main
+
+    run = runs["rnn_relu-h8-l1-init_scale1e20-s1"]
+    assert evaluate_main(["--run-dir", str(run), "--data-dir", str(tiny_data),
+                          "--out", str(run / "eval.json"), "--device", "cpu"]) == 0
+    copy_run(run, tmp_path / "published")
+    assert (tmp_path / "published/grad_quantiles.csv").exists()
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
