@@ -49,8 +49,9 @@ rule collect_metrics:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
-        " > {log:q} 2>&1"
+        "python -m rnnbench.io {log:q} --"
+        " python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
+        ""
 
 
 rule compare_models:
@@ -82,8 +83,9 @@ rule compare_models:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.analysis.compare --runs {input.runs:q} --out-dir {params.tables}"
-        " {params.trials} {params.context} > {log:q} 2>&1"
+        "python -m rnnbench.io {log:q} --"
+        " python -m rnnbench.analysis.compare --runs {input.runs:q} --out-dir {params.tables}"
+        " {params.trials} {params.context}"
 
 
 rule compare_baseline:
@@ -108,8 +110,9 @@ rule compare_baseline:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.analysis.baseline --runs {input.runs:q}"
-        " --baselines {params.baselines:q} --out-dir {params.tables} {params.dirs:q} > {log:q} 2>&1"
+        "python -m rnnbench.io {log:q} --"
+        " python -m rnnbench.analysis.baseline --runs {input.runs:q}"
+        " --baselines {params.baselines:q} --out-dir {params.tables} {params.dirs:q}"
 
 
 rule plot_model_comparison:
@@ -132,8 +135,9 @@ rule plot_model_comparison:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.plots model_comparison --tables {params.tables}"
-        " --out {output.png:q} > {log:q} 2>&1"
+        "python -m rnnbench.io {log:q} --"
+        " python -m rnnbench.figures.plots model_comparison --tables {params.tables}"
+        " --out {output.png:q}"
 
 
 for _name, _category in FIGURE_CATEGORIES.items():
@@ -161,8 +165,9 @@ for _name, _category in FIGURE_CATEGORIES.items():
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.figures.plots {params.figure} --tables {params.tables}"
-            " --out {output.png:q} > {log:q} 2>&1"
+            "python -m rnnbench.io {log:q} --"
+            " python -m rnnbench.figures.plots {params.figure} --tables {params.tables}"
+            " --out {output.png:q}"
 
 
 rule plot_learning_curves:
@@ -192,8 +197,9 @@ rule plot_learning_curves:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
-        " --out {output.png:q} --table-out {output.table:q} > {log:q} 2>&1"
+        "python -m rnnbench.io {log:q} --"
+        " python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
+        " --out {output.png:q} --table-out {output.table:q}"
 
 
 if PUBLISHED:
@@ -219,5 +225,6 @@ if PUBLISHED:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.figures.plots reproduction --tables {params.tables}"
-            " --published {params.published:q} --out {output.png:q} > {log:q} 2>&1"
+            "python -m rnnbench.io {log:q} --"
+            " python -m rnnbench.figures.plots reproduction --tables {params.tables}"
+            " --published {params.published:q} --out {output.png:q}"

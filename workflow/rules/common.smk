@@ -439,5 +439,5 @@ if workflow.is_main_process and not FROM_REFERENCE:
                      for r in RUNS + TRIALS],
         is_dry_run=lambda: workflow.dryrun,
         logger=logger,
-        retrain={p.removesuffix("/train.json") for p in CHANGED},
+        retrain={os.path.dirname(p) for p in CHANGED},  # the folders of their train.json
     )

@@ -40,8 +40,9 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.analysis.publish --copy-only --out results/reference"
-            " {params.run_dir:q} > {log:q} 2>&1"
+            "python -m rnnbench.io {log:q} --"
+            " python -m rnnbench.analysis.publish --copy-only --out results/reference"
+            " {params.run_dir:q}"
 
     # Each tuning trial as soon as it has finished: all that its rung's selection reads, so
     # that a fresh checkout resumes the tuning from the committed trials (common.smk).
@@ -61,8 +62,9 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.analysis.publish --copy-only --trials --out results/reference"
-            " {params.run_dir:q} > {log:q} 2>&1"
+            "python -m rnnbench.io {log:q} --"
+            " python -m rnnbench.analysis.publish --copy-only --trials --out results/reference"
+            " {params.run_dir:q}"
 
     rule publish_reference:
         input:
@@ -85,8 +87,9 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.analysis.publish --no-copy --out results/reference"
-            " --published {params.published:q} {params.run_dirs:q} > {log:q} 2>&1"
+            "python -m rnnbench.io {log:q} --"
+            " python -m rnnbench.analysis.publish --no-copy --out results/reference"
+            " --published {params.published:q} {params.run_dirs:q}"
 
     rule publish_trials:
         input:
@@ -100,5 +103,6 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.experiment.tuning split {input.trials:q}"
-            " --out-dir results/reference > {log:q} 2>&1"
+            "python -m rnnbench.io {log:q} --"
+            " python -m rnnbench.experiment.tuning split {input.trials:q}"
+            " --out-dir results/reference"
