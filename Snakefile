@@ -62,8 +62,7 @@ include: "workflow/rules/publish.smk"
 
 
 onstart:
-    if SESSION:
-        SESSION.start(logger)
+    start_session(logger)
 
 
 rule all:

@@ -1,21 +1,22 @@
 """Every rule's failure shows its error paragraph on the terminal (issue #32 f): the job's own
 reason under the failed job, not only ``CalledProcessError ... check log``
-(``python -m rnnbench.io LOG -- COMMAND``)."""
+(rnnbench.experiment.progress.JobErrorHandler)."""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 from conftest import write_corpus
+from snakemake_interface_logger_plugins.common import LogEvent
 
-from rnnbench.io import error_paragraph, run_logged
+from rnnbench.experiment.progress import JobErrorHandler, error_paragraph
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "results/runs/mine/tiny/lstm-h8-l1-s1"
@@ -52,38 +53,17 @@ def test_the_paragraph_is_the_error_lines_else_the_exception_else_the_last_lines
         "the valid split holds 300 tokens"
 
 
-def test_a_failed_command_prints_its_paragraph_and_a_retry_prints_nothing(tmp_path):
-    log, out = tmp_path / "job.log", tmp_path / "stderr"
-    fail = [sys.executable, "-c", "import sys; print('working'); sys.exit('the reason: fix X')"]
-    with open(out, "w") as stream:
-        assert run_logged(log, fail, stream=stream) == 1
-    assert out.read_text().startswith("working\nthe reason: fix X\n(exit status 1")
-    assert log.read_text() == "working\nthe reason: fix X\n"
-    # an attempt appended after an earlier one shows its own lines only
-    with open(out, "w") as stream:
-        assert run_logged(log, [sys.executable, "-c", "raise SystemExit('second')"],
-                          append=True, stream=stream) == 1
-    assert out.read_text().startswith("second\n") and "fix X" not in out.read_text()
-    with open(out, "w") as stream:
-        assert run_logged(log, [sys.executable, "-c", "raise SystemExit(75)"],
-                          stream=stream) == 75
-    assert out.read_text() == ""  # a stop to be retried is no error
-
-
-def test_sigterm_to_the_job_reaches_the_command_which_ends_as_it_handles_it(tmp_path):
-    handler = ("import signal, sys, time\n"
-               "signal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\n"
-               "print('ready', flush=True)\ntime.sleep(60)\n")
+def test_a_job_error_prints_its_logs_paragraph_unless_its_rule_prints_its_own(tmp_path):
     log = tmp_path / "job.log"
-    job = subprocess.Popen([sys.executable, "-m", "rnnbench.io", str(log), "--",
-                            sys.executable, "-c", handler], stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
-        if log.exists() and "ready" in log.read_text():
-            break
-        time.sleep(0.05)
-    job.send_signal(signal.SIGTERM)
-    assert job.wait(timeout=30) == 75
-    assert job.stderr.read() == ""
+    log.write_text("INFO working\nthe reason: fix X\n")
+    stream = io.StringIO()
+    handler = JobErrorHandler(skip=["train_model"], stream=stream)
+    for rule in ("evaluate_model", "train_model"):
+        record = logging.LogRecord("snakemake", logging.ERROR, "", 0, "Error in rule", (), None)
+        record.event, record.rule_name, record.log = LogEvent.JOB_ERROR, rule, [str(log)]
+        handler.emit(record)
+    assert stream.getvalue() == (f"[rnnbench] evaluate_model failed ({log}):\n"
+                                 "INFO working\nthe reason: fix X\n")
 
 
 def test_a_split_too_short_for_the_context_measurement_shows_why_on_the_terminal(tmp_path):

@@ -3,11 +3,6 @@
 A reader (or Snakemake) never sees a half-written output, and a killed writer leaves
 only a ``.tmp`` file behind, never a truncated file at the real path; the next write of
 that path removes it.
-
-Also every rule's job (workflow/rules/*.smk): ``python -m rnnbench.io LOG -- COMMAND ...`` runs
-the command with its output in the job's log and, when it fails, prints the log's error
-paragraph (:func:`error_paragraph`) on the job's stderr, which Snakemake shows under the failed
-job: the reason, not only ``CalledProcessError ... check log``.
 """
 
 from __future__ import annotations
@@ -20,8 +15,6 @@ import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -217,89 +210,3 @@ def first_bad_json(paths: Iterable[str | os.PathLike]) -> str | None:
             except BadJson as err:
                 return str(err)
     return None
-
-
-# A job stopped to be retried (a trainer's checkpoint on SIGTERM, rnnbench.training.train):
-# no error to show, the run resumes.
-RETRY = 75
-
-
-def error_paragraph(log: str, limit: int = 20) -> str:
-    """What a failed job's ``log`` says went wrong: its ERROR lines; else the last exception
-    of a traceback (its type and message); else its last ``limit`` lines (a SystemExit's
-    paragraph, a crash without a traceback)."""
-    lines = log.rstrip().splitlines()
-    errors = [line for line in lines if " ERROR " in line]
-    if errors:
-        return "\n".join(errors)
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
-    if starts:
-        # after the last frame (indented lines) of the last traceback comes its exception
-        body = lines[starts[-1] + 1:]
-        last_frame = max((i for i, line in enumerate(body) if line.startswith(" ")), default=-1)
-        tail = [line for line in body[last_frame + 1:] if line.strip()]
-        if tail:
-            return "\n".join(tail[-limit:])
-    return "\n".join(lines[-limit:])
-
-
-def _end_with_parent() -> None:
-    """In the command's process (Linux): SIGTERM when this wrapper dies, even by SIGKILL, so
-    that no orphan writes an output after Snakemake has marked its job failed."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def run_logged(log: str | os.PathLike, command: list[str], append: bool = False,
-               stream=None) -> int:
-    """Run ``command`` with stdout and stderr in ``log`` (``append``: after what is there, a
-    retry's attempt); on failure print this attempt's :func:`error_paragraph` to ``stream``
-    (stderr). SIGTERM and SIGINT are passed on to the command, which then ends as it
-    handles them (a trainer checkpoints, exit 75); the exit status is the command's."""
-    path = Path(log)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    children: list[subprocess.Popen] = []
-    pending: list[int] = []  # a signal before the command has started goes to it at once
-
-    def forward(signum, _frame):
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signum)
-        if not children:
-            pending.append(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    with open(path, "ab" if append else "wb") as out:
-        start = out.tell()
-        children.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=_end_with_parent))
-        for signum in pending:
-            children[0].send_signal(signum)
-        rc = children[0].wait()
-    rc = 128 - rc if rc < 0 else rc  # killed by a signal: as a shell reports it
-    if rc not in (0, RETRY):
-        with open(path, "rb") as f:
-            f.seek(start)
-            text = f.read().decode(errors="replace")
-        paragraph = error_paragraph(text) or f"(the log {path} is empty)"
-        print(f"{paragraph}\n(exit status {rc}; the whole log: {path})",
-              file=stream or sys.stderr, flush=True)
-    return rc
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rnnbench.io [--append] LOG -- COMMAND ...`` (see :func:`run_logged`)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    append = args[:1] == ["--append"]
-    args = args[1:] if append else args
-    if len(args) < 3 or args[1] != "--":
-        print("usage: python -m rnnbench.io [--append] LOG -- COMMAND ...", file=sys.stderr)
-        return 2
-    return run_logged(args[0], args[2:], append=append)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

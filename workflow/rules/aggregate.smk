@@ -49,9 +49,8 @@ rule collect_metrics:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
-        ""
+        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
+        " > {log:q} 2>&1"
 
 
 rule compare_models:
@@ -83,9 +82,8 @@ rule compare_models:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.analysis.compare --runs {input.runs:q} --out-dir {params.tables}"
-        " {params.trials} {params.context}"
+        "python -m rnnbench.analysis.compare --runs {input.runs:q} --out-dir {params.tables}"
+        " {params.trials} {params.context} > {log:q} 2>&1"
 
 
 rule compare_baseline:
@@ -110,9 +108,8 @@ rule compare_baseline:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.analysis.baseline --runs {input.runs:q}"
-        " --baselines {params.baselines:q} --out-dir {params.tables} {params.dirs:q}"
+        "python -m rnnbench.analysis.baseline --runs {input.runs:q}"
+        " --baselines {params.baselines:q} --out-dir {params.tables} {params.dirs:q} > {log:q} 2>&1"
 
 
 rule plot_model_comparison:
@@ -135,9 +132,8 @@ rule plot_model_comparison:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.figures.plots model_comparison --tables {params.tables}"
-        " --out {output.png:q}"
+        "python -m rnnbench.figures.plots model_comparison --tables {params.tables}"
+        " --out {output.png:q} > {log:q} 2>&1"
 
 
 for _name, _category in FIGURE_CATEGORIES.items():
@@ -165,9 +161,8 @@ for _name, _category in FIGURE_CATEGORIES.items():
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.figures.plots {params.figure} --tables {params.tables}"
-            " --out {output.png:q}"
+            "python -m rnnbench.figures.plots {params.figure} --tables {params.tables}"
+            " --out {output.png:q} > {log:q} 2>&1"
 
 
 rule plot_learning_curves:
@@ -197,9 +192,8 @@ rule plot_learning_curves:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
-        " --out {output.png:q} --table-out {output.table:q}"
+        "python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
+        " --out {output.png:q} --table-out {output.table:q} > {log:q} 2>&1"
 
 
 if PUBLISHED:
@@ -225,6 +219,5 @@ if PUBLISHED:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.figures.plots reproduction --tables {params.tables}"
-            " --published {params.published:q} --out {output.png:q}"
+            "python -m rnnbench.figures.plots reproduction --tables {params.tables}"
+            " --published {params.published:q} --out {output.png:q} > {log:q} 2>&1"

@@ -441,3 +441,20 @@ if workflow.is_main_process and not FROM_REFERENCE:
         logger=logger,
         retrain={os.path.dirname(p) for p in CHANGED},  # the folders of their train.json
     )
+
+
+# A failed job's error paragraph is printed under Snakemake's error block
+# (rnnbench.experiment.progress.JobErrorHandler), for every rule but these, whose shell commands
+# print it themselves (left as they are: a changed command reruns every job of its rule).
+PRINTS_OWN_ERRORS = ["download_corpus", "tokenize_corpus", "train_model"]
+
+
+def start_session(logger):
+    """At the start of a run (onstart): the session's plan, progress and stop, and the failed
+    jobs' error paragraphs (with `source: reference`, these alone)."""
+    from rnnbench.experiment.progress import JobErrorHandler
+
+    if SESSION:
+        SESSION.start(logger, skip_errors=PRINTS_OWN_ERRORS)
+    else:
+        logger.addHandler(JobErrorHandler(PRINTS_OWN_ERRORS))

@@ -64,12 +64,11 @@ rule measure_context:
     conda:
         "../../environment.yml"
     shell:
-        "exec python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.diagnostics.context"
+        "exec python -m rnnbench.diagnostics.context"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} {params.settings} --weights {params.weights}"
         " --device {params.device} --threads {threads} --out {output.table:q}"
-        " --meta-out {output.meta:q}"
+        " --meta-out {output.meta:q} > {log:q} 2>&1"
 
 
 rule collect_context:
@@ -98,9 +97,8 @@ rule collect_context:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.figures.contextplots collect --out-dir {params.tables}"
-        " {params.run_dirs:q}"
+        "python -m rnnbench.figures.contextplots collect --out-dir {params.tables}"
+        " {params.run_dirs:q} > {log:q} 2>&1"
 
 
 rule plot_context:
@@ -123,6 +121,5 @@ rule plot_context:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.figures.contextplots context_vs_k --tables {params.tables}"
-        " --out {output.png:q}"
+        "python -m rnnbench.figures.contextplots context_vs_k --tables {params.tables}"
+        " --out {output.png:q} > {log:q} 2>&1"

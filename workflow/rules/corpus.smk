@@ -21,9 +21,9 @@ rule download_corpus:
     # The checksum comes from the environment (see common.smk), so adding it reruns nothing.
     # On failure the log's error paragraph is also printed to the terminal.
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.data.download --url {params.url:q}"
-        ' --sha256="$RNNBENCH_SHA256_{wildcards.split}" --out {output:q}'
+        "python -m rnnbench.data.download --url {params.url:q}"
+        ' --sha256="$RNNBENCH_SHA256_{wildcards.split}" --out {output:q} > {log:q} 2>&1'
+        " || {{ grep ' ERROR ' {log:q} >&2 || tail -n 20 {log:q} >&2; exit 1; }}"
 
 
 rule tokenize_corpus:
@@ -47,7 +47,7 @@ rule tokenize_corpus:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.data.tokenizer --train {input.train:q} --valid {input.valid:q}"
+        "python -m rnnbench.data.tokenizer --train {input.train:q} --valid {input.valid:q}"
         " --test {input.test:q} --max-vocab={params.max_vocab}"
-        " --out-dir results/data/{wildcards.corpus}"
+        " --out-dir results/data/{wildcards.corpus} > {log:q} 2>&1"
+        " || {{ grep ' ERROR ' {log:q} >&2 || tail -n 20 {log:q} >&2; exit 1; }}"

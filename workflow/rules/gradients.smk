@@ -41,12 +41,11 @@ rule measure_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "exec python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.diagnostics.gradients"
+        "exec python -m rnnbench.diagnostics.gradients"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} {params.settings} --device {params.device}"
         " --threads {threads} --out {output.grads:q} --decay-out {output.decay:q}"
-        " --meta-out {output.meta:q}"
+        " --meta-out {output.meta:q} > {log:q} 2>&1"
 
 
 rule collect_gradients:
@@ -85,11 +84,9 @@ rule collect_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.figures.gradplots collect --out-dir {params.tables}"
-        " {params.run_dirs:q} && python -m rnnbench.io --append {log:q} --"
-        " python -m rnnbench.analysis.tables grad_decay {output.decay:q}"
-        " --out {output.decay_html:q}"
+        "python -m rnnbench.figures.gradplots collect --out-dir {params.tables} {params.run_dirs:q}"
+        " > {log:q} 2>&1 && python -m rnnbench.analysis.tables grad_decay {output.decay:q}"
+        " --out {output.decay_html:q} >> {log:q} 2>&1"
 
 
 for _grad_figure in GRADIENT_FIGURES:
@@ -119,6 +116,5 @@ for _grad_figure in GRADIENT_FIGURES:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.figures.gradplots {params.figure} --tables {params.tables}"
-            " --out {output.png:q}"
+            "python -m rnnbench.figures.gradplots {params.figure} --tables {params.tables}"
+            " --out {output.png:q} > {log:q} 2>&1"

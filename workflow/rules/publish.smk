@@ -40,9 +40,8 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.analysis.publish --copy-only --out results/reference"
-            " {params.run_dir:q}"
+            "python -m rnnbench.analysis.publish --copy-only --out results/reference"
+            " {params.run_dir:q} > {log:q} 2>&1"
 
     # Each tuning trial as soon as it has finished: all that its rung's selection reads, so
     # that a fresh checkout resumes the tuning from the committed trials (common.smk).
@@ -62,9 +61,8 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.analysis.publish --copy-only --trials --out results/reference"
-            " {params.run_dir:q}"
+            "python -m rnnbench.analysis.publish --copy-only --trials --out results/reference"
+            " {params.run_dir:q} > {log:q} 2>&1"
 
     rule publish_reference:
         input:
@@ -87,9 +85,8 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.analysis.publish --no-copy --out results/reference"
-            " --published {params.published:q} {params.run_dirs:q}"
+            "python -m rnnbench.analysis.publish --no-copy --out results/reference"
+            " --published {params.published:q} {params.run_dirs:q} > {log:q} 2>&1"
 
     rule publish_trials:
         input:
@@ -103,6 +100,5 @@ if PUBLISH and not FROM_REFERENCE:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.io {log:q} --"
-            " python -m rnnbench.experiment.tuning split {input.trials:q}"
-            " --out-dir results/reference"
+            "python -m rnnbench.experiment.tuning split {input.trials:q}"
+            " --out-dir results/reference > {log:q} 2>&1"

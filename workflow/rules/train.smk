@@ -31,15 +31,14 @@ rule train_model:
     conda:
         "../../environment.yml"
     shell:
-        # As in every rule, `python -m rnnbench.io LOG -- ...` logs the trainer and on failure
-        # prints this attempt's error paragraph to the terminal (--append: after the earlier
-        # attempts' lines). The shell stays: the trainer runs in the background, and a
-        # SIGTERM/SIGINT to the shell (Snakemake, SLURM) is passed on to it (through
-        # rnnbench.io), which checkpoints (exit 75: retried, resumed).
+        # On failure this attempt's error paragraph (ERROR lines, else the log's last lines)
+        # is also printed to the terminal, as corpus.smk's rules do. So the shell stays: the
+        # trainer runs in the background, and a SIGTERM/SIGINT to the shell (Snakemake, SLURM)
+        # is passed on to it, which checkpoints (exit 75: retried, resumed).
         # The trap comes first: a signal that lands before the trainer has started, or before
         # its handler is installed, still ends in 75 (nothing trained, nothing lost: retry).
         " pid=; stop=; trap 'stop=1; [ -z \"$pid\" ] || kill -TERM $pid 2>/dev/null' TERM INT;"
-        " python -m rnnbench.io --append {log:q} --"
+        " n=$(( $( {{ wc -l < {log:q}; }} 2>/dev/null || echo 0) + 1 ));"
         " python -m rnnbench.training.train {params.args} --data-dir {params.data_dir}"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --run-id {wildcards.run} --checkpoint {params.checkpoint} --threads {threads}"
@@ -47,10 +46,12 @@ rule train_model:
         # exit 75; the retry gets more runtime and resumes. Not outside SLURM: nothing
         # enforces the runtime there.
         " ${{SLURM_JOB_ID:+--time-limit-s $(({resources.runtime} * 60))}}"
-        " & pid=$!; [ -z \"$stop\" ] || kill -TERM $pid 2>/dev/null;"
+        " >> {log:q} 2>&1 & pid=$!; [ -z \"$stop\" ] || kill -TERM $pid 2>/dev/null;"
         " rc=0; while kill -0 $pid 2>/dev/null; do wait $pid && rc=0 || rc=$?; done;"
         # killed by the signal itself (128 + TERM or INT) before it could checkpoint
-        " [ -z \"$stop\" ] || [ $rc -ne 143 -a $rc -ne 130 ] || rc=75; exit $rc"
+        " [ -z \"$stop\" ] || [ $rc -ne 143 -a $rc -ne 130 ] || rc=75;"
+        " [ $rc -eq 0 ] || grep ' ERROR ' <(tail -n +$n {log:q}) >&2"
+        " || tail -n +$n {log:q} | tail -n 20 >&2; exit $rc"
 
 
 rule evaluate_model:
@@ -78,11 +79,9 @@ rule evaluate_model:
     conda:
         "../../environment.yml"
     shell:
-        # exec: a kill of the job reaches the evaluator (rnnbench.io passes SIGTERM on, and
-        # ends it with itself), which must not write eval.json after Snakemake has marked the
-        # job failed
-        "exec python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.diagnostics.evaluate"
+        # exec: a kill of the job kills the evaluator too, which must not write eval.json after
+        # Snakemake has marked the job failed
+        "exec python -m rnnbench.diagnostics.evaluate"
         " --run-dir results/runs/{wildcards.corpus}/{wildcards.experiment}/{wildcards.run}"
         " --data-dir {params.data_dir} --device {params.device} --threads {threads}"
-        " {params.extra} --out {output:q}"
+        " {params.extra} --out {output:q} > {log:q} 2>&1"

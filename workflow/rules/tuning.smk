@@ -21,11 +21,10 @@ checkpoint select_trials:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.experiment.tuning select {params.flags[dirs]}"
+        "python -m rnnbench.experiment.tuning select {params.flags[dirs]}"
         " --points {params.flags[points]:q} --labels {params.flags[labels]:q} --rung {wildcards.rung}"
         " --rungs {params.flags[rungs]} --keep-count {params.flags[keep]}"
-        " --out {output:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule collect_trials:
@@ -46,9 +45,8 @@ rule collect_trials:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.experiment.tuning collect {input:q} --tunings {params.tunings:q}"
-        " --out {output:q}"
+        "python -m rnnbench.experiment.tuning collect {input:q} --tunings {params.tunings:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_tuning_curve:
@@ -73,6 +71,5 @@ rule plot_tuning_curve:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.io {log:q} --"
-        " python -m rnnbench.figures.plots tuning_curve --tables {params.tables}"
-        " --out {output.png:q}"
+        "python -m rnnbench.figures.plots tuning_curve --tables {params.tables}"
+        " --out {output.png:q} > {log:q} 2>&1"

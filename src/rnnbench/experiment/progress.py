@@ -13,6 +13,9 @@ imports this module in its main process).
   trainer checkpoints at its next minibatch and exits 75, rnnbench.training.train), hides the job
   errors that follow from the console (Snakemake's log file keeps them) and ends with
   ``stopped; N runs checkpointed; rerun the same command to resume``.
+- ``JobErrorHandler``: a job that fails shows, under Snakemake's ``Error in rule ...`` block,
+  the error paragraph of its log (:func:`error_paragraph`): the reason a user can fix (a split
+  too short, a full disk), not only ``CalledProcessError ... check log``.
 - ``PlanAtExit``: a dry run lists every job (thousands of lines for the default grid); the
   plan is printed after that list, so that it does not scroll away.
 """
@@ -132,6 +135,59 @@ class ProgressHandler(logging.Handler):
             return
         if line is not None:
             print(line, file=self.stream or sys.stderr, flush=True)
+
+
+def error_paragraph(log: str, limit: int = 20) -> str:
+    """What a failed job's ``log`` says went wrong: its ERROR lines; else the last exception
+    of a traceback (its type and message); else its last ``limit`` lines (a SystemExit's
+    paragraph, a crash without a traceback)."""
+    lines = log.rstrip().splitlines()
+    errors = [line for line in lines if " ERROR " in line]
+    if errors:
+        return "\n".join(errors)
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
+    if starts:  # after the last frame (indented lines) of the last traceback: its exception
+        body = lines[starts[-1] + 1:]
+        last_frame = max((i for i, line in enumerate(body) if line.startswith(" ")), default=-1)
+        if tail := [line for line in body[last_frame + 1:] if line.strip()]:
+            return "\n".join(tail[-limit:])
+    return "\n".join(lines[-limit:])
+
+
+def job_error_text(rule: str, logs: Iterable[str]) -> str | None:
+    """``[rnnbench] {rule} failed: ...`` with the error paragraph of its first readable log."""
+    for log in logs:
+        path = Path(str(log).split(" (")[0])  # Snakemake may annotate a path: "x.log (...)"
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            return f"{PREFIX} {rule} failed ({path}):\n{error_paragraph(text)}"
+    return None
+
+
+class JobErrorHandler(logging.Handler):
+    """Snakemake's job errors in, each failed job's error paragraph out (stderr), printed
+    after Snakemake's own error block. One place for every rule: the rules' shell commands
+    stay as they are (a changed command makes Snakemake rerun every job of its rule, trained
+    runs included). ``skip``: rules whose command prints its paragraph already (corpus.smk's,
+    train_model: this attempt's lines of an appended log). Quiet after a user stop."""
+
+    def __init__(self, skip: Iterable[str] = (), stop: UserStop | None = None,
+                 stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.skip, self.stop, self.stream = set(skip), stop, stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(getattr(record, "event", "")) != "job_error":
+            return
+        rule = getattr(record, "rule_name", None)
+        if rule in self.skip or (self.stop is not None and self.stop.stopped):
+            return
+        text = job_error_text(str(rule), list(getattr(record, "log", None) or []))
+        if text:
+            print(text, file=self.stream or sys.stderr, flush=True)
 
 
 def stop_line(checkpointed: int) -> str:

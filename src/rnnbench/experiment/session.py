@@ -21,7 +21,13 @@ from rnnbench.experiment.plan import (
     make_plan,
     may_stop_early,
 )
-from rnnbench.experiment.progress import GridProgress, PlanAtExit, ProgressHandler, UserStop
+from rnnbench.experiment.progress import (
+    GridProgress,
+    JobErrorHandler,
+    PlanAtExit,
+    ProgressHandler,
+    UserStop,
+)
 
 
 @dataclass
@@ -33,14 +39,17 @@ class Session:
     progress: GridProgress
     checkpoints: list[str]
 
-    def start(self, logger: logging.Logger) -> None:
-        """A run starts (not a dry run): the plan, then a progress line as runs finish; Ctrl-C
-        or SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
+    def start(self, logger: logging.Logger, skip_errors: Iterable[str] = ()) -> None:
+        """A run starts (not a dry run): the plan, then a progress line as runs finish and
+        each failed job's error paragraph (but those of the rules ``skip_errors``, which print
+        their own); Ctrl-C or SIGTERM stops every trainer at once (checkpointed) and ends with
+        one line."""
         if self.text:
             print(self.text, file=sys.stderr)
         stop = UserStop(self.checkpoints)
         stop.install(logger)
         logger.addHandler(ProgressHandler(self.progress, stop))
+        logger.addHandler(JobErrorHandler(skip_errors, stop))
 
 
 def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_root: Path,
