@@ -46,6 +46,16 @@ CORPUS = config["corpus"]["name"]
 from rnnbench.experiment.study import check_report_ready, study_name
 
 STUDY = study_name(config, workflow.configfiles)
+# One config per study: results/studies/{study}/study.json names the config files that made it
+# and the SHA-256 of their corpus, recipes and experiments (written when a run starts). Another
+# config that would write the same study (config/quick.yaml and other/quick.yaml) stops here
+# with one paragraph; the same files edited (a grown grid), or the same content elsewhere, go on.
+from rnnbench.experiment.study import claim as claim_study, owner_record, owner_refusal
+
+STUDY_OWNER = owner_record(config, workflow.configfiles)
+if workflow.is_main_process and (_refusal := owner_refusal(STUDY, f"results/studies/{STUDY}",
+                                                           STUDY_OWNER)):
+    raise ValueError(_refusal)
 # `--report` of a study whose tables are not built stops here with one paragraph.
 if workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv):
     check_report_ready(STUDY, [f"results/studies/{STUDY}/tables/runs.csv"])
@@ -450,10 +460,12 @@ PRINTS_OWN_ERRORS = ["download_corpus", "tokenize_corpus", "train_model"]
 
 
 def start_session(logger):
-    """At the start of a run (onstart): the session's plan, progress and stop, and the failed
-    jobs' error paragraphs (with `source: reference`, these alone)."""
+    """At the start of a run (onstart): this config claims its study, then the session's plan,
+    progress and stop, and the failed jobs' error paragraphs (with `source: reference`, these
+    alone)."""
     from rnnbench.experiment.progress import JobErrorHandler
 
+    claim_study(f"results/studies/{STUDY}", STUDY_OWNER)
     if SESSION:
         SESSION.start(logger, skip_errors=PRINTS_OWN_ERRORS)
     else:
