@@ -416,10 +416,12 @@ def trial_tunings():
     return wiring.tuning_flags({e: tuning_of(e) for e in TUNED}, config)
 
 
-def planned_trials():
+def planned_trials(root=wiring.TUNING):
     """The trials successive halving trains if none diverges: every point at rung 0, then
-    as many as each rung promotes (which ones is known only then; the count is the plan's)."""
-    return wiring.planned_trials(TRIAL_GROUPS, tuning_of)
+    those each rung promoted, or as many as it promotes while that is not known yet (the
+    plan's count). ``root``: the tuning folder (absolute for the progress line: Snakemake may
+    leave its --directory before its last line)."""
+    return wiring.planned_trials(TRIAL_GROUPS, tuning_of, root=root)
 
 
 # --- The session (rnnbench.experiment.session): the plan, the refusal of what this machine
@@ -450,6 +452,10 @@ if workflow.is_main_process and not FROM_REFERENCE:
         is_dry_run=lambda: workflow.dryrun,
         logger=logger,
         retrain={os.path.dirname(p) for p in CHANGED},  # the folders of their train.json
+        # the progress line counts the plan as each rung's selection makes it known
+        replan=lambda root=os.path.abspath(wiring.TUNING): [
+            r for r in RUNS + planned_trials(root) if r.path not in RESUMED],
+        candidates=[t for t in TRIALS if t.path not in RESUMED],
     )
 
 

@@ -54,17 +54,29 @@ def train_seconds(run_dir: Path) -> float | None:
 
 
 class GridProgress:
-    """Runs done out of all, and the time left, of one grid (runs by folder)."""
+    """Runs done out of all, and the time left, of one grid (runs by folder).
+
+    ``current``: the runs of the plan now, asked again at every line. A tuning's later rungs
+    train the trials the rung before promoted, known only once it has selected: the runs of
+    the plan are those, not the first points of the rung that the plan counted at the start.
+    """
 
     def __init__(self, runs: Iterable[str], planned: Mapping[str, float], workers: int,
-                 upper_bound: bool = False) -> None:
+                 upper_bound: bool = False,
+                 current: Callable[[], Iterable[str]] | None = None) -> None:
         # absolute: Snakemake may leave its --directory before the last line is printed
-        self.runs = [Path(r).absolute() for r in runs]
-        self.planned = {Path(k).absolute(): v for k, v in planned.items()}
+        self.base = Path.cwd()
+        self.current = current
+        self.runs = [self.base / r for r in runs]
+        self.planned = {self.base / k: v for k, v in planned.items()}
         self.workers = workers
         self.upper_bound = upper_bound  # runs may stop early (the plateau schedule): "at most"
         self.before = {r for r in self.runs if self._done(r)}  # finished in an earlier session
         self.reported = len(self.before)
+
+    def _runs(self) -> list[Path]:
+        """The runs of the plan now."""
+        return self.runs if self.current is None else [self.base / r for r in self.current()]
 
     @staticmethod
     def _done(run: Path) -> bool:
@@ -81,9 +93,10 @@ class GridProgress:
 
     def line(self) -> str:
         """``[rnnbench] 5/72 runs done, about 3.1 hours left (...)``."""
-        done = [r for r in self.runs if self._done(r)]
-        text = f"{PREFIX} {len(done)}/{len(self.runs)} runs done"
-        left = [self.planned.get(r) for r in self.runs if r not in done]
+        runs = self._runs()
+        done = [r for r in runs if self._done(r)]
+        text = f"{PREFIX} {len(done)}/{len(runs)} runs done"
+        left = [self.planned.get(r) for r in runs if r not in done]
         if not left or None in left:  # all done, or no estimate (no reference run)
             return text
         ratio = self.ratio(done)
@@ -95,7 +108,7 @@ class GridProgress:
 
     def update(self) -> str | None:
         """The line, when more runs are done than last reported; else None."""
-        done = sum(self._done(r) for r in self.runs)
+        done = sum(self._done(r) for r in self._runs())
         if done <= self.reported:
             return None
         self.reported = done

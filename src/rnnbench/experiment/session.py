@@ -55,14 +55,19 @@ class Session:
 def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_root: Path,
                  cores: int | None, jobs: int | None, notes: Iterable[str],
                  checkpoints: Iterable[str], is_dry_run: Callable[[], bool],
-                 logger: logging.Logger, retrain: Iterable[str] = ()) -> Session:
+                 logger: logging.Logger, retrain: Iterable[str] = (),
+                 replan: Callable[[], Sequence] | None = None,
+                 candidates: Sequence = ()) -> Session:
     """The session of the runs ``planned`` to train (grid.Run; resumed runs left out) under
     ``config``: its plan (with ``notes``, one line each, after it) printed at the end of a dry
     run. A device or size this machine cannot run stops here with one paragraph (a failed
     job deletes the outputs it was to replace, and says why only in its log).
 
     ``jobs``: --jobs of a cluster executor, whose nodes are other machines (no memory or
-    device check here); None for local jobs on ``cores``."""
+    device check here); None for local jobs on ``cores``. ``replan``: the runs to train now
+    (a tuning's later rungs: the trials promoted so far), which the progress line counts;
+    ``candidates``: every run it may name (every trial of every rung), priced for its time
+    left."""
     local = not jobs
     memory = machine_memory_bytes() if local else None
     device, max_vocab = config.get("device", "auto"), config["corpus"].get("max_vocab")
@@ -73,8 +78,14 @@ def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_r
                      retrain=set(retrain))
     text = plan.text and plan.text + "".join(f"\n  {n.strip()}" for n in notes if n)
     PlanAtExit(text, is_dry_run).install(logger)
-    progress = GridProgress([r.path for r in planned], plan.seconds, plan.workers,
-                            upper_bound=any(may_stop_early(r.config) for r in planned))
+    seconds = plan.seconds
+    if candidates:  # the other trials of later rungs too, once promoted
+        seconds = {**make_plan(candidates, data_dir=data_dir, reference_root=reference_root,
+                               device=device, cores=cores, max_vocab=max_vocab, jobs=jobs,
+                               size=plan_size(config["corpus"], data_dir)).seconds, **seconds}
+    progress = GridProgress([r.path for r in planned], seconds, plan.workers,
+                            upper_bound=any(may_stop_early(r.config) for r in planned),
+                            current=replan and (lambda: [r.path for r in replan()]))
     refusal = local and machine_refusal(
         planned, data_dir=data_dir, device=device, memory=memory, max_vocab=max_vocab,
         allow_over_memory=config.get("allow_over_memory", False))
