@@ -96,3 +96,31 @@ def test_a_second_config_of_the_same_file_name_is_refused_before_any_job(tmp_pat
     first.write_text(yaml.safe_dump(base))
     grown = snakemake(tmp_path, "-n", "--configfile", str(first))
     assert grown.returncode == 0, grown.stderr[-2000:]
+
+
+def test_the_report_of_a_grown_grid_names_the_runs_its_tables_lack(tmp_path):
+    # issue #32 h: seeds added to a finished config, the report built before training them
+    from conftest import write_corpus
+
+    write_corpus(tmp_path / "mine")
+    configfile = tmp_path / "grown.yaml"
+    spec = {"corpus": {"name": "mine", "max_vocab": None,
+                       "files": {s: {"url": f"mine/{s}.txt"} for s in ("train", "valid", "test")}},
+            "context": False,
+            "recipes": {"tiny": {"epochs": 1, "lr": 1.0, "batch_size": 4, "bptt": 5,
+                                 "max_batches": 2, "max_eval_batches": 2}},
+            "experiments": {"tiny": {"cells": ["lstm"], "hidden": [8], "layers": [1],
+                                     "seeds": [1], "recipe": "tiny"}}}
+    configfile.write_text(yaml.safe_dump(spec))
+    made = snakemake(tmp_path, "--cores", "1", "--configfile", str(configfile))
+    assert made.returncode == 0, made.stderr[-3000:]
+    spec["experiments"]["tiny"]["seeds"] = [1, 2, 3]
+    configfile.write_text(yaml.safe_dump(spec))
+    report = tmp_path / "report.html"
+    built = snakemake(tmp_path, "--configfile", str(configfile), "--report", str(report))
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "has 1 of the 3 runs of its config; missing: tiny/lstm-h8-l1-s2, " \
+           "tiny/lstm-h8-l1-s3" in built.stderr
+    html = report.read_text()
+    assert "1 of the 3 runs of this config" in html and "2 are missing" in html
+    assert "tiny/lstm-h8-l1-s2, tiny/lstm-h8-l1-s3" in html

@@ -57,7 +57,8 @@ if workflow.is_main_process and (_refusal := owner_refusal(STUDY, f"results/stud
                                                            STUDY_OWNER)):
     raise ValueError(_refusal)
 # `--report` of a study whose tables are not built stops here with one paragraph.
-if workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv):
+REPORTING = workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv)
+if REPORTING:
     check_report_ready(STUDY, [f"results/studies/{STUDY}/tables/runs.csv"])
 # `source: reference` builds the tables from the committed results/reference/ (no training).
 FROM_REFERENCE = config.get("source", "runs") == "reference"
@@ -110,6 +111,17 @@ if _bad:
 # the files configured now) or a known corpus's counts.
 check_streams(RUNS + TRIALS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}"), CORPUS)
 RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS + TRIALS}
+# A report says how many of the config's runs its tables hold and names the missing ones (a
+# grid grown since they were built): the landing page reads this from the config
+# (workflow/report/workflow.rst; a report's text sees only snakemake.config), and the terminal
+# says it too.
+if REPORTING:
+    from rnnbench.experiment.study import report_status, report_status_line
+
+    config["report_status"] = report_status([f"{r.experiment}/{r.run_id}" for r in RUNS],
+                                            f"results/studies/{STUDY}/tables/runs.csv")
+    if _line := report_status_line(STUDY, config["report_status"]):
+        print(_line, file=sys.stderr)
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -108,3 +109,29 @@ def check_report_ready(name: str, tables: list[str]) -> None:
             "same --configfile), or rebuild the tables from the published files with "
             "--config source=reference; then ask for the report again."
         )
+
+
+def report_status(runs: list[str], tables: str | os.PathLike, shown: int = 5) -> dict:
+    """How many of the config's ``runs`` (``experiment/run_id``) the study's ``runs.csv``
+    holds, and the first ``shown`` of those it lacks (a grid grown since the tables were
+    built, runs not trained yet): the report's landing page says so."""
+    try:
+        with open(tables, newline="") as f:
+            have = {f"{row.get('experiment')}/{row.get('run_id')}" for row in csv.DictReader(f)}
+    except OSError:
+        have = set()
+    missing = [r for r in runs if r not in have]
+    return {"runs": len(runs), "in_tables": len(runs) - len(missing),
+            "missing": len(missing), "first_missing": missing[:shown]}
+
+
+def report_status_line(name: str, status: dict) -> str:
+    """The terminal's line for a report that leaves runs of its config out ('' if none)."""
+    if not status["missing"]:
+        return ""
+    more = f" and {status['missing'] - len(status['first_missing'])} more" \
+        if status["missing"] > len(status["first_missing"]) else ""
+    return (f"[rnnbench] the report of study {name!r} has {status['in_tables']} of the "
+            f"{status['runs']} runs of its config; missing: "
+            f"{', '.join(status['first_missing'])}{more}. Run the same command without "
+            "--report to train them and rebuild the tables, then build the report again.")
