@@ -109,3 +109,33 @@ def test_the_progress_line_counts_the_trials_each_rung_promoted(tmp_path, monkey
     Path(finals[0].path).mkdir(parents=True)
     Path(finals[0].path, "train.json").write_text('{"train_seconds": 1.0}')
     assert opened.progress.update().startswith("[rnnbench] 6/6 runs done")
+
+
+def test_a_tuned_grid_ends_with_every_run_of_its_plan_counted(tmp_path):
+    # the rung promotes lr 2 and 0.5; the plan at the start counted lr 0.5 and 1 at rung 1
+    import subprocess
+    import sys
+
+    from conftest import write_corpus
+
+    write_corpus(tmp_path / "mine")
+    configfile = tmp_path / "tune.yaml"
+    configfile.write_text(yaml.safe_dump({
+        "corpus": {"name": "mine", "max_vocab": None,
+                   "files": {s: {"url": f"mine/{s}.txt"} for s in ("train", "valid", "test")}},
+        "context": False,
+        "recipes": {"tiny": {"epochs": 1, "lr": 1.0, "batch_size": 4, "bptt": 5,
+                             "max_batches": 4, "max_eval_batches": 2}},
+        "experiments": {"tiny": {
+            "cells": ["rnn_relu"], "hidden": [8], "layers": [1], "seeds": [1], "recipe": "tiny",
+            "tuning": {"space": {"lr": [0.5, 1.0, 2.0]}, "keep": 0.5,
+                       "rungs": [{"epochs": 1, "max_batches": 3},
+                                 {"epochs": 1, "max_batches": 5}]}}}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+         "--cores", "1", "results/runs/mine/tiny/rnn_relu-h8-l1-s1/train.json",
+         "--configfile", str(configfile)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if "runs done" in line]
+    trained = list((tmp_path / "results/runs/mine/tiny").glob("*/train.json"))
+    assert len(trained) == 6 and lines[-1] == "[rnnbench] 6/6 runs done", lines
