@@ -23,7 +23,8 @@
 #   checkpoints/{corpus}/{experiment}/{run}.pt   resumable state while a run trains (not an output)
 #   tuning/{corpus}/{experiment}/{model}/rung{r}.json   a tuned model's ranking per rung
 #   studies/{study}/                     one folder per config (key `study`, default: the
-#                                        config file's name), so configs never share a table:
+#                                        config file's name), so configs never share a table;
+#                                        study.json names the config that made it:
 #   studies/{study}/tables/  runs.csv  summary.csv  summary.md  summary.html  epochs.csv  grad_norms.csv
 #              (collect_metrics)   models.csv  comparisons.csv  comparisons.md  (compare_models)
 #            trials.csv (collect_trials, tuned configs)
@@ -65,8 +66,7 @@ include: "workflow/rules/publish.smk"
 
 
 onstart:
-    if SESSION:
-        SESSION.start(logger)
+    start_session(logger)
 
 
 rule all:

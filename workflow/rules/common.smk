@@ -46,8 +46,19 @@ CORPUS = config["corpus"]["name"]
 from rnnbench.experiment.study import check_report_ready, study_name
 
 STUDY = study_name(config, workflow.configfiles)
+# One config per study: results/studies/{study}/study.json names the config files that made it
+# and the SHA-256 of their corpus, recipes and experiments (written when a run starts). Another
+# config that would write the same study (config/quick.yaml and other/quick.yaml) stops here
+# with one paragraph; the same files edited (a grown grid), or the same content elsewhere, go on.
+from rnnbench.experiment.study import claim as claim_study, owner_record, owner_refusal
+
+STUDY_OWNER = owner_record(config, workflow.configfiles)
+if workflow.is_main_process and (_refusal := owner_refusal(STUDY, f"results/studies/{STUDY}",
+                                                           STUDY_OWNER)):
+    raise ValueError(_refusal)
 # `--report` of a study whose tables are not built stops here with one paragraph.
-if workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv):
+REPORTING = workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv)
+if REPORTING:
     check_report_ready(STUDY, [f"results/studies/{STUDY}/tables/runs.csv"])
 # `source: reference` builds the tables from the committed results/reference/ (no training).
 FROM_REFERENCE = config.get("source", "runs") == "reference"
@@ -102,6 +113,17 @@ if _bad:
 # the files configured now) or a known corpus's counts.
 check_streams(RUNS + TRIALS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}"), CORPUS)
 RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS + TRIALS}
+# A report says how many of the config's runs its tables hold and names the missing ones (a
+# grid grown since they were built): the landing page reads this from the config
+# (workflow/report/workflow.rst; a report's text sees only snakemake.config), and the terminal
+# says it too.
+if REPORTING:
+    from rnnbench.experiment.study import report_status, report_status_line
+
+    config["report_status"] = report_status([f"{r.experiment}/{r.run_id}" for r in RUNS],
+                                            f"results/studies/{STUDY}/tables/runs.csv")
+    if _line := report_status_line(STUDY, config["report_status"]):
+        print(_line, file=sys.stderr)
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")
 
@@ -417,10 +439,12 @@ def trial_tunings():
     return wiring.tuning_flags({e: tuning_of(e) for e in TUNED}, config)
 
 
-def planned_trials():
+def planned_trials(root=wiring.TUNING):
     """The trials successive halving trains if none diverges: every point at rung 0, then
-    as many as each rung promotes (which ones is known only then; the count is the plan's)."""
-    return wiring.planned_trials(TRIAL_GROUPS, tuning_of)
+    those each rung promoted, or as many as it promotes while that is not known yet (the
+    plan's count). ``root``: the tuning folder (absolute for the progress line: Snakemake may
+    leave its --directory before its last line)."""
+    return wiring.planned_trials(TRIAL_GROUPS, tuning_of, root=root)
 
 
 # --- The session (rnnbench.experiment.session): the plan, the refusal of what this machine
@@ -469,6 +493,10 @@ if workflow.is_main_process and not FROM_REFERENCE:
         is_dry_run=lambda: workflow.dryrun,
         logger=logger,
         retrain=identity.run_folders(CHANGED),
+        # the progress line counts the plan as each rung's selection makes it known
+        replan=lambda root=os.path.abspath(wiring.TUNING): [
+            r for r in RUNS + planned_trials(root) if r.path not in RESUMED],
+        candidates=[t for t in TRIALS if t.path not in RESUMED],
         study=STUDY,
         config_path=wiring.shown_path(workflow.configfiles[-1]) if workflow.configfiles else None,
         verbose=workflow.output_settings.verbose,
@@ -477,3 +505,22 @@ if workflow.is_main_process and not FROM_REFERENCE:
         from rnnbench.experiment import console
 
         console.quiet(logger, workflow.output_settings.verbose)
+
+
+# A failed job's error paragraph is printed under Snakemake's error block
+# (rnnbench.experiment.progress.JobErrorHandler), for every rule but these, whose shell commands
+# print it themselves (left as they are: a changed command reruns every job of its rule).
+PRINTS_OWN_ERRORS = ["download_corpus", "tokenize_corpus", "train_model"]
+
+
+def start_session(logger):
+    """At the start of a run (onstart): this config claims its study, then the session's plan,
+    progress and stop, and the failed jobs' error paragraphs (with `source: reference`, these
+    alone)."""
+    from rnnbench.experiment.progress import JobErrorHandler
+
+    claim_study(f"results/studies/{STUDY}", STUDY_OWNER)
+    if SESSION:
+        SESSION.start(logger, skip_errors=PRINTS_OWN_ERRORS)
+    else:
+        logger.addHandler(JobErrorHandler(PRINTS_OWN_ERRORS))

@@ -13,6 +13,9 @@ imports this module in its main process).
   trainer checkpoints at its next minibatch and exits 75, rnnbench.training.train), hides the job
   errors that follow from the console (Snakemake's log file keeps them) and ends with
   ``stopped; N runs checkpointed; rerun the same command to resume``.
+- ``JobErrorHandler``: a job that fails shows, under Snakemake's ``Error in rule ...`` block,
+  the error paragraph of its log (:func:`error_paragraph`): the reason a user can fix (a split
+  too short, a full disk), not only ``CalledProcessError ... check log``.
 - ``PlanAtExit``: a dry run lists every job (thousands of lines for the default grid); the
   plan is printed after that list, so that it does not scroll away.
 """
@@ -52,17 +55,29 @@ def train_seconds(run_dir: Path) -> float | None:
 
 
 class GridProgress:
-    """Runs done out of all, and the time left, of one grid (runs by folder)."""
+    """Runs done out of all, and the time left, of one grid (runs by folder).
+
+    ``current``: the runs of the plan now, asked again at every line. A tuning's later rungs
+    train the trials the rung before promoted, known only once it has selected: the runs of
+    the plan are those, not the first points of the rung that the plan counted at the start.
+    """
 
     def __init__(self, runs: Iterable[str], planned: Mapping[str, float], workers: int,
-                 upper_bound: bool = False) -> None:
+                 upper_bound: bool = False,
+                 current: Callable[[], Iterable[str]] | None = None) -> None:
         # absolute: Snakemake may leave its --directory before the last line is printed
-        self.runs = [Path(r).absolute() for r in runs]
-        self.planned = {Path(k).absolute(): v for k, v in planned.items()}
+        self.base = Path.cwd()
+        self.current = current
+        self.runs = [self.base / r for r in runs]
+        self.planned = {self.base / k: v for k, v in planned.items()}
         self.workers = workers
         self.upper_bound = upper_bound  # runs may stop early (the plateau schedule): "at most"
         self.before = {r for r in self.runs if self._done(r)}  # finished in an earlier session
         self.reported = len(self.before)
+
+    def _runs(self) -> list[Path]:
+        """The runs of the plan now."""
+        return self.runs if self.current is None else [self.base / r for r in self.current()]
 
     @staticmethod
     def _done(run: Path) -> bool:
@@ -79,9 +94,10 @@ class GridProgress:
 
     def line(self) -> str:
         """``[rnnbench] 5/72 runs done, about 3.1 hours left (...)``."""
-        done = [r for r in self.runs if self._done(r)]
-        text = f"{PREFIX} {len(done)}/{len(self.runs)} runs done"
-        left = [self.planned.get(r) for r in self.runs if r not in done]
+        runs = self._runs()
+        done = [r for r in runs if self._done(r)]
+        text = f"{PREFIX} {len(done)}/{len(runs)} runs done"
+        left = [self.planned.get(r) for r in runs if r not in done]
         if not left or None in left:  # all done, or no estimate (no reference run)
             return text
         ratio = self.ratio(done)
@@ -93,7 +109,7 @@ class GridProgress:
 
     def update(self) -> str | None:
         """The line, when more runs are done than last reported; else None."""
-        done = sum(self._done(r) for r in self.runs)
+        done = sum(self._done(r) for r in self._runs())
         if done <= self.reported:
             return None
         self.reported = done
@@ -133,6 +149,59 @@ class ProgressHandler(logging.Handler):
             return
         if line is not None:
             print(line, file=self.stream or sys.stderr, flush=True)
+
+
+def error_paragraph(log: str, limit: int = 20) -> str:
+    """What a failed job's ``log`` says went wrong: its ERROR lines; else the last exception
+    of a traceback (its type and message); else its last ``limit`` lines (a SystemExit's
+    paragraph, a crash without a traceback)."""
+    lines = log.rstrip().splitlines()
+    errors = [line for line in lines if " ERROR " in line]
+    if errors:
+        return "\n".join(errors)
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
+    if starts:  # after the last frame (indented lines) of the last traceback: its exception
+        body = lines[starts[-1] + 1:]
+        last_frame = max((i for i, line in enumerate(body) if line.startswith(" ")), default=-1)
+        if tail := [line for line in body[last_frame + 1:] if line.strip()]:
+            return "\n".join(tail[-limit:])
+    return "\n".join(lines[-limit:])
+
+
+def job_error_text(rule: str, logs: Iterable[str]) -> str | None:
+    """``[rnnbench] {rule} failed: ...`` with the error paragraph of its first readable log."""
+    for log in logs:
+        path = Path(str(log).split(" (")[0])  # Snakemake may annotate a path: "x.log (...)"
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            return f"{PREFIX} {rule} failed ({path}):\n{error_paragraph(text)}"
+    return None
+
+
+class JobErrorHandler(logging.Handler):
+    """Snakemake's job errors in, each failed job's error paragraph out (stderr), printed
+    after Snakemake's own error block. One place for every rule: the rules' shell commands
+    stay as they are (a changed command makes Snakemake rerun every job of its rule, trained
+    runs included). ``skip``: rules whose command prints its paragraph already (corpus.smk's,
+    train_model: this attempt's lines of an appended log). Quiet after a user stop."""
+
+    def __init__(self, skip: Iterable[str] = (), stop: UserStop | None = None,
+                 stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.skip, self.stop, self.stream = set(skip), stop, stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(getattr(record, "event", "")) != "job_error":
+            return
+        rule = getattr(record, "rule_name", None)
+        if rule in self.skip or (self.stop is not None and self.stop.stopped):
+            return
+        text = job_error_text(str(rule), list(getattr(record, "log", None) or []))
+        if text:
+            print(text, file=self.stream or sys.stderr, flush=True)
 
 
 def stop_line(checkpointed: int) -> str:

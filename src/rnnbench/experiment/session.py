@@ -22,7 +22,13 @@ from rnnbench.experiment.plan import (
     make_plan,
     may_stop_early,
 )
-from rnnbench.experiment.progress import GridProgress, PlanAtExit, ProgressHandler, UserStop
+from rnnbench.experiment.progress import (
+    GridProgress,
+    JobErrorHandler,
+    PlanAtExit,
+    ProgressHandler,
+    UserStop,
+)
 
 
 @dataclass
@@ -39,21 +45,26 @@ class Session:
     configfile: str | None = None
     verbose: bool = False
 
-    def start(self, logger: logging.Logger) -> None:
-        """A run starts (not a dry run): the plan, then a progress line as runs finish; Ctrl-C
-        or SIGTERM stops every trainer at once (checkpointed) and ends with one line."""
+    def start(self, logger: logging.Logger, skip_errors: Iterable[str] = ()) -> None:
+        """A run starts (not a dry run): the plan, then a progress line as runs finish and
+        each failed job's error paragraph (but those of the rules ``skip_errors``, which print
+        their own); Ctrl-C or SIGTERM stops every trainer at once (checkpointed) and ends with
+        one line."""
         if self.text:
             print(self.text, file=sys.stderr)
         stop = UserStop(self.checkpoints)
         stop.install(logger)
         logger.addHandler(ProgressHandler(self.progress, stop))
         console.install(logger, self.study, self.configfile, self.verbose, stop)
+        logger.addHandler(JobErrorHandler(skip_errors, stop))
 
 
 def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_root: Path,
                  cores: int | None, jobs: int | None, notes: Iterable[str],
                  checkpoints: Iterable[str], is_dry_run: Callable[[], bool],
-                 logger: logging.Logger, retrain: Iterable[str] = (), study: str = "",
+                 logger: logging.Logger, retrain: Iterable[str] = (),
+                 replan: Callable[[], Sequence] | None = None,
+                 candidates: Sequence = (), study: str = "",
                  config_path: str | None = None, verbose: bool = False) -> Session:
     """The session of the runs ``planned`` to train (grid.Run; resumed runs left out) under
     ``config``: its plan (with ``notes``, one line each, after it) printed at the end of a dry
@@ -61,7 +72,10 @@ def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_r
     job deletes the outputs it was to replace, and says why only in its log).
 
     ``jobs``: --jobs of a cluster executor, whose nodes are other machines (no memory or
-    device check here); None for local jobs on ``cores``."""
+    device check here); None for local jobs on ``cores``. ``replan``: the runs to train now
+    (a tuning's later rungs: the trials promoted so far), which the progress line counts;
+    ``candidates``: every run it may name (every trial of every rung), priced for its time
+    left."""
     local = not jobs
     memory = machine_memory_bytes() if local else None
     device, max_vocab = config.get("device", "auto"), config["corpus"].get("max_vocab")
@@ -72,8 +86,14 @@ def open_session(planned: Sequence, config: dict, *, data_dir: Path, reference_r
                      retrain=set(retrain))
     text = plan.text and plan.text + "".join(f"\n  {n.strip()}" for n in notes if n)
     PlanAtExit(text, is_dry_run).install(logger)
-    progress = GridProgress([r.path for r in planned], plan.seconds, plan.workers,
-                            upper_bound=any(may_stop_early(r.config) for r in planned))
+    seconds = plan.seconds
+    if candidates:  # the other trials of later rungs too, once promoted
+        seconds = {**make_plan(candidates, data_dir=data_dir, reference_root=reference_root,
+                               device=device, cores=cores, max_vocab=max_vocab, jobs=jobs,
+                               size=plan_size(config["corpus"], data_dir)).seconds, **seconds}
+    progress = GridProgress([r.path for r in planned], seconds, plan.workers,
+                            upper_bound=any(may_stop_early(r.config) for r in planned),
+                            current=replan and (lambda: [r.path for r in replan()]))
     refusal = local and machine_refusal(
         planned, data_dir=data_dir, device=device, memory=memory, max_vocab=max_vocab,
         allow_over_memory=config.get("allow_over_memory", False))
