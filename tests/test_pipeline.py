@@ -99,6 +99,12 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(ROOT / "config/quick.yaml"),
                        "--config", f"mirror={ptb_mirror}", "--show-failed-logs")
     assert result.returncode == 0, result.stderr[-3000:]
+    # the terminal a person follows (issue #33): short, with progress, ending on the results
+    terminal = (result.stdout + result.stderr).splitlines()
+    assert len(terminal) < 60, "\n".join(terminal)
+    assert any(line.startswith("[rnnbench] 4/4 runs done") for line in terminal)
+    assert terminal[-1].startswith("[rnnbench] results: tables in results/studies/quick/tables/")
+    assert not any(line.strip().startswith("input:") for line in terminal)
     results = tmp_path / "results"
     quick = results / "studies/quick"
     runs = pd.read_csv(quick / "tables/runs.csv")

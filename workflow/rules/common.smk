@@ -501,10 +501,10 @@ if workflow.is_main_process and not FROM_REFERENCE:
         config_path=wiring.shown_path(workflow.configfiles[-1]) if workflow.configfiles else None,
         verbose=workflow.output_settings.verbose,
     )
-    if not workflow.dryrun:  # a dry run lists its jobs as Snakemake does
-        from rnnbench.experiment import console
+    # Snakemake's job blocks off the terminal; a dry run lists its jobs as Snakemake does
+    from rnnbench.experiment import console
 
-        console.quiet(logger, workflow.output_settings.verbose)
+    console.quiet(logger, workflow.output_settings.verbose, lambda: workflow.dryrun)
 
 
 # A failed job's error paragraph is printed under Snakemake's error block

@@ -1,9 +1,9 @@
 """What a Snakemake run shows on the terminal (no torch; Snakemake's main process only).
 
-By default a person sees the plan, one line when a job starts and one when it ends (its rule and
-run, and how long it took), the grid's progress line with the time left after each finished
-run (rnnbench.experiment.progress), errors, and at the end where the tables, figures and
-report are. Snakemake's own block per job (rule, input, output, log, wildcards, resources,
+By default a person sees the plan, one line when a training job starts (its run and log) and
+one when any job ends (its rule and run, and how long it took), the grid's progress line with
+the time left after each finished run (rnnbench.experiment.progress), errors, and at the end
+where the tables, figures and report are. Snakemake's own block per job (rule, input, output, log, wildcards, resources,
 several lines of a few hundred characters each) and its step counter are kept out of the
 terminal by a logging filter on its console handler, read from the event each record carries
 (Snakemake's logger interface, ``LogEvent``), never by parsing text. They stay in Snakemake's
@@ -38,9 +38,17 @@ def wanted(verbose: bool, env: dict | None = None) -> bool:
 
 
 class QuietJobs(logging.Filter):
-    """Keeps Snakemake's per-job blocks and step counter off a console handler."""
+    """Keeps Snakemake's per-job blocks and step counter off a console handler (not in a dry
+    run, which is its list of jobs: ``is_dry_run``, asked at each record, since Snakemake knows
+    it only once the workflow is parsed)."""
+
+    def __init__(self, is_dry_run=lambda: False) -> None:
+        super().__init__()
+        self.is_dry_run = is_dry_run
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self.is_dry_run():
+            return True
         if str(getattr(record, "event", "")).removeprefix("LogEvent.").lower() in HIDDEN:
             return False
         if record.levelno <= logging.INFO and not getattr(record, "event", None):
@@ -53,7 +61,7 @@ class QuietJobs(logging.Filter):
 
 
 class JobLines(logging.Handler):
-    """One line when a job starts and one when it ends, naming the rule and the run."""
+    """One line when a job ends, naming the rule and the run, and how long it took."""
 
     def __init__(self, stop=None, stream: TextIO | None = None) -> None:
         super().__init__()
@@ -67,9 +75,9 @@ class JobLines(logging.Handler):
         if event == "job_info":
             rule = getattr(record, "rule_name", None) or "?"
             name = job_name(getattr(record, "wildcards", None) or {})
+            # no line yet: a training job's start line (with its log) comes from progress,
+            # the others are short, and their end line says how long they took
             self.started[getattr(record, "jobid", -1)] = (rule, name, time.monotonic())
-            if rule != "train_model":  # the training line (with its log) comes from progress
-                self._print(f"{PREFIX} start {rule}{' ' + name if name else ''}")
         elif event == "job_finished":
             rule, name, t0 = self.started.pop(getattr(record, "job_id", -1), ("?", "", None))
             took = f" ({_seconds(time.monotonic() - t0)})" if t0 is not None else ""
@@ -116,16 +124,16 @@ class EndLine(logging.Handler):
             print(self.text, file=self.stream or sys.stderr, flush=True)
 
 
-def quiet(logger: logging.Logger, verbose: bool) -> None:
+def quiet(logger: logging.Logger, verbose: bool, is_dry_run=lambda: False) -> None:
     """Keep Snakemake's job blocks off the console handlers of ``logger`` (unless ``verbose``
-    or RNNBENCH_CONSOLE=snakemake): called before the run starts, so that its header and job
-    table go too."""
+    or RNNBENCH_CONSOLE=snakemake, or in a dry run): called before the run starts, so that its
+    header and job table go too."""
     if not wanted(verbose):
         return
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler) and \
                 not isinstance(handler, logging.FileHandler):
-            handler.addFilter(QuietJobs())
+            handler.addFilter(QuietJobs(is_dry_run))
 
 
 def install(logger: logging.Logger, study: str, configfile: str | None, verbose: bool,
