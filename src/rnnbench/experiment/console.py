@@ -3,12 +3,13 @@
 By default a person sees the plan, one line when a training job starts (its run and log) and
 one when any job ends (its rule and run, and how long it took), the grid's progress line with
 the time left after each finished run (rnnbench.experiment.progress), errors, and at the end
-where the tables, figures and report are. Snakemake's own block per job (rule, input, output, log, wildcards, resources,
-several lines of a few hundred characters each) and its step counter are kept out of the
-terminal by a logging filter on its console handler, read from the event each record carries
-(Snakemake's logger interface, ``LogEvent``), never by parsing text. They stay in Snakemake's
-log file (``.snakemake/log/``, named at the end of the run); ``--verbose``, or
-``RNNBENCH_CONSOLE=snakemake`` in the environment, shows them on the terminal too.
+where the tables, figures and report are. Snakemake's own block per job (rule, input, output,
+log, wildcards, resources: several lines of a few hundred characters each) and its step
+counter are kept out of the terminal by a logging filter on its console handler, read from the
+event each record carries (Snakemake's logger interface, ``LogEvent``), never by parsing text.
+They stay in Snakemake's log file (``.snakemake/log/``, named at the end of the run);
+``--verbose``, or ``RNNBENCH_CONSOLE=snakemake`` in the environment, shows them on the
+terminal too. A dry run keeps Snakemake's list of jobs.
 """
 
 from __future__ import annotations
