@@ -46,6 +46,7 @@ CORPUS = config["corpus"]["name"]
 from rnnbench.experiment.study import check_report_ready, study_name
 
 STUDY = study_name(config, workflow.configfiles)
+config["study"] = STUDY  # the report's landing page names it (workflow/report/workflow.rst)
 # `--report` of a study whose tables are not built stops here with one paragraph.
 if workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv):
     check_report_ready(STUDY, [f"results/studies/{STUDY}/tables/runs.csv"])
@@ -254,6 +255,9 @@ def all_targets():
         f"results/studies/{STUDY}/tables/comparisons.md",
         f"results/studies/{STUDY}/figures/model_comparison.png",
         *([f"results/studies/{STUDY}/tables/precision.md"] if BASELINES else []),
+        # the report's tables (a report item must be a target to be made again)
+        *[f"results/studies/{STUDY}/tables/{name}.html" for name in
+          ("summary", "comparisons", "learning_curves", *(["precision"] if BASELINES else []))],
         *FIGURES,
         *GRADIENT_TARGETS,
         *CONTEXT_TARGETS,
@@ -271,7 +275,8 @@ TUNED = [name for name, spec in config["experiments"].items() if spec.get("tunin
 if FROM_REFERENCE:
     TUNED = [e for e in TUNED if Path(f"results/reference/{e}/trials.csv").exists()]
 TUNING_TARGETS = (
-    [f"results/studies/{STUDY}/tables/trials.csv", f"results/studies/{STUDY}/figures/tuning_curve.png"]
+    [f"results/studies/{STUDY}/tables/trials.csv", f"results/studies/{STUDY}/figures/tuning_curve.png",
+     f"results/studies/{STUDY}/tables/trials.html"]
     if TUNED
     else []
 )
