@@ -21,9 +21,12 @@ rule collect_metrics:
         history=run_files("history.csv"),
         # per-step norms, or their binned copy in a published reference run
         steps=run_files("steps.csv.gz", published="grad_bins.csv"),
+        # the corpus's token counts: the share of <unk> in each split (none from published runs)
+        stats=[] if FROM_REFERENCE else [STATS],
         # the code that builds the tables: editing it rebuilds them (not the runs)
-        code=[f"{SRC}/rnnbench/analysis/{m}.py" for m in ("aggregate", "tables", "labels",
-                                                          "render")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/aggregate", "analysis/tables",
+                                                 "analysis/labels", "analysis/render",
+                                                 "data/sources")],
     output:
         runs="results/studies/{study}/tables/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
@@ -47,12 +50,14 @@ rule collect_metrics:
     params:
         tables=output_dir,
         run_dirs=run_dirs(),
+        stats=lambda wildcards, input: " ".join(f"--stats {CORPUS}={p}" for p in input.stats),
     log:
         "results/studies/{study}/logs/collect_metrics.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
+        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.stats}"
+        " {params.run_dirs:q}"
         " > {log:q} 2>&1"
 
 

@@ -100,6 +100,14 @@ if _bad:
 # undefined): checked here, before any job, from stats.json (only when it was counted from
 # the files configured now) or a known corpus's counts.
 check_streams(RUNS + TRIALS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}"), CORPUS)
+# <unk> in valid/test that train never has makes every perplexity that of an untrained
+# output: said before any job, from stats.json of the files configured now (a first run's
+# tokenize job says it as it ends).
+if workflow.is_main_process and not FROM_REFERENCE:
+    from rnnbench.data.sources import unk_warnings
+
+    for _warning in unk_warnings(config["corpus"], f"results/data/{CORPUS}"):
+        logger.warning(f"WARNING ({CORPUS}): {_warning}")
 RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS + TRIALS}
 for s in SKIPPED:
     logger.info(f"skipping {s.experiment}/{s.run_id}: {s.reason}")

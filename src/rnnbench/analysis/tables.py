@@ -139,8 +139,10 @@ def summary_table(summary: pd.DataFrame) -> Table:
         if n == 0:  # nothing finished: say what happened instead of a number
             ppl = [f"diverged ({steps})" if steps else ("diverged" if n_div else DASH)] * 3
         else:
-            note = capped_note(r)
-            mark = "" if note is None else " " + marks.setdefault(note, footnote_mark(len(marks)))
+            mark = ""
+            for note in (capped_note(r), untrained_unk_note(r)):
+                if note is not None:
+                    mark += " " + marks.setdefault(note, footnote_mark(len(marks)))
             ppl = [mean_sd(r[f"{m}_mean"], r[f"{m}_sd"], n) + mark
                    for m in ("test_ppl", "valid_ppl")]
             ppl.append(mean_sd(r["train_ppl_mean"], r["train_ppl_sd"], n))
@@ -159,7 +161,35 @@ def summary_table(summary: pd.DataFrame) -> Table:
                            "counted beside n and left out of every mean; a configuration with "
                            "no finished run has no perplexity.")
     table.notes += [f"{mark} {note}." for note, mark in marks.items()]
+    table.notes += unk_notes(summary)
     return table
+
+
+def untrained_unk_note(row: pd.Series) -> str | None:
+    """Where ``<unk>`` occurs in valid/test but never in train (summary.csv's
+    ``{split}_unk_share``): what that does to the perplexity, and the remedy; else None."""
+    train, valid, test = (row.get(f"{s}_unk_share") for s in ("train", "valid", "test"))
+    if pd.isna(train) or train > 0 or not ((valid or 0) > 0 or (test or 0) > 0):
+        return None
+    return (f"WARNING: <unk> is {valid:.1%} of valid and {test:.1%} of test tokens but never "
+            "occurs in train: the model never trained on it and each <unk> gets the "
+            "probability of an untrained output, so this perplexity is not comparable with "
+            "any other and usually wrong in either direction. Remedy: a corpus.max_vocab "
+            "below the vocabulary size, or <unk> in the train file")
+
+
+def unk_notes(summary: pd.DataFrame) -> list[str]:
+    """Per corpus, the share of train/valid/test tokens that are ``<unk>``."""
+    if "valid_unk_share" not in summary:
+        return []
+    notes = []
+    for corpus, block in summary.groupby("corpus", dropna=False, sort=False):
+        train, valid, test = (block[f"{s}_unk_share"].max()
+                              for s in ("train", "valid", "test"))
+        if not (pd.isna(valid) and pd.isna(test)):
+            notes.append(f"<unk> in {_text(corpus)}: {valid:.1%} of valid and {test:.1%} of "
+                         f"test tokens (train: {train:.1%}).")
+    return notes
 
 
 def decay_table(decay: pd.DataFrame) -> Table:
