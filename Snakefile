@@ -26,10 +26,12 @@
 #                                        config file's name), so configs never share a table;
 #                                        study.json names the config that made it:
 #   studies/{study}/tables/  runs.csv  summary.csv  summary.md  summary.html  epochs.csv  grad_norms.csv
-#              (collect_metrics)   models.csv  comparisons.csv  comparisons.md  (compare_models)
-#            trials.csv (collect_trials, tuned configs)
+#              (collect_metrics)   models.csv  comparisons.csv  comparisons.md  comparisons.html
+#              (compare_models)   trials.csv  trials.html (collect_trials, tuned configs)
+#            learning_curves.csv  learning_curves.html (plot_learning_curves)
 #            grad_through_time.csv  grad_decay.csv  grad_decay.html  spectra.csv  grad_steps.csv
-#              (collect_gradients)   context.csv  context_summary.csv  (collect_context)
+#              (collect_gradients)   context.csv  context_summary.csv  context_summary.html
+#              (collect_context)
 #   reference/{experiment}/{run}/          published small files (configs with `publish`)
 #   studies/{study}/figures/*.png, *.svg   built from the tables only (plot_*)
 #   logs/{rule}/...  (per run)   studies/{study}/logs/ (tables and figures)

@@ -41,7 +41,7 @@ def test_difference_and_speedup_of_the_means_over_finished_runs():
     assert (row["precision"], row["baseline_precision"]) == ("bf16", "fp32")
     md = baseline.markdown(pd.DataFrame([row]))
     assert "| Δ% [Welch 95% CI] |" in md
-    assert "| rnn → rnn_bf16 | rnn_tanh-h150-l1 | 100.0 ± 1.0 (n=3) (fp32) | " \
+    assert "| rnn → rnn_bf16 | rnn_tanh+bf16-h150-l1 | 100.0 ± 1.0 (n=3) (fp32) | " \
            "102.0 ± 1.4 (n=2) (bf16) | +2.00 [" in md
     assert "| 1,000 | 1,500 | 1.50x | CPU (AMD EPYC), torch 2.13.0+cpu |" in md
 

@@ -21,8 +21,12 @@ rule collect_metrics:
         history=run_files("history.csv"),
         # per-step norms, or their binned copy in a published reference run
         steps=run_files("steps.csv.gz", published="grad_bins.csv"),
+        # the corpus's token counts: the share of <unk> in each split (none from published runs)
+        stats=[] if FROM_REFERENCE else [STATS],
         # the code that builds the tables: editing it rebuilds them (not the runs)
-        code=[f"{SRC}/rnnbench/analysis/{m}.py" for m in ("aggregate", "tables", "labels")],
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/aggregate", "analysis/tables",
+                                                 "analysis/labels", "analysis/render",
+                                                 "data/sources")],
     output:
         runs="results/studies/{study}/tables/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
@@ -30,12 +34,14 @@ rule collect_metrics:
             "results/studies/{study}/tables/summary.html",
             caption="../report/summary_table.rst",
             category="Tables",
+            subcategory="Tables",
             labels={"table": "summary across seeds"},
         ),
         summary=report(
             "results/studies/{study}/tables/summary.csv",
             caption="../report/summary.rst",
             category="Tables",
+            subcategory="Tables",
             labels={"table": "summary across seeds (CSV, every column)"},
         ),
         summary_md="results/studies/{study}/tables/summary.md",
@@ -44,12 +50,14 @@ rule collect_metrics:
     params:
         tables=output_dir,
         run_dirs=run_dirs(),
+        stats=lambda wildcards, input: " ".join(f"--stats {CORPUS}={p}" for p in input.stats),
     log:
         "results/studies/{study}/logs/collect_metrics.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.run_dirs:q}"
+        "python -m rnnbench.analysis.aggregate --out-dir {params.tables} {params.stats}"
+        " {params.run_dirs:q}"
         " > {log:q} 2>&1"
 
 
@@ -58,6 +66,7 @@ rule compare_models:
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/{m}.py" for m in (
             "analysis/compare", "analysis/pairs", "analysis/stats", "analysis/labels",
+            "analysis/render",
             "analysis/contexts", "diagnostics/contextstats", "experiment/trials")],
         # a tuned config: selections on an edge of their space are marked
         # (rnnbench.experiment.trials)
@@ -66,11 +75,20 @@ rule compare_models:
         context=lambda wildcards: CONTEXT_TARGETS[:1],
     output:
         models="results/studies/{study}/tables/models.csv",
+        # the readable tables shown in the report; the CSV beside them is the full download
+        html=report(
+            "results/studies/{study}/tables/comparisons.html",
+            caption="../report/comparisons.rst",
+            category="Tables",
+            subcategory="Tables",
+            labels={"table": "model comparisons (differences with 95% CIs)"},
+        ),
         pairs=report(
             "results/studies/{study}/tables/comparisons.csv",
             caption="../report/comparisons.rst",
             category="Tables",
-            labels={"table": "model comparisons (differences with 95% CIs)"},
+            subcategory="Tables",
+            labels={"table": "model comparisons (CSV, every pair and column)"},
         ),
         md="results/studies/{study}/tables/comparisons.md",
     params:
@@ -90,13 +108,22 @@ rule compare_baseline:
     input:
         runs=rules.collect_metrics.output.runs,
         baseline=[f"{d}/{name}" for d in BASELINE_DIRS for name in ("train.json", "eval.json")],
-        code=[f"{SRC}/rnnbench/analysis/baseline.py", f"{SRC}/rnnbench/analysis/stats.py"],
+        code=[f"{SRC}/rnnbench/analysis/{m}.py" for m in ("baseline", "stats", "labels",
+                                                          "render")],
     output:
+        html=report(
+            "results/studies/{study}/tables/precision.html",
+            caption="../report/precision.rst",
+            category="Tables",
+            subcategory="Tables",
+            labels={"table": "against the published baseline (e.g. bf16 vs fp32)"},
+        ),
         csv=report(
             "results/studies/{study}/tables/precision.csv",
             caption="../report/precision.rst",
             category="Tables",
-            labels={"table": "against the published baseline (e.g. bf16 vs fp32)"},
+            subcategory="Tables",
+            labels={"table": "against the published baseline (CSV, every column)"},
         ),
         md="results/studies/{study}/tables/precision.md",
     params:
@@ -126,6 +153,7 @@ rule plot_model_comparison:
             "results/studies/{study}/figures/model_comparison.png",
             caption="../report/model_comparison.rst",
             category="Perplexity",
+            subcategory="Figures",
             labels={"figure": "model comparison"},
         ),
         svg="results/studies/{study}/figures/model_comparison.svg",
@@ -157,6 +185,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
                 f"results/studies/{{study}}/figures/{_name}.png",
                 caption=f"../report/{_name}.rst",
                 category=_category,
+                subcategory="Figures",
                 labels={"figure": _name.replace("_", " ")},
             ),
             svg=f"results/studies/{{study}}/figures/{_name}.svg",
@@ -178,20 +207,30 @@ rule plot_learning_curves:
         runs=rules.collect_metrics.output.runs,
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/curves", "figures/figstyle",
                                                  "figures/palette", "figures/notes", "figures/cli",
-                                                 "analysis/labels", "analysis/stats")],
+                                                 "analysis/labels", "analysis/stats",
+                                                 "analysis/tables", "analysis/render")],
     output:
         png=report(
             "results/studies/{study}/figures/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="Training",
+            subcategory="Figures",
             labels={"figure": "learning curves"},
         ),
         svg="results/studies/{study}/figures/learning_curves.svg",
+        table_html=report(
+            "results/studies/{study}/tables/learning_curves.html",
+            caption="../report/learning_curves_table.rst",
+            category="Training",
+            subcategory="Tables",
+            labels={"table": "learning curves (mean, 95% CI per model and tokens)"},
+        ),
         table=report(
             "results/studies/{study}/tables/learning_curves.csv",
             caption="../report/learning_curves_table.rst",
             category="Training",
-            labels={"table": "learning curves (mean, 95% CI per model and tokens)"},
+            subcategory="Tables",
+            labels={"table": "learning curves (CSV, every column)"},
         ),
     params:
         tables=input_dir,
@@ -202,6 +241,8 @@ rule plot_learning_curves:
     shell:
         "python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
         " --out {output.png:q} --table-out {output.table:q} > {log:q} 2>&1"
+        " && python -m rnnbench.analysis.tables learning_curves {output.table:q}"
+        " --out {output.table_html:q} >> {log:q} 2>&1"
 
 
 if PUBLISHED:
@@ -219,6 +260,7 @@ if PUBLISHED:
                 "results/studies/{study}/figures/reproduction.png",
                 caption="../report/reproduction.rst",
                 category="Perplexity",
+                subcategory="Figures",
                 labels={"figure": "reproduction"},
             ),
             svg="results/studies/{study}/figures/reproduction.svg",

@@ -56,6 +56,7 @@ STUDY_OWNER = owner_record(config, workflow.configfiles)
 if workflow.is_main_process and (_refusal := owner_refusal(STUDY, f"results/studies/{STUDY}",
                                                            STUDY_OWNER)):
     raise ValueError(_refusal)
+config["study"] = STUDY  # the report's landing page names it (workflow/report/workflow.rst)
 # `--report` of a study whose tables are not built stops here with one paragraph.
 REPORTING = workflow.is_main_process and any(a.split("=")[0] == "--report" for a in sys.argv)
 if REPORTING:
@@ -112,6 +113,14 @@ if _bad:
 # undefined): checked here, before any job, from stats.json (only when it was counted from
 # the files configured now) or a known corpus's counts.
 check_streams(RUNS + TRIALS, corpus_tokens(config["corpus"], f"results/data/{CORPUS}"), CORPUS)
+# <unk> in valid/test that train never has makes every perplexity that of an untrained
+# output: said before any job, from stats.json of the files configured now (a first run's
+# tokenize job says it as it ends).
+if workflow.is_main_process and not FROM_REFERENCE:
+    from rnnbench.data.sources import unk_warnings
+
+    for _warning in unk_warnings(config["corpus"], f"results/data/{CORPUS}"):
+        logger.warning(f"WARNING ({CORPUS}): {_warning}")
 RUN_BY_KEY = {(r.corpus, r.experiment, r.run_id): r for r in RUNS + TRIALS}
 # A report says how many of the config's runs its tables hold and names the missing ones (a
 # grid grown since they were built): the landing page reads this from the config
@@ -286,6 +295,9 @@ def all_targets():
         f"results/studies/{STUDY}/tables/comparisons.md",
         f"results/studies/{STUDY}/figures/model_comparison.png",
         *([f"results/studies/{STUDY}/tables/precision.md"] if BASELINES else []),
+        # the report's tables (a report item must be a target to be made again)
+        *[f"results/studies/{STUDY}/tables/{name}.html" for name in
+          ("summary", "comparisons", "learning_curves", *(["precision"] if BASELINES else []))],
         *FIGURES,
         *GRADIENT_TARGETS,
         *CONTEXT_TARGETS,
@@ -304,7 +316,8 @@ TUNED = [name for name, spec in config["experiments"].items() if spec.get("tunin
 if FROM_REFERENCE:
     TUNED = [e for e in TUNED if Path(f"results/reference/{e}/trials.csv").exists()]
 TUNING_TARGETS = (
-    [f"results/studies/{STUDY}/tables/trials.csv", f"results/studies/{STUDY}/figures/tuning_curve.png"]
+    [f"results/studies/{STUDY}/tables/trials.csv", f"results/studies/{STUDY}/figures/tuning_curve.png",
+     f"results/studies/{STUDY}/tables/trials.html"]
     if TUNED
     else []
 )

@@ -29,6 +29,7 @@ CONTEXT_TARGETS = (
         f"results/studies/{STUDY}/tables/context.csv",
         f"results/studies/{STUDY}/tables/context_summary.csv",
         f"results/studies/{STUDY}/figures/context_vs_k.png",
+        f"results/studies/{STUDY}/tables/context_summary.html",
     ]
     if CONTEXT_DIRS
     else []
@@ -80,14 +81,24 @@ rule collect_context:
         eval=[f"{d}/eval.json" for d in CONTEXT_DIRS],
         history=[f"{d}/history.csv" for d in CONTEXT_DIRS],
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "diagnostics/contextstats",
-                                                 "analysis/contexts", "analysis/aggregate")],
+                                                 "analysis/contexts", "analysis/aggregate",
+                                                 "analysis/tables", "analysis/render")],
     output:
         table="results/studies/{study}/tables/context.csv",
+        # the readable table shown in the report; the CSV beside it is the full download
+        summary_html=report(
+            "results/studies/{study}/tables/context_summary.html",
+            caption="../report/context_summary.rst",
+            category="Gradients",
+            subcategory="Tables",
+            labels={"table": "effective context across seeds"},
+        ),
         summary=report(
             "results/studies/{study}/tables/context_summary.csv",
             caption="../report/context_summary.rst",
             category="Gradients",
-            labels={"table": "effective context across seeds (CSV)"},
+            subcategory="Tables",
+            labels={"table": "effective context across seeds (CSV, every column)"},
         ),
     params:
         tables=output_dir,
@@ -98,7 +109,8 @@ rule collect_context:
         "../../environment.yml"
     shell:
         "python -m rnnbench.figures.contextplots collect --out-dir {params.tables}"
-        " {params.run_dirs:q} > {log:q} 2>&1"
+        " {params.run_dirs:q} > {log:q} 2>&1 && python -m rnnbench.analysis.tables context_summary"
+        " {output.summary:q} --out {output.summary_html:q} >> {log:q} 2>&1"
 
 
 rule plot_context:
@@ -112,6 +124,7 @@ rule plot_context:
             "results/studies/{study}/figures/context_vs_k.png",
             caption="../report/context_vs_k.rst",
             category="Gradients",
+            subcategory="Figures",
             labels={"figure": "context vs k"},
         ),
         svg="results/studies/{study}/figures/context_vs_k.svg",

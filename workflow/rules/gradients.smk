@@ -9,6 +9,7 @@ GRADIENT_FIGURES = [
     "grad_decay_rate_vs_hidden",
 ]
 GRADIENT_TARGETS = [f"results/studies/{STUDY}/figures/{name}.png" for name in GRADIENT_FIGURES]
+GRADIENT_TARGETS.append(f"results/studies/{STUDY}/tables/grad_decay.html")  # a report item
 
 
 rule measure_gradients:
@@ -58,13 +59,15 @@ rule collect_gradients:
         train=run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/gradtables", "figures/gradplots",
-                                                 "analysis/tables", "analysis/labels")],
+                                                 "analysis/tables", "analysis/labels",
+                                                 "analysis/render")],
     output:
         grads="results/studies/{study}/tables/grad_through_time.csv",
         decay=report(
             "results/studies/{study}/tables/grad_decay.csv",
             caption="../report/grad_decay_table.rst",
             category="Gradients",
+            subcategory="Tables",
             labels={"table": "gradient decay rates (CSV, every run)"},
         ),
         # the same, rounded and readable, inside the report
@@ -72,6 +75,7 @@ rule collect_gradients:
             "results/studies/{study}/tables/grad_decay.html",
             caption="../report/grad_decay_summary.rst",
             category="Gradients",
+            subcategory="Tables",
             labels={"table": "gradient decay rates"},
         ),
         spectra="results/studies/{study}/tables/spectra.csv",
@@ -107,6 +111,7 @@ for _grad_figure in GRADIENT_FIGURES:
                 f"results/studies/{{study}}/figures/{_grad_figure}.png",
                 caption=f"../report/{_grad_figure}.rst",
                 category="Gradients",
+                subcategory="Figures",
                 labels={"figure": _grad_figure.replace("_", " ")},
             ),
             svg=f"results/studies/{{study}}/figures/{_grad_figure}.svg",

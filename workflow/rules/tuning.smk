@@ -31,11 +31,20 @@ rule collect_trials:
     input:
         all_selections,
     output:
-        report(
+        # the readable table shown in the report; the CSV beside it is the full download
+        html=report(
+            "results/studies/{study}/tables/trials.html",
+            caption="../report/trials.rst",
+            category="Tuning",
+            subcategory="Tables",
+            labels={"table": "every trial and rung"},
+        ),
+        csv=report(
             "results/studies/{study}/tables/trials.csv",
             caption="../report/trials.rst",
             category="Tuning",
-            labels={"table": "every trial and rung"},
+            subcategory="Tables",
+            labels={"table": "every trial and rung (CSV, every column)"},
         ),
     params:
         # spaces and seeds: the edge and shared-seed columns (also of published tables)
@@ -46,12 +55,14 @@ rule collect_trials:
         "../../environment.yml"
     shell:
         "python -m rnnbench.experiment.tuning collect {input:q} --tunings {params.tunings:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output.csv:q} > {log:q} 2>&1"
+        " && python -m rnnbench.analysis.tables trials {output.csv:q} --out {output.html:q}"
+        " >> {log:q} 2>&1"
 
 
 rule plot_tuning_curve:
     input:
-        trials=rules.collect_trials.output,
+        trials=rules.collect_trials.output.csv,
         # the vocabulary size (a trial above it diverged) and the runs' notes
         runs="results/studies/{study}/tables/runs.csv",
         code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
@@ -63,6 +74,7 @@ rule plot_tuning_curve:
             "results/studies/{study}/figures/tuning_curve.png",
             caption="../report/tuning_curve.rst",
             category="Tuning",
+            subcategory="Figures",
             labels={"figure": "expected best validation perplexity vs trials"},
         ),
         svg="results/studies/{study}/figures/tuning_curve.svg",

@@ -2,8 +2,9 @@
 
     python -m rnnbench.analysis.aggregate --out-dir results/studies/grid/tables results/runs/grid/*/
 
-Writes ``runs.csv`` (one row per run), ``summary.csv`` (per configuration across seeds: mean,
-sd and n over the runs that finished), its readable, rounded forms ``summary.md`` and
+Writes ``runs.csv`` (one row per run, with the share of ``<unk>`` in each split of its corpus
+where ``--stats CORPUS=stats.json`` gives it), ``summary.csv`` (per configuration across
+seeds: mean, sd and n over the runs that finished), its readable, rounded forms ``summary.md`` and
 ``summary.html`` (see rnnbench.analysis.tables), ``epochs.csv`` (every run's epoch table) and
 ``grad_norms.csv`` (each run's global gradient norm over training, in ``GRAD_BINS`` bins of
 steps).
@@ -24,6 +25,7 @@ from rnnbench.analysis.labels import model_label, model_rank
 from rnnbench.analysis.stats import mean_ci
 from rnnbench.analysis.tables import summary_html, summary_markdown
 from rnnbench.config import RunConfig
+from rnnbench.data.sources import unk_shares
 from rnnbench.io import read_json, write_csv, write_text
 from rnnbench.model.params import param_counts
 
@@ -79,6 +81,9 @@ def eval_coverage(ev: dict, cfg: dict) -> dict:
 
 
 PARAM_COLUMNS = ["params", "embedding_decoder_params", "recurrent_params"]
+# The share of each split's tokens that are <unk> (the corpus's stats.json): a valid/test share
+# with none in train means perplexities of an untrained output (rnnbench.data.tokenizer).
+UNK_COLUMNS = ["train_unk_share", "valid_unk_share", "test_unk_share"]
 
 
 def param_split(meta: dict, cfg: dict) -> dict:
@@ -174,7 +179,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         row.update(n=len(ok), n_runs=len(block), n_diverged=len(diverged),
                    diverged_steps=", ".join(map(str, steps)),
                    # the same for every seed: no ok run needed
-                   **{c: block[c].max() for c in PARAM_COLUMNS if c in block})
+                   **{c: block[c].max() for c in PARAM_COLUMNS + UNK_COLUMNS if c in block})
         row.update(_coverage(ok))
         for m in METRICS:
             values = ok.get(m, pd.Series(dtype=float))
@@ -202,11 +207,16 @@ def _coverage(ok: pd.DataFrame) -> dict:
     return out
 
 
-def aggregate(run_dirs: list[Path], out_dir: Path) -> pd.DataFrame:
-    """Build and write every table; return runs.csv's frame."""
+def aggregate(run_dirs: list[Path], out_dir: Path,
+              stats: dict[str, Path] | None = None) -> pd.DataFrame:
+    """Build and write every table; return runs.csv's frame. ``stats``: corpus -> its
+    stats.json, for the share of ``<unk>`` tokens in each split (columns
+    ``{split}_unk_share``; NaN for a corpus without one)."""
+    shares = {corpus: unk_shares(path) for corpus, path in (stats or {}).items()}
     rows, epochs, grads = [], [], []
     for run_dir in run_dirs:
         row = run_record(run_dir)
+        row.update({c: shares.get(row["corpus"], {}).get(c, np.nan) for c in UNK_COLUMNS})
         rows.append(row)
         hist = pd.read_csv(run_dir / "history.csv")
         epochs.append(hist.assign(**labels(row)))
@@ -227,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--stats", action="append", default=[], metavar="CORPUS=PATH",
+                        help="a corpus's stats.json: the <unk> share of its splits")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    runs = aggregate(args.runs, args.out_dir)
+    stats = dict(item.split("=", 1) for item in args.stats)
+    runs = aggregate(args.runs, args.out_dir, {k: Path(v) for k, v in stats.items()})
     log.info("%d runs (%d ok) -> %s", len(runs), (runs["status"] == "ok").sum(), args.out_dir)
     return 0
 

@@ -5,7 +5,8 @@ bf16, against config/reproduce.yaml's published fp32 runs in ``results/reference
 is compared per model (cell, hidden, layers) with the baseline's runs: mean test perplexity
 ± sd over the seeds that finished on each side, the relative difference with a 95% CI, and the
 median training tokens/s of each (measured in separate runs, possibly on another machine or
-under another load: the table names both). Writes ``precision.csv`` and ``precision.md``.
+under another load: the table names both). Writes ``precision.csv``, ``precision.md`` and
+``precision.html``.
 
 The relative difference is Δ% = 100 (mean - baseline mean) / baseline mean, and its CI is
 Welch's t interval of the difference of means (Welch-Satterthwaite df, ``rnnbench.analysis.stats``)
@@ -30,9 +31,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.analysis import render
 from rnnbench.analysis.aggregate import run_record
+from rnnbench.analysis.labels import model_label
+from rnnbench.analysis.render import Table
 from rnnbench.analysis.stats import welch_ci
-from rnnbench.io import write_csv, write_text
+from rnnbench.io import write_csv
 
 MODEL = ["cell", "hidden", "layers"]
 COLUMNS = ["experiment", "baseline", *MODEL, "precision", "baseline_precision",
@@ -101,23 +105,30 @@ def _ppl(mean: float, sd: float, n: int) -> str:
     return "–" if not n else f"{mean:.1f} ± {_num(sd, '.1f')} (n={n})"
 
 
-def markdown(table: pd.DataFrame) -> str:
+def precision_table(table: pd.DataFrame) -> Table:
     """recipe | model | baseline test ppl | ours | Δ% [Welch 95% CI] | tokens/s each | speed-up."""
-    head = ["recipe", "model", "test ppl: baseline (precision)", "test ppl: this (precision)",
-            "Δ% [Welch 95% CI]", "tokens/s: baseline", "tokens/s: this", "speed-up", "where"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out = Table(["recipe", "model", "test ppl: baseline (precision)",
+                 "test ppl: this (precision)", "Δ% [Welch 95% CI]", "tokens/s: baseline",
+                 "tokens/s: this", "speed-up", "where"], text_columns=2)
     for r in table.itertuples():
         ci = (f" [{_num(r.delta_pct_ci_low, '+.2f')}, {_num(r.delta_pct_ci_high, '+.2f')}]"
               if not math.isnan(r.delta_pct_ci_low) else "")
         where = r.where if r.where == r.baseline_where else f"{r.baseline_where} → {r.where}"
-        lines.append("| " + " | ".join([
-            f"{r.baseline} → {r.experiment}", f"{r.cell}-h{r.hidden}-l{r.layers}",
+        # the README's name of this side's model (lstm+bf16), then its size and depth
+        name = model_label({"cell": r.cell, "precision": r.precision})
+        out.rows.append([
+            f"{r.baseline} → {r.experiment}", f"{name}-h{r.hidden}-l{r.layers}",
             f"{_ppl(r.baseline_test_ppl_mean, r.baseline_test_ppl_sd, r.baseline_n)} "
             f"({r.baseline_precision})",
             f"{_ppl(r.test_ppl_mean, r.test_ppl_sd, r.n)} ({r.precision})",
             _num(r.delta_pct, "+.2f") + ci, _num(r.baseline_tokens_per_s, ",.0f"),
-            _num(r.tokens_per_s, ",.0f"), _num(r.speedup, ".2f") + "x", where]) + " |")
-    return "\n".join(lines) + "\n"
+            _num(r.tokens_per_s, ",.0f"), _num(r.speedup, ".2f") + "x", where])
+    return out
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """precision.md: :func:`precision_table` as Markdown."""
+    return render.markdown(precision_table(table))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     base = pd.DataFrame([run_record(d) for d in args.baseline_dirs])  # precision: fp32 if absent
     table = compare(runs, json.loads(args.baselines), base)
     write_csv(table, args.out_dir / "precision.csv")
-    write_text(args.out_dir / "precision.md", markdown(table))
+    for name in ("precision.md", "precision.html"):  # the README's and the report's
+        render.write_page(args.out_dir / name, precision_table(table), "Against the baseline")
     print(markdown(table))
     return 0
 

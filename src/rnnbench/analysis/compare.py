@@ -11,10 +11,10 @@ size and depth: the difference in mean test perplexity with Welch's 95% t interv
 Welch-Satterthwaite df, t and p; the p-value Holm-adjusted within two families, every pair of
 the block and every model against the reference model, and for the latter Welch's
 simultaneous 95% intervals; a studentized bootstrap 95% CI as a secondary check), and
-``comparisons.md``, one table per size and depth: model | recurrent params | hidden | lr |
-test ppl mean ± sd [95% CI] | Δ vs the reference model [Welch's simultaneous 95% CI,
-Bonferroni over the family "every model against the reference"] and its Holm-adjusted p
-within that family.
+``comparisons.md`` and ``comparisons.html`` (the report's), one table per size and depth:
+model | recurrent params | hidden | lr | test ppl mean ± sd [95% CI] | Δ vs the reference
+model [Welch's simultaneous 95% CI, Bonferroni over the family "every model against the
+reference"] and its Holm-adjusted p within that family.
 
 A *model* is a cell with its variant options (rnnbench.analysis.labels: ``irnn`` for rnn_relu with
 the IRNN initialisation, ``lstm+fb1`` for an LSTM with forget-gate bias 1); the *size* is the
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.analysis import render
 from rnnbench.analysis.contexts import model_context
 from rnnbench.analysis.labels import model_rank as _order
 from rnnbench.analysis.pairs import (
@@ -43,9 +44,10 @@ from rnnbench.analysis.pairs import (
     reference_model,
     vs_reference,
 )
+from rnnbench.analysis.render import Table
 from rnnbench.analysis.stats import mean_ci
 from rnnbench.experiment.trials import tuning_budgets, with_edges
-from rnnbench.io import write_csv, write_text
+from rnnbench.io import write_csv
 
 log = logging.getLogger(__name__)
 def _context_stats(ok: pd.DataFrame, context: pd.DataFrame | None) -> dict:
@@ -189,12 +191,13 @@ def _context_cell(r: pd.Series) -> str:
             + _interval(r["effective_context_ci_low"], r["effective_context_ci_high"], "g"))
 
 
-def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
-             budgets: Mapping[str, str] | None = None) -> str:
+def model_tables(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
+                 budgets: Mapping[str, str] | None = None) -> tuple[list[Table], list[str]]:
     """One table per corpus, experiment, size and depth; Δ against ``reference`` (or the
     block's last model when it has none); under a tuned experiment's table, its tuning
-    budget (``budgets``: experiment -> sentence, rnnbench.experiment.trials.tuning_budgets)."""
-    out = []
+    budget (``budgets``: experiment -> sentence, rnnbench.experiment.trials.tuning_budgets).
+    With the page's footnote (rnnbench.analysis.render draws them)."""
+    out: list[Table] = []
     references = set()
     holm_only = False
     for key, block in table.groupby(KEYS, sort=False):
@@ -209,45 +212,56 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
                     and bool((block["effective_context_n"] > 0).any()))
         total = bool((block["budget_kind"] == "total").all()) if "budget_kind" in block else False
         plateau = "epochs_min" in block and bool(block["epochs_min"].notna().any())
-        out += [f"**{experiment}** ({corpus}), {size}, {layers} layer{'s' * (layers > 1)}", "",
-                f"| model | {'total' if total else 'recurrent'} params | hidden | lr (steps) |"
-                + (" epochs to best valid (trained) |" if plateau else "")
-                + f" test ppl mean ± sd [95% CI] (n) | Δ vs {ref} [simultaneous 95% CI], Holm p |"
-                + (" effective context, tokens [95% CI] |" if measured else ""),
-                "|---|---|---|---|---|---|" + ("---|" if plateau else "")
-                + ("---|" if measured else "")]
+        rendered = Table(
+            ["model", f"{'total' if total else 'recurrent'} params", "hidden", "lr (steps)",
+             *(["epochs to best valid (trained)"] if plateau else []),
+             "test ppl mean ± sd [95% CI] (n)", f"Δ vs {ref} [simultaneous 95% CI], Holm p",
+             *(["effective context, tokens [95% CI]"] if measured else [])],
+            text_columns=1,
+            title=experiment,
+            subtitle=f"({corpus}), {size}, {layers} layer{'s' * (layers > 1)}")
         for _, r in block.iterrows():
-            if r["n"] == 0:
-                ppl = f"all {r['n_runs']} diverged"
-            elif r["n"] == 1:
-                ppl = f"{r['test_ppl_mean']:.1f} (n = 1)"
-            else:
-                ppl = (f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f}"
-                       f"{_interval(r['test_ppl_ci_low'], r['test_ppl_ci_high'])} (n = {r['n']})")
-            if r["n_diverged"] and r["n"]:
-                ppl += f", {r['n_diverged']} diverged"
-            count = r["params"] if total else r["recurrent_params"]
-            params = "–" if pd.isna(count) else f"{int(count):,}"
-            lr = "–" if pd.isna(r["lr"]) else f"{r['lr']:g}"
-            if isinstance(r.get("grad"), str):  # the gradient treatment: normalize, clip, none
-                lr += f" ({r['grad']})"
-            if isinstance(r.get("tuning_edge"), str):  # the selection is at an end of its space
-                lr += f" [edge: {r['tuning_edge'].replace('=', ' ')}]"
-            delta = _delta(sub, r["model"], ref) if r["n"] else "–"
-            context = f" {_context_cell(r)} |" if measured else ""
-            epochs = f" {_epochs_cell(r)} |" if plateau else ""
-            out.append(f"| {r['model']} | {params} | {r['hidden']} | {lr} |{epochs} {ppl} | "
-                       f"{delta} |" + context)
+            rendered.rows.append(_model_row(r, sub, ref, total, plateau, measured))
         if budgets and experiment in budgets:
-            out += ["", budgets[experiment]]
-        out.append("")
+            rendered.notes.append(budgets[experiment])
+        out.append(rendered)
     edges = "tuning_edge" in table and table["tuning_edge"].map(
         lambda e: isinstance(e, str)).any()
     plateau = "epochs_min" in table and bool(table["epochs_min"].notna().any())
     context = ("effective_context_n" in table
                and bool((table["effective_context_n"] > 0).any()))
-    out.append(_footnote(references, edges, plateau, context, holm_only))
-    return "\n".join(out) + "\n"
+    return out, [_footnote(references, edges, plateau, context, holm_only)]
+
+
+def _model_row(r: pd.Series, sub: pd.DataFrame, ref: str, total: bool, plateau: bool,
+               measured: bool) -> list[str]:
+    """One model's cells in its block's table."""
+    if r["n"] == 0:
+        ppl = f"all {r['n_runs']} diverged"
+    elif r["n"] == 1:
+        ppl = f"{r['test_ppl_mean']:.1f} (n = 1)"
+    else:
+        ppl = (f"{r['test_ppl_mean']:.1f} ± {r['test_ppl_sd']:.1f}"
+               f"{_interval(r['test_ppl_ci_low'], r['test_ppl_ci_high'])} (n = {r['n']})")
+    if r["n_diverged"] and r["n"]:
+        ppl += f", {r['n_diverged']} diverged"
+    count = r["params"] if total else r["recurrent_params"]
+    params = "–" if pd.isna(count) else f"{int(count):,}"
+    lr = "–" if pd.isna(r["lr"]) else f"{r['lr']:g}"
+    if isinstance(r.get("grad"), str):  # the gradient treatment: normalize, clip, none
+        lr += f" ({r['grad']})"
+    if isinstance(r.get("tuning_edge"), str):  # the selection is at an end of its space
+        lr += f" [edge: {r['tuning_edge'].replace('=', ' ')}]"
+    delta = _delta(sub, r["model"], ref) if r["n"] else "–"
+    return [r["model"], params, str(r["hidden"]), lr,
+            *([_epochs_cell(r)] if plateau else []), ppl, delta,
+            *([_context_cell(r)] if measured else [])]
+
+
+def markdown(table: pd.DataFrame, pairs: pd.DataFrame, reference: str = "lstm",
+             budgets: Mapping[str, str] | None = None) -> str:
+    """comparisons.md: :func:`model_tables` as Markdown."""
+    return render.markdown(*model_tables(table, pairs, reference, budgets))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     table, pairs = models(runs, context), comparisons(runs, reference=args.reference)
     write_csv(table, args.out_dir / "models.csv")
     write_csv(pairs, args.out_dir / "comparisons.csv")
-    write_text(args.out_dir / "comparisons.md", markdown(table, pairs, args.reference, budgets))
+    tables, notes = model_tables(table, pairs, args.reference, budgets)
+    for name in ("comparisons.md", "comparisons.html"):  # the README's and the report's
+        render.write_page(args.out_dir / name, tables, "Model comparisons", notes)
     log.info("%d models, %d pairs -> %s", len(table), len(pairs), args.out_dir)
     return 0
 

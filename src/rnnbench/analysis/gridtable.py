@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rnnbench.analysis import render
+from rnnbench.analysis.render import Table
 from rnnbench.config import CELLS
 from rnnbench.io import write_text
 
@@ -97,15 +99,15 @@ def ppl_text(row: Row) -> str:
 
 def markdown(rows: Sequence[Row], gpu_name: str) -> str:
     """The table, with a line saying how many runs it counts."""
-    lines = [f"| cell | hidden | layers | test ppl mean ± sd (n) | s/epoch on {gpu_name} |",
-             "|---|---|---|---|---|"]
+    table = Table(["cell", "hidden", "layers", "test ppl mean ± sd (n)",
+                   f"s/epoch on {gpu_name}"], text_columns=1)
     for r in rows:
         sec = f"{statistics.median(r.epoch_seconds):.1f}" if r.epoch_seconds else "–"
-        lines.append(f"| {r.cell} | {r.hidden} | {r.layers} | {ppl_text(r)} | {sec} |")
+        table.rows.append([r.cell, str(r.hidden), str(r.layers), ppl_text(r), sec])
     counted = sum(len(r.test_ppl) for r in rows)
-    lines += ["", f"{counted} evaluated ok runs of {sum(r.runs for r in rows)} read, "
-              f"{len(rows)} configurations; s/epoch: median epoch time of the ok runs."]
-    return "\n".join(lines) + "\n"
+    table.notes = [f"{counted} evaluated ok runs of {sum(r.runs for r in rows)} read, "
+                   f"{len(rows)} configurations; s/epoch: median epoch time of the ok runs."]
+    return render.markdown(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from rnnbench.analysis.aggregate import grad_bins, run_record
 from rnnbench.analysis.gradtables import step_quantiles
+from rnnbench.analysis.render import Table, markdown
 from rnnbench.analysis.tables import capped_note, footnote_mark
 from rnnbench.experiment.wiring import TRIAL_FILES
 from rnnbench.io import atomic_dir, read_json, write_csv, write_json, write_text
@@ -160,10 +161,9 @@ def _ours(r: pd.Series) -> str:
 
 def reference_markdown(table: pd.DataFrame) -> str:
     """The reference table of docs/results.md (a capped evaluation is marked, with a footnote)."""
-    lines = ["| experiment | published test ppl | ours: test ppl (mean ± sd, n) | Δ% | "
-             "ours: test ppl, test set as one stream | ours: valid / train ppl | "
-             "device (torch, code) | s/epoch: ours (published) |",
-             "|---|---|---|---|---|---|---|---|"]
+    out = Table(["experiment", "published test ppl", "ours: test ppl (mean ± sd, n)", "Δ%",
+                 "ours: test ppl, test set as one stream", "ours: valid / train ppl",
+                 "device (torch, code)", "s/epoch: ours (published)"])
     corpora = table["corpus"].nunique() if "corpus" in table else 1
     marks: dict[str, str] = {}
     for _, r in table.iterrows():
@@ -174,13 +174,13 @@ def reference_markdown(table: pd.DataFrame) -> str:
         mark = "" if note is None else " " + marks.setdefault(note, footnote_mark(len(marks)))
         stream = r["test_stream_ppl_mean"]
         name = f"{r['corpus']}/{r['experiment']}" if corpora > 1 else r["experiment"]
-        lines.append(
-            f"| {name} | {r['published_test_ppl']:.1f} | {_ours(r)}{mark} (n={r['n']}) | "
-            f"{_num(r['delta_pct'], '+.1f')} | {_num(stream)}{mark if pd.notna(stream) else ''}"
-            f" | {_num(r['valid_ppl_mean'])} / {_num(r['train_ppl_mean'])} | "
-            f"{r['device']} ({r['torch']}{code}) | {_num(r['seconds_per_epoch'])}{pub_s} |")
-    lines += [f"\n{mark} {note}." for note, mark in marks.items()]
-    return "\n".join(lines) + "\n"
+        out.rows.append([
+            name, f"{r['published_test_ppl']:.1f}", f"{_ours(r)}{mark} (n={r['n']})",
+            _num(r["delta_pct"], "+.1f"), f"{_num(stream)}{mark if pd.notna(stream) else ''}",
+            f"{_num(r['valid_ppl_mean'])} / {_num(r['train_ppl_mean'])}",
+            f"{r['device']} ({r['torch']}{code})", f"{_num(r['seconds_per_epoch'])}{pub_s}"])
+    out.notes = [f"{mark} {note}." for note, mark in marks.items()]
+    return markdown(out)
 
 
 def publish(run_dirs: list[Path], out: Path, published: dict, allow_dirty: str | None = None,

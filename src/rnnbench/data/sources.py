@@ -14,7 +14,13 @@ import json
 from pathlib import Path
 
 from rnnbench.data.download import local_path, sha256_of, to_url
-from rnnbench.data.tokenizer import UNK, CorpusError, build_vocab, read_words
+from rnnbench.data.tokenizer import (
+    UNK,
+    CorpusError,
+    build_vocab,
+    read_words,
+    untrained_unk_warnings,
+)
 
 # Token counts of Mikolov's PTB (train, valid, test with <eos>), by the train file's SHA-256,
 # and its vocabulary: a stream check and a plan before the corpus is tokenized.
@@ -75,6 +81,23 @@ def current_stats(data_dir: Path, files: dict[str, dict]) -> dict | None:
         return None  # absent, unreadable, or written before stats.json named its sources
     same = all(sha is not None and recorded[split] == sha for split, sha in expected.items())
     return stats if same else None
+
+
+def unk_warnings(corpus: dict, data_dir: str | Path) -> list[str]:
+    """The tokenizer's warnings about ``<unk>`` in valid/test that train never has, from
+    stats.json when it describes the files configured now (else none: not tokenized yet)."""
+    stats = current_stats(Path(data_dir), corpus["files"])
+    return [] if stats is None else untrained_unk_warnings(stats)
+
+
+def unk_shares(stats_path: str | Path) -> dict[str, float]:
+    """``{split}_unk_share``: the share of each split's tokens that are ``<unk>`` (stats.json);
+    empty when the file is absent (a table built from published runs alone)."""
+    try:
+        splits = json.loads(Path(stats_path).read_text())["splits"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {f"{split}_unk_share": float(info["unk_rate"]) for split, info in splits.items()}
 
 
 def corpus_tokens(corpus: dict, data_dir: str | Path) -> dict[str, int] | None:

@@ -144,19 +144,23 @@ def tokenize(paths: dict[str, Path], max_vocab: int | None = None):
 
 
 def untrained_unk_warnings(stats: dict) -> list[str]:
-    """Why valid/test perplexities are suspect when ``<unk>`` occurs there but not in train."""
+    """Why valid/test perplexities are not comparable when ``<unk>`` occurs there but never in
+    train, and the remedy (empty otherwise)."""
     splits = stats["splits"]
-    unseen = {s: splits[s]["unk"] for s in ("valid", "test") if splits[s]["unk"]}
+    unseen = {s: splits[s] for s in ("valid", "test") if splits[s]["unk"]}
     if splits["train"]["unk"] or not unseen:
         return []
-    counts = " and ".join(f"{n:,} {s}" for s, n in unseen.items())
+    counts = " and ".join(f"{info['unk']:,} {s} tokens ({info['unk_rate']:.1%} of {s})"
+                          for s, info in unseen.items())
     return [
-        f"<unk> never occurs in the training stream, but {counts} tokens are <unk> (words "
-        "that train lacks): each is scored by the untrained <unk> rows of the embedding and "
-        "decoder, which inflates the valid/test perplexity and says nothing about the model. "
-        f"Set corpus.max_vocab below the vocabulary size {stats['vocab_size']:,} (the cap "
-        "counts <eos> and <unk>; 10000 is the PTB choice) so that the rarest train words "
-        "become <unk> and its rows are trained."
+        f"<unk> never occurs in the training stream, but {counts} are <unk> (words that train "
+        "lacks): the model never trained on <unk>, so each is scored with the probability of "
+        "an untrained output. The valid/test perplexity is then not comparable with any other "
+        "and usually wrong in either direction (an untrained output row can give <unk> far "
+        "more or far less probability than a trained one would). Remedy: set corpus.max_vocab "
+        f"below the vocabulary size {stats['vocab_size']:,} (the cap counts <eos> and <unk>; "
+        "10000 is the PTB choice) so that the rarest train words become <unk> and its rows "
+        "train, or map rare words to <unk> in the train file itself."
     ]
 
 
