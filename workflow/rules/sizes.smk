@@ -23,19 +23,35 @@ rule compare_sizes:
         runs=rules.collect_metrics.output.runs,
         code=module_sources("rnnbench.analysis.sizes", SRC),
     output:
+        html=report(
+            "results/studies/{study}/tables/sizes.html",
+            caption="../report/sizes.rst",
+            category="Tables",
+            subcategory="Tables",
+            labels={"table": "every model at every size (Δ with the whole family's CIs)"},
+        ),
         csv=report(
             "results/studies/{study}/tables/sizes.csv",
             caption="../report/sizes.rst",
             category="Tables",
-            labels={"table": "every model at every size (Δ with the whole family's CIs)"},
+            subcategory="Tables",
+            labels={"table": "every model at every size (CSV, every column)"},
         ),
         md="results/studies/{study}/tables/sizes.md",
         # what bf16 costs, where a model trains in both precisions (scaling_fp32)
+        precision_html=report(
+            "results/studies/{study}/tables/precision_check.html",
+            caption="../report/precision_check.rst",
+            category="Tables",
+            subcategory="Tables",
+            labels={"table": "bf16 against fp32 on this protocol"},
+        ),
         precision=report(
             "results/studies/{study}/tables/precision_check.csv",
             caption="../report/precision_check.rst",
             category="Tables",
-            labels={"table": "bf16 against fp32 on this protocol"},
+            subcategory="Tables",
+            labels={"table": "bf16 against fp32 on this protocol (CSV, every column)"},
         ),
         precision_md="results/studies/{study}/tables/precision_check.md",
     params:
@@ -58,6 +74,7 @@ rule plot_sizes:
             "results/studies/{study}/figures/{figure}.png",
             caption="../report/{figure}.rst",
             category="Perplexity",
+            subcategory="Figures",
             labels={"figure": "{figure}"},
         ),
         svg="results/studies/{study}/figures/{figure}.svg",

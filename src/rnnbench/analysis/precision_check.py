@@ -17,6 +17,7 @@ import math
 import pandas as pd
 from scipy import special
 
+from rnnbench.analysis import render
 from rnnbench.analysis.labels import with_model
 from rnnbench.analysis.stats import holm, mean_ci, welch_ci
 
@@ -77,22 +78,32 @@ def pairs(runs: pd.DataFrame) -> pd.DataFrame:
     return table[COLUMNS]
 
 
-def markdown(table: pd.DataFrame) -> str:
+def table(pairs_: pd.DataFrame) -> render.Table:
     """model | params | fp32 | bf16 | Δ% [simultaneous 95% CI], Holm p | lr (fp32, bf16)."""
-    if table.empty:
-        return ""
-    lines = ["| model | params | test ppl fp32 (n) | test ppl bf16 (n) | Δ% bf16 vs fp32 "
-             "[simultaneous 95% CI], Holm p | tuned lr (fp32, bf16) |", "|---|---|---|---|---|---|"]
-    for _, r in table.iterrows():
+    rows = []
+    for _, r in pairs_.iterrows():
         ci = (f" [{r.delta_pct_ci_low:+.2f}, {r.delta_pct_ci_high:+.2f}]"
               if math.isfinite(r.delta_pct_ci_low) else "")
         p = "" if not math.isfinite(r.p_holm) else (
             ", p < 0.001" if r.p_holm < 0.001 else f", p = {r.p_holm:.3f}")
-        lines.append(f"| {r.model_fp32} | {r.params:,.0f} | {r.test_ppl_fp32:.1f} ({r.n_fp32}) | "
-                     f"{r.test_ppl_bf16:.1f} ({r.n_bf16}) | {r.delta_pct:+.2f}{ci}{p} | "
-                     f"{r.lr_fp32:g}, {r.lr_bf16:g} |")
-    lines += ["", f"Δ%: 100 (bf16 − fp32) / fp32 of the mean test perplexity over finished "
-              f"seeds; Welch's interval at 1 − 0.05/m, m = {int(table['family_size'].max())} "
-              "(all hold together with 95% confidence), p Holm-adjusted. Each precision was "
-              "tuned on its own: Δ is bf16's cost under the protocol, its tuning included."]
-    return "\n".join(lines) + "\n"
+        rows.append([r.model_fp32, f"{r.params:,.0f}", f"{r.test_ppl_fp32:.1f} ({r.n_fp32})",
+                     f"{r.test_ppl_bf16:.1f} ({r.n_bf16})", f"{r.delta_pct:+.2f}{ci}{p}",
+                     f"{r.lr_fp32:g}, {r.lr_bf16:g}"])
+    return render.Table(header=["model", "params", "test ppl fp32 (n)", "test ppl bf16 (n)",
+                                "Δ% bf16 vs fp32 [simultaneous 95% CI], Holm p",
+                                "tuned lr (fp32, bf16)"], rows=rows, text_columns=1)
+
+
+def notes(pairs_: pd.DataFrame) -> list[str]:
+    """The table's footnote; what an empty one means."""
+    if pairs_.empty:
+        return ["No model of this study trains in both precisions."]
+    return [f"Δ%: 100 (bf16 − fp32) / fp32 of the mean test perplexity over finished seeds; "
+            f"Welch's interval at 1 − 0.05/m, m = {int(pairs_['family_size'].max())} (all hold "
+            "together with 95% confidence), p Holm-adjusted. Each precision was tuned on its "
+            "own: Δ is bf16's cost under the protocol, its tuning included."]
+
+
+def markdown(pairs_: pd.DataFrame) -> str:
+    """precision_check.md ('' when no model trains in both precisions)."""
+    return "" if pairs_.empty else render.markdown(table(pairs_), notes(pairs_))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnbench.analysis import precision_check
+from rnnbench.analysis import precision_check, render
 from rnnbench.analysis.labels import model_rank
 from rnnbench.analysis.stats import holm
 from rnnbench.io import write_csv, write_text
@@ -183,31 +183,38 @@ def _first(values: pd.Series, default: str) -> str:
     return str(values.iloc[0]) if len(values) else default
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """One Markdown table per experiment and depth, rows by model, then size."""
-    blocks = []
+def tables(table: pd.DataFrame) -> list[render.Table]:
+    """One table per experiment and depth, rows by model, then size."""
+    out = []
     for (corpus, experiment, layers), block in table.groupby(KEYS, sort=False):
         kind = _first(block["budget_kind"], "recurrent")
         ref = _first(block["reference"], "—")
-        lines = [f"**{experiment}** ({corpus}), {layers} layer{'s' if layers > 1 else ''}, "
-                 f"{kind} parameters", "",
-                 f"| model | size | params | hidden | test ppl [95% CI] (n) | Δ vs {ref} "
-                 "[simultaneous 95% CI], Holm p | epochs to best (trained) | "
-                 "effective context [95% CI] |",
-                 "|---|---|---|---|---|---|---|---|"]
-        for _, r in block.iterrows():
-            ppl = _ci(r["test_ppl_mean"], r["test_ppl_ci_low"], r["test_ppl_ci_high"])
-            lines.append(
-                f"| {r['model']} | {r['size']} | {r['params']:,.0f} | {r['hidden']:.0f} | "
-                f"{ppl} (n = {r['n']:.0f}) | {_delta(r)} | "
-                f"{_span(r['best_epoch_min'], r['best_epoch_max'])} "
-                f"({_span(r['epochs_min'], r['epochs_max'])}) | {_context(r)} |")
-        lines += ["", f"m = {int(block['family_size'].max())} comparisons in the family."]
-        blocks.append("\n".join(lines))
-    if not blocks:
-        return ""
+        rows = [[r["model"], r["size"], f"{r['params']:,.0f}", f"{r['hidden']:.0f}",
+                 f"{_ci(r['test_ppl_mean'], r['test_ppl_ci_low'], r['test_ppl_ci_high'])} "
+                 f"(n = {r['n']:.0f})", _delta(r),
+                 f"{_span(r['best_epoch_min'], r['best_epoch_max'])} "
+                 f"({_span(r['epochs_min'], r['epochs_max'])})", _context(r)]
+                for _, r in block.iterrows()]
+        out.append(render.Table(
+            header=["model", "size", "params", "hidden", "test ppl [95% CI] (n)",
+                    f"Δ vs {ref} [simultaneous 95% CI], Holm p", "epochs to best (trained)",
+                    "effective context [95% CI]"],
+            rows=rows, text_columns=2, title=experiment,
+            subtitle=f"({corpus}), {layers} layer{'s' if layers > 1 else ''}, {kind} "
+                     "parameters",
+            notes=[f"m = {int(block['family_size'].max())} comparisons in the family."]))
+    return out
+
+
+def notes(table: pd.DataFrame) -> list[str]:
+    """The page's footnote (and what one layer of the minimal cells is, where shown)."""
     minimal = table["model"].str.startswith("min_").any() and (table["layers"] == 1).any()
-    return "\n\n".join(blocks) + "\n\n" + FOOTNOTE + (MINIMAL if minimal else "") + "\n"
+    return [FOOTNOTE + (MINIMAL if minimal else "")]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """sizes.md: every table, then the footnote ('' for no table)."""
+    return render.markdown(tables(table), notes(table)) if len(table) else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,9 +229,13 @@ def main(argv: list[str] | None = None) -> int:
                         pd.read_csv(args.tables / "comparisons.csv"))
     write_csv(table, args.tables / "sizes.csv")
     write_text(args.tables / "sizes.md", markdown(table))
+    render.write_page(args.tables / "sizes.html", tables(table), "every model at every size",
+                      notes(table) if len(table) else ["No experiment with two or more sizes."])
     check = precision_check.pairs(pd.read_csv(args.tables / "runs.csv"))
     write_csv(check, args.tables / "precision_check.csv")
     write_text(args.tables / "precision_check.md", precision_check.markdown(check))
+    render.write_page(args.tables / "precision_check.html", precision_check.table(check),
+                      "bf16 against fp32", precision_check.notes(check))
     log.info("%d rows -> %s", len(table), args.tables / "sizes.csv")
     return 0
 
