@@ -74,7 +74,8 @@ def test_unk_never_in_train_warns_in_stats_and_log(tmp_path, caplog):
     assert len(stats["warnings"]) == 1
     warning = stats["warnings"][0]
     assert "<unk> never occurs in the training stream" in warning
-    assert "1 valid and 2 test tokens" in warning and "corpus.max_vocab" in warning
+    assert "1 valid tokens (33.3% of valid) and 2 test tokens (66.7% of test)" in warning
+    assert "corpus.max_vocab" in warning
     assert warning in caplog.text
     assert stats["splits"]["train"]["unk"] == 0 and stats["splits"]["test"]["unk"] == 2
 
