@@ -101,7 +101,7 @@ from rnnbench.experiment.grid import expand
 
 work, dry, default = sys.argv[1], bool(sys.argv[2]), sys.argv[3]
 base = yaml.safe_load(open(default))
-share = dict(base, recipes={"share": dict(base["recipes"]["seed_rnn"], epochs=1,
+share = dict(base, study="share", recipes={"share": dict(base["recipes"]["seed_rnn"], epochs=1,
                                           max_batches=5 if dry else 200, max_eval_batches=5)})
 share["experiments"] = {"share": {
     "cells": ["rnn_tanh", "lstm"] if dry else ["rnn_tanh", "rnn_relu", "lstm", "gru"],

@@ -147,7 +147,10 @@ def test_reproduction_figure_shows_every_published_experiment_and_names_a_missin
     ax = reproduction(tmp_path, {"a": {"test_ppl": 100}, "b": {"test_ppl": 200}}).axes[0]
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels == ["a\npublished 100\nours 100.0 (n=2)", "b\npublished 200\nours 212.0 (n=1)"]
-    dots = sorted(y for c in ax.collections for _, y in c.get_offsets() if len(c.get_offsets()))
+    from matplotlib.collections import PathCollection  # the seeds' dots, not the CI bars
+
+    dots = sorted(y for c in ax.collections if isinstance(c, PathCollection)
+                  for _, y in c.get_offsets())
     assert dots[:3] == pytest.approx([-1.0, 1.0, 6.0]) and ax.get_ylim()[1] >= 6.0
     # nothing to compare: a figure that says so (the report still builds), not a crash
     empty = reproduction(tmp_path, {"zzz": {"test_ppl": 1}})
