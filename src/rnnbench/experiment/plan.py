@@ -133,7 +133,7 @@ def seconds_each(configs: Sequence[RunConfig], flops_per_s: float, train_tokens:
         tokens_per_epoch(c, train_tokens) * flops_per_token(c, vocab)
         / (flops_per_s * pricing.speed(c))
         + tokens_per_epoch(c, train_tokens) / (c.batch_size * c.bptt) * pricing.step_seconds
-        + pricing.epoch_seconds) for c in configs]
+        + pricing.epoch_cost(c)) for c in configs]
 
 
 def estimate(configs: Sequence[RunConfig], measured: Sequence[Measured], train_tokens: int,

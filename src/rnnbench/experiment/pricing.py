@@ -30,6 +30,9 @@ from pathlib import Path
 from rnnbench.config import RunConfig
 from rnnbench.experiment.calibration import flops_per_token
 
+# PTB's validation tokens: what the committed runs' epochs scored (their epoch cost's scale).
+VALID_TOKENS = 73_760
+
 
 @dataclass(frozen=True)
 class Pricing:
@@ -54,6 +57,14 @@ class Pricing:
         theirs = self.patience.get(cfg.cell, statistics.median(self.patience.values()))
         extra = (cfg.plateau_patience - theirs) * (cfg.max_decays + 1)
         return float(min(cfg.epochs, max(1.0, measured + extra)))
+
+    def epoch_cost(self, cfg: RunConfig) -> float:
+        """An epoch's fixed cost for ``cfg``: the measured one (whole validation splits) in
+        proportion to the validation tokens it scores (``max_eval_batches`` caps them)."""
+        if cfg.max_eval_batches is None:
+            return self.epoch_seconds
+        share = cfg.max_eval_batches * cfg.bptt * cfg.batch_size / VALID_TOKENS
+        return self.epoch_seconds * min(1.0, share)
 
     def speed(self, cfg: RunConfig) -> float:
         """The factor on the fp32 rate: the bf16 speed-up for a bf16 run, else 1."""
