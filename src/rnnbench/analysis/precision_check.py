@@ -15,11 +15,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import special
 
 from rnnbench.analysis import render
 from rnnbench.analysis.labels import with_model
-from rnnbench.analysis.stats import holm, mean_ci, welch_ci
+from rnnbench.analysis.stats import family, mean_ci, welch_ci
 
 KEYS = ["corpus", "cell", "hidden", "layers", "budget_kind"]
 COLUMNS = ["corpus", "cell", "model_bf16", "model_fp32", "hidden", "layers", "params",
@@ -63,18 +62,11 @@ def pairs(runs: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=COLUMNS)
-    tested = table["p_value"].notna()
-    m = int(tested.sum())
-    table["family_size"] = m
-    table["p_holm"] = math.nan
-    table["delta_pct_ci_low"] = table["delta_pct_ci_high"] = math.nan
-    if m:
-        table.loc[tested, "p_holm"] = holm(table.loc[tested, "p_value"])
-        half = special.stdtrit(table.loc[tested, "_df"].to_numpy(float), 1 - 0.05 / (2 * m)) \
-            * table.loc[tested, "_se"].to_numpy(float)
-        scale = 100 / table.loc[tested, "test_ppl_fp32"]
-        table.loc[tested, "delta_pct_ci_low"] = table.loc[tested, "delta_pct"] - half * scale
-        table.loc[tested, "delta_pct_ci_high"] = table.loc[tested, "delta_pct"] + half * scale
+    table["p_holm"], half, table["family_size"] = family(table["p_value"], table["_se"],
+                                                         table["_df"])
+    scale = 100 / table["test_ppl_fp32"]
+    table["delta_pct_ci_low"] = table["delta_pct"] - half * scale
+    table["delta_pct_ci_high"] = table["delta_pct"] + half * scale
     return table[COLUMNS]
 
 

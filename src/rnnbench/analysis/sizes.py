@@ -31,7 +31,7 @@ import pandas as pd
 
 from rnnbench.analysis import precision_check, render
 from rnnbench.analysis.labels import model_rank
-from rnnbench.analysis.stats import holm
+from rnnbench.analysis.stats import family
 from rnnbench.io import write_csv, write_text
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,6 @@ def _signed(pairs: pd.DataFrame, model: str, ref: str) -> pd.Series | None:
 def deltas(models: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """Per model row of one experiment and depth: Δ vs its size's reference, Welch's p, and
     over the experiment's whole family Holm's p and the simultaneous interval."""
-    from scipy import special
-
     rows = []
     for _, m in models.iterrows():
         block = pairs[(pairs["size"] == m["size"])]
@@ -73,18 +71,10 @@ def deltas(models: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                      "_se": pair["welch_se"] if pair is not None else math.nan,
                      "_df": pair["welch_df"] if pair is not None else math.nan})
     out = pd.DataFrame(rows, index=models.index)
-    tested = out["delta_p"].notna()
-    m = int(tested.sum())
-    out["family_size"] = m
-    out["delta_p_holm"] = math.nan
-    out["delta_ci_low"] = out["delta_ci_high"] = math.nan
-    if m:
-        out.loc[tested, "delta_p_holm"] = holm(out.loc[tested, "delta_p"])
-        half = (special.stdtrit(out.loc[tested, "_df"].to_numpy(float),
-                                1 - (1 - LEVEL) / (2 * m))
-                * out.loc[tested, "_se"].to_numpy(float))
-        out.loc[tested, "delta_ci_low"] = out.loc[tested, "delta"] - half
-        out.loc[tested, "delta_ci_high"] = out.loc[tested, "delta"] + half
+    out["delta_p_holm"], half, out["family_size"] = family(out["delta_p"], out["_se"],
+                                                           out["_df"], LEVEL)
+    out["delta_ci_low"] = out["delta"] - half
+    out["delta_ci_high"] = out["delta"] + half
     return out.drop(columns=["_se", "_df"])
 
 

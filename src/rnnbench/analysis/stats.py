@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 _NAN_WELCH = {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
              "df": math.nan, "t": math.nan, "p": math.nan}
@@ -142,3 +143,20 @@ def expected_best(values: Sequence[float], n: int, lower_is_better: bool = True)
     i = np.arange(1, big_n + 1)
     weights = (i / big_n) ** n - ((i - 1) / big_n) ** n
     return float((worst_first * weights).sum())
+
+
+def family(p: pd.Series, se: pd.Series, df: pd.Series, level: float = 0.95
+           ) -> tuple[pd.Series, pd.Series, int]:
+    """Over the tested members of a family (``p`` set): Holm's p, each Welch interval's half
+    width at 1 - (1 - level)/m (Bonferroni: all m hold together) and m; NaN where untested."""
+    from scipy import special
+
+    tested = p.notna()
+    m = int(tested.sum())
+    p_holm = pd.Series(np.nan, index=p.index)
+    half = pd.Series(np.nan, index=p.index)
+    if m:
+        p_holm[tested] = holm(p[tested])
+        half[tested] = (special.stdtrit(df[tested].to_numpy(float), 1 - (1 - level) / (2 * m))
+                        * se[tested].to_numpy(float))
+    return p_holm, half, m
