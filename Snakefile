@@ -3,7 +3,7 @@
 #   snakemake --cores N --configfile config/quick.yaml    a tiny grid, a few minutes on a CPU
 #   snakemake --configfile config/quick.yaml --report results/report.html   its HTML report
 #   snakemake --cores N                                   the default: the study across sizes
-#                                                         (config/scaling.yaml; ~39 h on 2 CPUs)
+#                                                         (config/scaling.yaml; ~38 h on 2 CPUs)
 #   snakemake --report results/report.html                the default grid's report
 # Give --report the same --configfile as the run: without one it reports the default config.
 # A target goes before --config, which takes every word after it as a key=value:
