@@ -337,10 +337,13 @@ if PUBLISH and not FROM_REFERENCE:
 # a corpus copy of another local file, is marked out of date before any job; the plan says so.
 from rnnbench.experiment import identity
 
-CHANGED = {} if FROM_REFERENCE else identity.changed_runs(
-    RUNS + TRIALS, {e: set(tuning_of(e).space) for e in TUNED})
-CHANGED_SOURCES = identity.changed_sources(config["corpus"]["files"],
-                                           f"results/data/{CORPUS}/raw")
+# Checked in the main process only (a cluster job re-parses the workflow: it would read every
+# train.json and hash the corpus again for nothing).
+CHECK_IDENTITY = workflow.is_main_process and not FROM_REFERENCE
+CHANGED = identity.changed_runs(
+    RUNS + TRIALS, {e: set(tuning_of(e).space) for e in TUNED}) if CHECK_IDENTITY else {}
+CHANGED_SOURCES = identity.changed_sources(
+    config["corpus"]["files"], f"results/data/{CORPUS}/raw") if CHECK_IDENTITY else {}
 # A missing intermediate file is not made again while what was made from it is up to date, so
 # a changed copy sets aside stats.json too, a target: the corpus is then copied and tokenized
 # anew, and every run on it trains again (its token files are updated inputs).
