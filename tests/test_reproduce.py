@@ -152,6 +152,13 @@ def test_reproduction_figure_shows_every_published_experiment_and_names_a_missin
     dots = sorted(y for c in ax.collections if isinstance(c, PathCollection)
                   for _, y in c.get_offsets())
     assert dots[:3] == pytest.approx([-1.0, 1.0, 6.0]) and ax.get_ylim()[1] >= 6.0
+    # the same figure every build: the seeds' spread is fixed, not random jitter
+    from rnnbench.figures.figstyle import save
+
+    for name in ("one.png", "two.png"):
+        save(reproduction(tmp_path, {"a": {"test_ppl": 100}, "b": {"test_ppl": 200}}),
+             tmp_path / name)
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
     # nothing to compare: a figure that says so (the report still builds), not a crash
     empty = reproduction(tmp_path, {"zzz": {"test_ppl": 1}})
     text = " ".join(" ".join(t.get_text().split()) for t in empty.findobj(

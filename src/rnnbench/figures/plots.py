@@ -117,8 +117,11 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     fig, ax = plt.subplots(figsize=(1.3 + 2.2 * len(order), 3.6), layout="constrained")
     ax.axhspan(-2, 2, color="0.88", zorder=0, label="within 2%", gid="reference")
     ax.axhline(0, color="0.2", linewidth=1, label="published", gid="reference")
-    sns.stripplot(runs, x="experiment", y="delta_pct", order=order, ax=ax, size=7,
-                  jitter=0.08, color="C0", label="one seed", legend=False)
+    for i, experiment in enumerate(order):  # the seeds side by side, the same every build
+        seeds = runs.loc[runs["experiment"] == experiment, "delta_pct"].to_numpy()
+        spread = np.linspace(-0.08, 0.08, len(seeds)) if len(seeds) > 1 else np.zeros(1)
+        ax.scatter(i + spread, seeds, s=49, color="C0", label="one seed" if i == 0 else None,
+                   zorder=3)
     stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
     ci = fs.ci_stats(runs, ["experiment"], "delta_pct").set_index("experiment").loc[order]
     ax.errorbar(range(len(order)), ci["mean"], marker="D", markersize=5, color="black",
