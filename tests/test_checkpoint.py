@@ -121,6 +121,22 @@ def test_unreadable_checkpoint_is_named_moved_aside_and_training_starts_afresh(
     assert str(ckpt) in line and "starting afresh" in line
 
 
+@pytest.mark.parametrize("dropped", ["data", "wall_seconds", "stopped"])
+def test_checkpoint_of_an_older_rnnbench_is_set_aside_not_resumed_in_part(
+        tiny_data, tmp_path, caplog, dropped):
+    cfg, ckpt = tiny_config(), tmp_path / "run.pt"
+    preempted_checkpoint(cfg, tiny_data, ckpt)
+    blob = torch.load(ckpt, weights_only=True)
+    del blob[dropped]
+    torch.save(blob, ckpt)
+    with caplog.at_level(logging.WARNING):
+        trainer = Trainer(cfg, tiny_data, ckpt, CPU)
+    assert trainer.state.resumes == 0 and trainer.state.batch == 0
+    assert (tmp_path / "run.pt.corrupt").exists()
+    [line] = [r.getMessage() for r in caplog.records if "unreadable" in r.message]
+    assert f"no {dropped}" in line and "older rnnbench" in line
+
+
 def _train_cmd(data: Path, run_dir: Path, ckpt: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "rnnbench.training.train", "--cell", "gru", "--hidden", "24",
             "--layers", "2", "--dropout", "0.1", "--epochs", "3", "--batch-size", "4",

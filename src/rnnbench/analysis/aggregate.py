@@ -27,7 +27,6 @@ from rnnbench.analysis.tables import summary_html, summary_markdown
 from rnnbench.config import RunConfig
 from rnnbench.data.sources import unk_shares
 from rnnbench.io import read_json, write_csv, write_text
-from rnnbench.model.params import param_counts
 
 log = logging.getLogger(__name__)
 GRAD_BINS = 100
@@ -44,34 +43,30 @@ CONFIG_FIELDS = [f.name for f in dataclasses.fields(RunConfig)
                  if f.name not in {"seed", "device", "extra"}]
 GROUP_COLUMNS = ["corpus", "experiment", *CONFIG_FIELDS]
 SPLITS = ("valid", "test")
-# Published reference runs predate train.json's `corpus`: they are all Penn Treebank.
-DEFAULT_CORPUS = "ptb"
+
+DEFAULTED_FIELDS = [f.name for f in dataclasses.fields(RunConfig)
+                    if f.default is not dataclasses.MISSING]
 
 
-def config_fields(config: dict) -> dict:
-    """A train.json's config with RunConfig's defaults for the fields it predates."""
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)
-                if f.default is not dataclasses.MISSING}
-    return {**defaults, **config}
+def config_fields(config: dict, path: Path) -> dict:
+    """A train.json's config; one that lacks a field of RunConfig stops, named (grouping seeds
+    by a missing column would silently drop them)."""
+    missing = [name for name in CONFIG_FIELDS if name not in config]
+    if missing:
+        raise ValueError(f"{path}: its config has no {', '.join(missing)}; it was written by "
+                         "an rnnbench older than its readers. Retrain the run, or add the "
+                         "fields with their RunConfig defaults.")
+    # runs.csv's column order: the fields with a default in RunConfig's order, then the rest
+    return {**{k: config[k] for k in DEFAULTED_FIELDS if k in config}, **config}
 
 
-def eval_coverage(ev: dict, cfg: dict) -> dict:
-    """Tokens scored and in a full pass per split, their share, and ``eval_capped``.
-
-    Older eval.json files record only ``{split}_tokens``: there a split counts as capped when
-    ``max_eval_batches`` was set and its whole allowance was scored (a split shorter than the
-    cap scores fewer), and a capped split's full count is unknown (NaN).
-    """
-    cap = cfg.get("max_eval_batches")
-    allowance = None if cap is None else cap * cfg["bptt"] * cfg["batch_size"]
+def eval_coverage(ev: dict) -> dict:
+    """Tokens scored and in a full pass per split, their share, and ``eval_capped`` (NaN
+    for a split not scored: a diverged run's eval.json)."""
     out, capped = {}, bool(ev.get("eval_capped", False))
     for split in SPLITS:
         tokens = ev.get(f"{split}_tokens")
         total = ev.get(f"{split}_tokens_total")
-        if "eval_capped" not in ev and tokens is not None:
-            was_capped = allowance is not None and tokens >= allowance
-            capped |= was_capped
-            total = None if was_capped else tokens
         out[f"{split}_tokens"] = np.nan if tokens is None else tokens
         out[f"{split}_tokens_total"] = np.nan if total is None else total
         out[f"{split}_token_share"] = (tokens / total if tokens is not None and total
@@ -86,46 +81,35 @@ PARAM_COLUMNS = ["params", "embedding_decoder_params", "recurrent_params"]
 UNK_COLUMNS = ["train_unk_share", "valid_unk_share", "test_unk_share"]
 
 
-def param_split(meta: dict, cfg: dict) -> dict:
-    """Embedding + decoder and recurrent parameters: from train.json, or, for runs recorded
-    before it split them, from the exact formula of rnnbench.model.params (same counts)."""
-    if "recurrent_params" in meta:
-        return {k: meta[k] for k in ("embedding_decoder_params", "recurrent_params")}
-    counts = param_counts(cfg["cell"], cfg["hidden"], cfg["layers"], meta["vocab_size"],
-                          cfg.get("embedding_size"))
-    return {k: counts[k] for k in ("embedding_decoder_params", "recurrent_params")}
-
-
 def run_record(run_dir: Path) -> dict:
     """One row of runs.csv from a run folder (train.json, eval.json, history.csv)."""
     meta, ev = read_json(run_dir / "train.json"), read_json(run_dir / "eval.json")
     hist = pd.read_csv(run_dir / "history.csv")
-    cfg = config_fields(meta["config"])
-    row = {"corpus": meta.get("corpus", DEFAULT_CORPUS), "experiment": run_dir.parent.name,
+    cfg = config_fields(meta["config"], run_dir / "train.json")
+    row = {"corpus": meta["corpus"], "experiment": run_dir.parent.name,
            "run_id": meta["run_id"], **cfg}
-    row["precision"] = cfg.get("precision") or "fp32"  # None (or absent: older runs) is fp32
+    row["precision"] = cfg["precision"] or "fp32"  # None is fp32
     row["model"] = model_label(row)  # the one name of the model (rnnbench.analysis.labels)
     row["vocab_size"] = meta.get("vocab_size")  # the ppl of a uniform guess (tuning_curve)
-    # what a budget counts: None (or absent: older runs) is recurrent; no budget, no kind
-    row["budget_kind"] = cfg.get("budget_kind") or ("recurrent" if pd.notna(cfg.get("budget"))
-                                                    else None)
-    row.update(param_split(meta, cfg))
+    # what a budget counts: None is recurrent; no budget, no kind
+    row["budget_kind"] = cfg["budget_kind"] or ("recurrent" if pd.notna(cfg["budget"]) else None)
+    row.update({k: meta[k] for k in ("embedding_decoder_params", "recurrent_params")})
     # evaluation marks a run whose valid/test perplexity overflowed diverged
     # (rnnbench.diagnostics.evaluate)
     status = "diverged" if ev.get("status") == "diverged" else meta["status"]
     row.update(params=meta["params"], status=status, diverged_step=meta["diverged_step"],
                epochs_done=meta["epochs_done"], best_epoch=meta["best_epoch"],
                # why training ended: plateau_decays (converged), max_epochs, diverged
-               stopped=meta.get("stopped"))
+               stopped=meta["stopped"])
     last = hist.iloc[-1] if len(hist) else {}
     row.update(train_ppl=last.get("train_ppl", np.nan), valid_ppl=ev.get("valid_ppl", np.nan),
                test_ppl=ev.get("test_ppl", np.nan),
                test_stream_ppl=ev.get("test_stream_ppl", np.nan))
-    row.update(eval_coverage(ev, cfg))
+    row.update(eval_coverage(ev))
     row["seconds_per_epoch"] = hist["seconds"].median() if "seconds" in hist else np.nan
     row["tokens_per_s"] = hist["tokens_per_s"].median() if "tokens_per_s" in hist else np.nan
     row["wall_seconds"] = meta["wall_seconds"]  # None: resumed from a checkpoint without it
-    row["resumes"] = meta.get("resumes")  # absent in train.json files of older versions
+    row["resumes"] = meta["resumes"]  # None: not recorded (published runs of early versions)
     for name in ("p50", "p90", "p99", "max"):
         row[f"grad_norm_{name}"] = meta.get(f"grad_norm_{name}", np.nan)
     row.update({k: meta.get(k) for k in ENV_COLUMNS})

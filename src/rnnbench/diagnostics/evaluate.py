@@ -39,25 +39,11 @@ log = logging.getLogger(__name__)
 
 def load_model(path: str | Path, which: str = "best", device: str = "cpu") -> RNNModel | None:
     """The run's model with its ``best`` (best-validation), ``final`` or ``init`` weights; None
-    if absent.
-
-    A model.pt written before final weights were kept has none; when the run's best epoch was its
-    last (train.json beside it), the final weights *are* the best ones and those are used.
-    """
+    if absent (a diverged run keeps no final weights)."""
     from rnnbench.config import RunConfig
 
     blob = torch.load(path, map_location=device, weights_only=True)
     state = blob.get(f"{which}_state")
-    if which == "final" and "final_state" not in blob:
-        meta = read_json(Path(path).parent / "train.json")
-        if meta["status"] == "ok" and meta["best_epoch"] == meta["epochs_done"] - 1:
-            state = blob["best_state"]  # the last epoch was the best: the same weights
-        else:
-            raise SystemExit(
-                f"{path} keeps no final weights (written by an older rnnbench) and its best "
-                f"epoch {meta['best_epoch']} is not its last ({meta['epochs_done'] - 1}), so "
-                "they cannot be recovered: retrain the run, or evaluate its best weights "
-                "(`eval_weights: best`).")
     if state is None:
         return None
     cfg = RunConfig.from_dict(blob["config"])
@@ -130,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     result = {"run_id": meta["run_id"], "status": meta["status"], "device": str(device),
               "weights": args.weights}
     model = load_model(args.run_dir / "model.pt", args.weights, device)
+    if model is None and meta["status"] == "ok":
+        raise SystemExit(
+            f"{args.run_dir / 'model.pt'} keeps no {args.weights} weights although the run "
+            "finished ok (a model.pt written by an older rnnbench): retrain the run (delete its "
+            "folder and run the same command).")
     if model is None:
         log.warning("run %s has no %s weights (status %s)", meta["run_id"], args.weights,
                     meta["status"])

@@ -62,6 +62,9 @@ class State:
     stopped: str | None = None  # set when the schedule ended training early (plateau_decays)
 
 
+STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State))
+
+
 class RunLocked(SystemExit):
     """Another live process holds the run's lock; the message names it and what to do."""
 
@@ -90,13 +93,10 @@ def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
     old_cfg, new_cfg = saved.get("config") or {}, wanted["config"]
     parts = [f"{k} {old_cfg.get(k)!r} (checkpoint) vs {new_cfg.get(k)!r} (run)"
              for k in sorted(set(old_cfg) | set(new_cfg)) if old_cfg.get(k) != new_cfg.get(k)]
-    if "data" not in saved:
-        parts.append("no data checksums (written by an older rnnbench)")
-    else:
-        changed = [n for n in DATA_FILES if saved["data"].get(n) != wanted["data"].get(n)]
-        if changed:
-            parts.append(f"data: {', '.join(changed)} differ{'s' if len(changed) == 1 else ''} "
-                         "(another corpus, its files changed, or another max_vocab)")
+    changed = [n for n in DATA_FILES if saved["data"].get(n) != wanted["data"].get(n)]
+    if changed:
+        parts.append(f"data: {', '.join(changed)} differ{'s' if len(changed) == 1 else ''} "
+                     "(another corpus, its files changed, or another max_vocab)")
     return "; ".join(parts)
 
 
@@ -135,6 +135,9 @@ def _read(path: Path, device) -> dict | None:
         blob = torch.load(path, map_location=device, weights_only=True)
         if not isinstance(blob, dict) or not {"config", "model", "rng_cpu"} <= set(blob):
             raise ValueError("not an rnnbench checkpoint")
+        missing = [n for n in ("data", *STATE_FIELDS) if n not in blob]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}: written by an older rnnbench")
         return blob
     except Exception as err:  # noqa: BLE001 - any unreadable file: truncated, foreign, garbage
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -152,7 +155,7 @@ def load(path: Path, ident: dict[str, Any], model: torch.nn.Module, device) -> S
     blob = _read(path, device)
     if blob is None:
         return None
-    if _config_of(blob) != ident["config"] or blob.get("data") != ident["data"]:
+    if _config_of(blob) != ident["config"] or blob["data"] != ident["data"]:
         aside = set_aside(path, ".stale")
         log.warning("checkpoint %s belongs to another run (%s): moved to %s; starting afresh",
                     path, differences(blob, ident), aside)
@@ -161,13 +164,7 @@ def load(path: Path, ident: dict[str, Any], model: torch.nn.Module, device) -> S
     torch.set_rng_state(blob["rng_cpu"].cpu())
     if blob["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in blob["rng_cuda"]])
-    names = [f.name for f in dataclasses.fields(State)]
-    missing = [n for n in names if n not in blob]
-    if missing:  # written by an older rnnbench: those records restart empty
-        log.warning("checkpoint %s has no %s; they start empty", path, ", ".join(missing))
-    state = State(**{n: blob[n] for n in names if n in blob})
-    if "wall_seconds" not in blob:  # earlier processes' wall time unknown
-        state.wall_seconds = math.nan
+    state = State(**{n: blob[n] for n in STATE_FIELDS})
     state.resumes += 1
     log.info("resuming from %s at epoch %d, minibatch %d", path, state.epoch, state.batch)
     return state
