@@ -1,8 +1,8 @@
 """The one renderer of readable tables: Markdown for the README and docs, HTML for the report.
 
-Every Markdown or HTML table of rnnbench goes through :func:`markdown` or :func:`html_page`
-(issue #31): a builder (rnnbench.analysis.tables, compare, baseline, publish, gridtable, ...)
-turns a tidy frame into :class:`Table` display strings, and this module alone decides how they
+Every Markdown or HTML table of rnnbench goes through :func:`markdown` or :func:`html_page`.
+A builder (rnnbench.analysis.tables, compare, baseline, publish, gridtable, ...) turns a tidy
+frame into :class:`Table` display strings, and this module alone decides how they
 look. A page may hold several tables, each with an optional heading, and notes below each
 table and below the page. No torch import.
 """

@@ -9,10 +9,10 @@ runs too: rnnbench.experiment.pricing). Each committed reference run
 (``results/reference/**/train.json`` and its ``history.csv``) gives tokens/s on a known CPU;
 times its matmul FLOPs per token that is an effective FLOP/s rate. The median rate over the
 measured configurations, divided by a planned run's FLOPs per token, gives that run's
-tokens/s. A step is mostly matmuls (the decoder alone is 73-76% of it, docs/performance.md),
-so FLOPs are what changes between sizes and cells. The three configurations measured on
-this project's CPU give 52 (RNN-150), 65 (LSTM 2x200) and 70 (LSTM-300) GFLOP/s: read the
-estimate as good to about a quarter.
+tokens/s. A step of a large model is mostly matmuls (docs/performance.md), so FLOPs are what changes
+between sizes and cells. The rates of the measured configurations (the plan names them:
+:func:`basis`, from rnnbench.experiment.calibration) differ from each other, and that spread
+is how far the estimate can be trusted.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ cap of ``epochs``. Both are measured on the committed runs under ``results/refer
   median over every cell.
 
 And what FLOPs leave out, which dominates small models: a fixed cost per training step (the
-optimizer, the gradient norms, Python; about 25-30 ms a step on this project's AMD EPYC, against
-10 ms of products at 0.5M parameters) and per epoch (validation, the checkpoint), each the median
+optimizer, the gradient norms, Python: at 0.5M parameters more than the products themselves;
+docs/results.md gives the values) and per epoch (validation, the checkpoint), each the median
 over the committed final runs on this CPU of what their measured times exceed the FLOP model by.
 """
 

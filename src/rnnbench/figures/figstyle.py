@@ -1,5 +1,5 @@
 """What every figure shares: panels with none empty, axes, legends beside the data, points
-with their 95% CI. Split by concern (issue #31): each model's look is rnnbench.figures.palette,
+with their 95% CI. Split by concern: each model's look is rnnbench.figures.palette,
 the words under a figure rnnbench.figures.notes, the command line rnnbench.figures.cli; their
 names are re-exported here, so ``figstyle.X`` keeps working.
 

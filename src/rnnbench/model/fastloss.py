@@ -17,8 +17,8 @@ them into an fp32 workspace in the same pass, and the log-sum-exp and ``softmax 
 fp32 (as autocast's ``F.cross_entropy``); that gradient is narrowed to bf16 for the two
 backward products, ``dh = G W`` (in h's dtype) and ``dW = G^T h`` (returned in fp32, the
 weight's dtype), and the bias gradient is summed in fp32.
-With the default ``chunk_size`` a PTB minibatch (35 x 20 tokens) is a single chunk, which measured
-fastest on the project's CPU (see ``DEFAULT_CHUNK_SIZE``); smaller chunks bound the memory.
+With the default ``chunk_size`` a PTB minibatch (35 x 20 tokens) is a single chunk, the fastest
+choice in the bench (docs/performance.md); smaller chunks bound the memory.
 """
 
 from __future__ import annotations
@@ -43,13 +43,12 @@ __all__ = [
 ]
 
 # Rows per chunk; chunks are balanced (700 tokens at 256 make 3 x 234, not 256, 256, 188).
-# Tuned on the project's 2-core AMD EPYC (Zen 4) CPU for N = 35 * 20 = 700, V = 10,000,
-# H = 150 and 300: the three GEMMs run at ~90% of peak and dominate, and every extra chunk costs
-# GEMM efficiency (MKL repacks W per chunk; the weight-gradient GEMM accumulates with inner
+# Chosen by the bench (docs/performance.md) for N = 35 * 20 = 700, V = 10,000, H = 150 and 300:
+# the three GEMMs dominate, and every extra chunk costs GEMM efficiency (MKL repacks W per chunk; the weight-gradient GEMM accumulates with inner
 # dimension ``rows``) and, with 2 threads, OpenMP barriers, which are expensive when the cores
 # are shared. So a PTB training minibatch is one chunk: the win over the naive loss comes from
 # the cached workspace and the fused softmax-gradient, and chunking bounds the workspace
-# (2 * rows * V floats, 56 MB at 700 x 10,000) for longer inputs. Pass a smaller chunk_size to
+# (2 * rows * V floats) for longer inputs. Pass a smaller chunk_size to
 # trade speed for memory.
 DEFAULT_CHUNK_SIZE = 1024
 
