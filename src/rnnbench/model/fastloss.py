@@ -43,13 +43,13 @@ __all__ = [
 ]
 
 # Rows per chunk; chunks are balanced (700 tokens at 256 make 3 x 234, not 256, 256, 188).
-# Chosen by the bench (docs/performance.md) for N = 35 * 20 = 700, V = 10,000, H = 150 and 300:
-# the three GEMMs dominate, and every extra chunk costs GEMM efficiency (MKL repacks W per chunk; the weight-gradient GEMM accumulates with inner
-# dimension ``rows``) and, with 2 threads, OpenMP barriers, which are expensive when the cores
-# are shared. So a PTB training minibatch is one chunk: the win over the naive loss comes from
-# the cached workspace and the fused softmax-gradient, and chunking bounds the workspace
-# (2 * rows * V floats) for longer inputs. Pass a smaller chunk_size to
-# trade speed for memory.
+# Chosen by the bench (docs/performance.md) for N = 35 * 20 = 700, V = 10,000, H = 150 and 300: the
+# three GEMMs dominate, and every extra chunk costs GEMM efficiency (MKL repacks W per chunk; the
+# weight-gradient GEMM accumulates with inner dimension ``rows``) and, with 2 threads, OpenMP
+# barriers, which are expensive when the cores are shared. So a PTB training minibatch is one
+# chunk: the win over the naive loss comes from the cached workspace and the fused softmax-
+# gradient, and chunking bounds the workspace (2 * rows * V floats) for longer inputs. Pass a
+# smaller chunk_size to trade speed for memory.
 DEFAULT_CHUNK_SIZE = 1024
 
 # At most this many workspaces are kept (least recently used first out).
