@@ -29,7 +29,10 @@ CONTEXT_TARGETS = (
     [
         f"results/studies/{STUDY}/tables/context.csv",
         f"results/studies/{STUDY}/tables/context_summary.csv",
-        *[f"results/studies/{STUDY}/figures/{name}.png" for name in figure_registry.names("context")],
+        *[
+            f"results/studies/{STUDY}/figures/{name}.png"
+            for name in figure_registry.names("context")
+        ],
         f"results/studies/{STUDY}/tables/context_summary.html",
     ]
     if CONTEXT_DIRS
