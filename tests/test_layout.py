@@ -127,7 +127,7 @@ def test_no_figure_module_writes_a_table():
 
 
 def test_the_table_check_finds_each_kind_of_writer(tmp_path):
-    # what figures.curves did before analysis built learning_curves.csv, and its neighbours
+    # a module that writes a CSV, a Markdown page and a text file; then one that writes a figure
     probe = tmp_path / "probe.py"
     probe.write_text("from rnnbench.io import write_csv\nimport rnnbench.analysis.render\n"
                      "def f(table, path):\n    write_csv(table, path)\n"
