@@ -218,9 +218,9 @@ def published_markdown(experiment: str, tmp_path: Path) -> str:
     the study's comparisons.md builds it: edges from its trials.csv, effective context from
     its runs' context files where they were measured."""
     from rnnbench.analysis.aggregate import run_record
+    from rnnbench.analysis.context_tables import collect
     from rnnbench.config import TRAINING_KEYS
     from rnnbench.experiment.tuning import Tuning
-    from rnnbench.figures.contextplots import collect
 
     reference = ROOT / "results/reference" / experiment
     dirs = sorted(p.parent for p in reference.glob("*/train.json"))

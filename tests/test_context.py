@@ -1,4 +1,5 @@
-"""Effective context (rnnbench.diagnostics.context, contextstats; rnnbench.figures.contextplots):
+"""Effective context (rnnbench.diagnostics.context and context_stats, the measurement;
+rnnbench.analysis.context_tables, the tables; rnnbench.figures.context_figures, the figure):
 constructed models whose answer is known, then the command line and the tables on tiny trained
 runs."""
 
@@ -14,9 +15,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from rnnbench.analysis.context_tables import main as context_tables_main
 from rnnbench.diagnostics.context import COLUMNS, ablation_losses, target_positions
 from rnnbench.diagnostics.context import main as context_main
-from rnnbench.diagnostics.contextstats import (
+from rnnbench.diagnostics.context_stats import (
     ContextSettings,
     bootstrap,
     context_settings,
@@ -26,7 +28,7 @@ from rnnbench.diagnostics.contextstats import (
     settings_problem,
 )
 from rnnbench.diagnostics.evaluate import main as evaluate_main
-from rnnbench.figures.contextplots import main as contextplots_main
+from rnnbench.figures.draw import main as draw_main
 from rnnbench.io import read_json
 from rnnbench.model.model import RNNModel
 from rnnbench.training.train import main as train_main
@@ -234,7 +236,7 @@ def _context_rows(run_id: str, increases: list[float], ks: list[int], status: st
 
 
 def test_model_context_one_seed_none_and_runs_measured_apart():
-    from rnnbench.analysis.contexts import model_context
+    from rnnbench.analysis.context_tables import model_context
 
     one = pd.DataFrame(_context_rows("a", [0.2, 0.0], [1, 10], effective_context=10.0,
                                      effective_context_ci_low=1.0,
@@ -315,7 +317,7 @@ def test_cli_refuses_a_prefix_longer_than_the_split_in_one_paragraph(runs, tiny_
 
 def test_collect_tables_and_figure(runs, tmp_path):
     tables = tmp_path / "tables"
-    assert contextplots_main(["collect", "--out-dir", str(tables), *map(str, runs)]) == 0
+    assert context_tables_main(["--out-dir", str(tables), *map(str, runs)]) == 0
     table = pd.read_csv(tables / "context.csv")
     assert set(table["run_id"]) == {"lstm-h8-l1-s1", "lstm-h8-l1-s2", "rnn_relu-h8-l1-s1"}
     skipped = table[table["run_id"] == "rnn_relu-h8-l1-s1"]
@@ -338,12 +340,12 @@ def test_collect_tables_and_figure(runs, tmp_path):
     relu = summary[summary["cell"] == "rnn_relu"].iloc[0]
     assert relu["effective_context_n"] == 0 and math.isnan(relu["effective_context"])
     png = tmp_path / "figures/context_vs_k.png"
-    assert contextplots_main(["context_vs_k", "--tables", str(tables), "--out", str(png)]) == 0
+    assert draw_main(["context_vs_k", "--tables", str(tables), "--out", str(png)]) == 0
     assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()
     assert "rnn_relu-h8-l1-s1: skipped" in png.with_suffix(".svg").read_text()
     # a study whose every run lacks trained weights: the tables, and a figure that says so
-    assert contextplots_main(["collect", "--out-dir", str(tmp_path / "none"), str(runs[2])]) == 0
-    assert contextplots_main(["context_vs_k", "--tables", str(tmp_path / "none"), "--out",
+    assert context_tables_main(["--out-dir", str(tmp_path / "none"), str(runs[2])]) == 0
+    assert draw_main(["context_vs_k", "--tables", str(tmp_path / "none"), "--out",
                               str(tmp_path / "none.png")]) == 0
     assert "no run's effective context" in (tmp_path / "none.svg").read_text()
 
@@ -355,8 +357,8 @@ def test_the_published_context_table_is_the_committed_runs():
 
     from rnnbench.analysis.aggregate import run_record
     from rnnbench.analysis.compare import markdown, models
+    from rnnbench.analysis.context_tables import run_rows
     from rnnbench.analysis.pairs import comparisons
-    from rnnbench.figures.contextplots import run_rows
 
     root = Path(__file__).resolve().parents[1]
     dirs = sorted(p.parent for p in (root / "results/reference/gradients").glob("*/context.json"))
@@ -374,7 +376,7 @@ def test_the_published_context_table_is_the_committed_runs():
 def test_the_context_figure_draws_each_model_variant_apart(tmp_path):
     """irnn and lstm+fb1 are models of their own (rnnbench.analysis.labels), not pooled into
     rnn_relu and lstm: one legend entry and one colour each, one panel per size."""
-    from rnnbench.figures.contextplots import context_vs_k
+    from rnnbench.figures.context_figures import context_vs_k
 
     rows = []
     for model, cell in [("rnn_relu", "rnn_relu"), ("irnn", "rnn_relu"), ("lstm", "lstm"),

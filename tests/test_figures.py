@@ -1,5 +1,5 @@
 """Every figure on the smallest and the largest shapes of tables: no crash, no empty panel,
-labels that say what is shown (rnnbench.figures.plots, rnnbench.figures.gradplots)."""
+labels that say what is shown (rnnbench.figures, drawn through rnnbench.figures.registry)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rnnbench.analysis import learning_curves as curve_tables
+from rnnbench.analysis.learning_curves import learning_curve_table
 from rnnbench.figures import curves, gradplots, plots
+from rnnbench.figures.cli import save
+from rnnbench.figures.draw import drawer
+from rnnbench.figures.registry import names
 
 # The columns of the real tables (runs.csv as rnnbench.analysis.aggregate writes it, the gradient
-# tables as gradplots.collect writes them).
+# tables as rnnbench.analysis.gradtables writes them).
 RUNS_COLUMNS = (
     "experiment,run_id,cell,hidden,layers,seed,epochs,lr,decay_start,decay_factor,batch_size,"
     "bptt,grad,clip_norm,normalize_eps,loss_reduction,init,init_scale,dropout,embedding_size,"
@@ -32,7 +37,9 @@ EPOCH_COLUMNS = (
 LABELS = ["experiment", "run_id", "cell", "hidden", "layers", "seed"]
 DECAY = {"rnn_tanh": -3.1, "rnn_relu": -0.4, "lstm": -0.05, "gru": -0.1}  # per step
 GATES = {"lstm": "ifgo", "gru": "rzn"}
-ALL_FIGURES = [*plots.FIGURES, *gradplots.FIGURES, "reproduction"]
+# the figures drawn from these tables
+ALL_FIGURES = [*names("metrics"), *names("learning_curves"), *names("gradients"),
+               *names("reproduction")]
 
 
 def grid(experiments: dict[str, dict]) -> list[dict]:
@@ -89,9 +96,17 @@ def write_tables(folder: Path, experiments: dict[str, dict], epochs: int = 2,
               "grad_norms.csv": pd.DataFrame(norms), "grad_through_time.csv": pd.DataFrame(lags),
               "grad_decay.csv": pd.DataFrame(decay), "spectra.csv": pd.DataFrame(spectra),
               "grad_steps.csv": pd.DataFrame(steps)}
+    tables["learning_curves.csv"] = learning_curve_table(tables["epochs.csv"], tables["runs.csv"])
     for name, frame in tables.items():
         frame.to_csv(folder / name, index=False)
     return folder
+
+
+def rebuild_curves(tables: Path) -> None:
+    """learning_curves.csv again from the folder's epochs.csv and runs.csv, as the workflow
+    builds it before the figure (rnnbench.analysis.learning_curves)."""
+    assert curve_tables.main(["--tables", str(tables),
+                              "--out", str(tables / "learning_curves.csv")]) == 0
 
 
 def build(name: str, tables: Path):
@@ -99,7 +114,7 @@ def build(name: str, tables: Path):
     if name == "reproduction":  # every experiment with a published number
         published = pd.read_csv(tables / "runs.csv")["experiment"].unique()
         return plots.reproduction(tables, {e: {"test_ppl": 110.0} for e in published})
-    return (plots.FIGURES.get(name) or gradplots.FIGURES[name])(tables).figure
+    return drawer(name)(tables).figure
 
 
 def has_data(ax) -> bool:
@@ -140,7 +155,7 @@ def test_every_figure_draws_every_shape_with_no_empty_panel(name, shape, tmp_pat
     for ax in axes:  # a log axis says so
         assert ax.get_yscale() != "log" or "log scale" in ax.get_ylabel(), ax.get_ylabel()
         assert ax.get_xscale() != "log" or "log scale" in ax.get_xlabel(), ax.get_xlabel()
-    plots.save(fig, tmp_path / "fig" / f"{name}.png")
+    save(fig, tmp_path / "fig" / f"{name}.png")
     assert (tmp_path / "fig" / f"{name}.svg").stat().st_size > 1000
 
 
@@ -256,6 +271,8 @@ def add_variant(folder: Path, cell: str, axis: str, shift: float) -> None:
     """Every table of ``folder`` gets a variant of ``cell`` (run ids with ``axis``, as
     rnnbench.experiment.grid writes them), its perplexities and norms shifted by ``shift``."""
     for path in folder.glob("*.csv"):
+        if path.name == "learning_curves.csv":  # a table of tables, rebuilt below
+            continue
         df = pd.read_csv(path)
         twin = df[df["cell"] == cell].copy()
         twin["run_id"] = twin["run_id"].str.replace(r"(-s\d+)$", f"-{axis}\\1", regex=True)
@@ -263,6 +280,7 @@ def add_variant(folder: Path, cell: str, axis: str, shift: float) -> None:
             if column in twin:
                 twin[column] = twin[column] * shift
         pd.concat([df, twin]).to_csv(path, index=False)
+    rebuild_curves(folder)
 
 
 @pytest.mark.parametrize("name", ["perplexity_vs_hidden", "learning_curves", "grad_norms",
@@ -286,8 +304,6 @@ def test_variants_are_models_of_their_own_in_distinct_colours(name, tmp_path):
 
 
 def test_learning_curve_table_gives_the_t_interval_over_seeds_per_tokens_seen(tmp_path):
-    from rnnbench.figures.curves import learning_curve_table
-
     rows = [{"experiment": "e", "run_id": f"{c}-h8-l1-s{s}", "cell": c, "hidden": 8,
              "layers": 1, "seed": s, "epoch": e, "tokens": 500, "valid_ppl": v}
             for c, s, curve in [("lstm", 1, [100.0, 90.0]), ("lstm", 2, [110.0, 96.0]),
@@ -361,6 +377,7 @@ def test_learning_curves_end_the_mean_where_a_seed_stops_and_draw_the_rest_per_s
     epochs = pd.read_csv(tables / "epochs.csv")
     stopped = (epochs["cell"] == "lstm") & (epochs["seed"] == 3) & (epochs["epoch"] == 2)
     epochs[~stopped].to_csv(tables / "epochs.csv", index=False)
+    rebuild_curves(tables)
     fig = curves.learning_curves(tables)
     (ax,) = fig.axes
     (mean,) = [ln for ln in ax.lines if ln.get_label() == "lstm"]
@@ -382,6 +399,7 @@ def test_a_total_budget_is_named_as_in_the_tables_in_the_learning_curve_panels(t
     for name in ("epochs.csv", "runs.csv"):
         df = pd.read_csv(tables / name).drop(columns="size", errors="ignore")
         df.assign(budget=4_000_000, budget_kind="total").to_csv(tables / name, index=False)
+    rebuild_curves(tables)
     titles = [ax.get_title() for ax in curves.learning_curves(tables).axes]
     assert titles and all(t.startswith("t4M") for t in titles), titles
 
@@ -528,10 +546,34 @@ def test_perplexity_vs_hidden_bars_are_the_t_95_percent_interval_over_seeds(tmp_
 
 
 def test_context_markers_at_one_k_are_stacked_apart_and_the_seed_count_is_exact():
-    from rnnbench.figures import contextplots
+    from rnnbench.figures import context_figures
 
     placed: list[float] = []
-    ys = [contextplots._stagger(k, placed) for k in (10.0, 10.0, 30.0, 10.0)]
+    ys = [context_figures._stagger(k, placed) for k in (10.0, 10.0, 30.0, 10.0)]
     assert ys[0] == ys[2] and len({ys[0], ys[1], ys[3]}) == 3
-    assert contextplots._seeds(pd.Series([5, 5, 5])) == "5"  # not "up to 5"
-    assert contextplots._seeds(pd.Series([3, 5])) == "3–5"
+    assert context_figures._seeds(pd.Series([5, 5, 5])) == "5"  # not "up to 5"
+    assert context_figures._seeds(pd.Series([3, 5])) == "3–5"
+
+
+# -- the registry: every figure once ----------------------------------------------------------
+def test_every_registered_figure_is_drawn_by_its_module_and_has_a_caption():
+    from rnnbench.figures.registry import FIGURES, SOURCES
+
+    root = Path(__file__).resolve().parents[1]
+    for figure in FIGURES:
+        draw = drawer(figure.name)
+        assert draw.__module__ == f"rnnbench.figures.{figure.module}", figure
+        assert figure.source in SOURCES, figure
+        assert (root / "workflow/report" / f"{figure.name}.rst").exists(), figure
+    assert len({f.name for f in FIGURES}) == len(FIGURES)
+    with pytest.raises(ValueError, match="unknown figure 'perplexity'"):
+        drawer("perplexity")
+
+
+def test_every_figure_rule_draws_through_the_one_figure_command():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    commands = [m for path in sorted((root / "workflow/rules").glob("*.smk"))
+                for m in re.findall(r"python -m (rnnbench\.figures\.\w+)", path.read_text())]
+    assert commands and set(commands) == {"rnnbench.figures.draw"}, commands

@@ -1,5 +1,5 @@
-"""Gradient diagnostics per run (rnnbench.diagnostics.gradients) and across runs
-(rnnbench.figures.gradplots)."""
+"""Gradient diagnostics per run (rnnbench.diagnostics.gradients) and across runs: the tables
+(rnnbench.analysis.gradtables) and the figures drawn from them (rnnbench.figures.gradplots)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
+from rnnbench.analysis.gradtables import LABELS, STEP_QUANTILES
+from rnnbench.analysis.gradtables import main as gradtables_main
 from rnnbench.diagnostics.gradients import DECAY_COLUMNS, GRAD_COLUMNS, decay_rows, held_out_windows
 from rnnbench.diagnostics.gradients import main as gradients_main
-from rnnbench.figures.gradplots import FIGURES, LABELS, STEP_QUANTILES
-from rnnbench.figures.gradplots import main as gradplots_main
+from rnnbench.figures.draw import main as draw_main
+from rnnbench.figures.registry import names
 from rnnbench.io import read_json
 from rnnbench.training.train import main as train_main
 
@@ -113,7 +115,7 @@ def test_held_out_windows_are_deterministic_and_shaped_for_the_lags():
 
 def test_collect_tables_and_every_figure_from_them(runs, tmp_path, tiny_data):
     tables = tmp_path / "tables"
-    assert gradplots_main(["collect", "--out-dir", str(tables), *map(str, runs.values())]) == 0
+    assert gradtables_main(["--out-dir", str(tables), *map(str, runs.values())]) == 0
     grads = pd.read_csv(tables / "grad_through_time.csv")
     assert list(grads.columns[:len(LABELS)]) == LABELS and set(grads["experiment"]) == {"tiny"}
     assert len(grads) == sum(len(pd.read_csv(r / "gradients.csv")) for r in runs.values())
@@ -131,9 +133,9 @@ def test_collect_tables_and_every_figure_from_them(runs, tmp_path, tiny_data):
     # undefined (NaN) only where the norms overflow: the 1e20 initialisation
     overflow = decay["run_id"] == "rnn_relu-h8-l1-init_scale1e20-s1"
     assert decay.loc[~overflow, "decay_rate"].notna().all()
-    for name in FIGURES:
+    for name in names("gradients"):
         png = tmp_path / "figures" / f"{name}.png"
-        assert gradplots_main([name, "--tables", str(tables), "--out", str(png)]) == 0
+        assert draw_main([name, "--tables", str(tables), "--out", str(png)]) == 0
         assert png.stat().st_size > 10_000 and png.with_suffix(".svg").exists()
     # and it is published as the other runs are (publish_run reduces steps.csv.gz the same way)
     from rnnbench.analysis.publish import copy_run

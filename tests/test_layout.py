@@ -90,3 +90,52 @@ def test_no_module_is_longer_than_a_reader_can_hold(path):
     lines = len(path.read_text().splitlines())
     limit = MAX_LINES if str(path.relative_to(PACKAGE)) not in LONG_MODULES else 10 ** 9
     assert lines <= limit, f"{path.relative_to(PACKAGE)} has {lines} lines (at most {MAX_LINES})"
+
+
+# What writes a table (CSV, Markdown, HTML): pandas' writers, rnnbench.io's, the renderer's and
+# the analysis commands' (``collect``: the run folders into tables).
+TABLE_WRITERS = {"to_csv", "to_markdown", "to_html", "to_latex", "to_excel", "write_csv",
+                 "write_text", "write_page", "html_page", "markdown", "collect"}
+RENDERERS = {"rnnbench.analysis.render", "rnnbench.analysis.tables"}
+
+
+def table_writes(path: Path) -> list[str]:
+    """Where ``path`` calls or imports a table writer, or imports a table renderer."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = (func.attr if isinstance(func, ast.Attribute)
+                    else func.id if isinstance(func, ast.Name) else None)
+            if name in TABLE_WRITERS:
+                found.append(f"{path.name}:{node.lineno} calls {name}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = {a.name for a in node.names}
+            if node.module in RENDERERS or names & TABLE_WRITERS:
+                found.append(f"{path.name}:{node.lineno} imports from {node.module}")
+        elif isinstance(node, ast.Import):
+            found += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+                      if a.name in RENDERERS]
+    return found
+
+
+def test_no_figure_module_writes_a_table():
+    # every table is built in rnnbench.analysis; figures only read them
+    problems = [p for path in sorted((PACKAGE / "figures").glob("*.py"))
+                for p in table_writes(path)]
+    assert not problems, "figures/ writing tables:\n" + "\n".join(problems)
+
+
+def test_the_table_check_finds_each_kind_of_writer(tmp_path):
+    # a module that writes a CSV, a Markdown page and a text file; then one that writes a figure
+    probe = tmp_path / "probe.py"
+    probe.write_text("from rnnbench.io import write_csv\nimport rnnbench.analysis.render\n"
+                     "def f(table, path):\n    write_csv(table, path)\n"
+                     "    table.to_markdown(path)\n    path.write_text('x')\n")
+    assert table_writes(probe) == [
+        "probe.py:1 imports from rnnbench.io", "probe.py:2 imports rnnbench.analysis.render",
+        "probe.py:4 calls write_csv", "probe.py:5 calls to_markdown",
+        "probe.py:6 calls write_text"]
+    probe.write_text("from rnnbench.io import write_atomic\ndef f(fig, path):\n"
+                     "    write_atomic(path, lambda tmp: fig.savefig(tmp))\n")
+    assert table_writes(probe) == []  # a figure's PNG and SVG

@@ -84,7 +84,7 @@ def test_the_figures_draw_a_line_per_model_and_every_seed(tmp_path):
     assert dots == len(runs)  # every seed a dot (the bands are other collections)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["500k", "2M"]
     for name in ("delta_vs_size", "context_vs_size"):
-        assert figs.FIGURES[name](tmp_path).axes
+        assert getattr(figs, name)(tmp_path).axes
 
 
 def test_bf16_against_its_fp32_twin_with_the_familys_interval():

@@ -1,17 +1,21 @@
 # Tables from every run, figures from the tables, and the report items.
+# Every figure is listed once, in rnnbench.figures.registry; the rules' lists are made from it.
+from rnnbench.figures import registry as figure_registry
 
-# Figure name -> report category. Each figure has a caption in workflow/report/{name}.rst.
+# Figure name -> report category: the figures drawn from collect_metrics's tables. Each
+# figure has a caption in workflow/report/{name}.rst.
 FIGURE_CATEGORIES = {
-    "perplexity_vs_hidden": "Perplexity",
-    "perplexity_vs_params": "Perplexity",
-    "grad_norms": "Gradients",
+    name: figure_registry.spec(name).category for name in figure_registry.names("metrics")
 }
 FIGURES = [
     f"results/studies/{STUDY}/figures/{name}.png"
-    for name in [*FIGURE_CATEGORIES, "learning_curves"]
+    for name in [*FIGURE_CATEGORIES, *figure_registry.names("learning_curves")]
 ]
 if PUBLISHED:  # a config that reproduces published numbers (config/reproduce.yaml)
-    FIGURES.append(f"results/studies/{STUDY}/figures/reproduction.png")
+    FIGURES += [
+        f"results/studies/{STUDY}/figures/{name}.png"
+        for name in figure_registry.names("reproduction")
+    ]
 
 
 rule collect_metrics:
@@ -67,7 +71,7 @@ rule compare_models:
         code=[f"{SRC}/rnnbench/{m}.py" for m in (
             "analysis/compare", "analysis/pairs", "analysis/stats", "analysis/labels",
             "analysis/render",
-            "analysis/contexts", "diagnostics/contextstats", "experiment/trials")],
+            "analysis/context_tables", "diagnostics/context_stats", "experiment/trials")],
         # a tuned config: selections on an edge of their space are marked
         # (rnnbench.experiment.trials)
         trials=TUNING_TARGETS[:1],
@@ -144,17 +148,18 @@ rule plot_model_comparison:
         models=rules.compare_models.output.models,
         # each seed's dot
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
+                                                 "figures/plots", "figures/curves",
                                                  "figures/figstyle",
                                                  "figures/palette", "figures/notes", "figures/cli",
-                                                 "analysis/labels")],
+                                                 "analysis/labels", "analysis/learning_curves")],
     output:
         png=report(
             "results/studies/{study}/figures/model_comparison.png",
             caption="../report/model_comparison.rst",
-            category="Perplexity",
+            category=figure_registry.spec("model_comparison").category,
             subcategory="Figures",
-            labels={"figure": "model comparison"},
+            labels={"figure": figure_registry.spec("model_comparison").report_label},
         ),
         svg="results/studies/{study}/figures/model_comparison.svg",
     params:
@@ -164,7 +169,7 @@ rule plot_model_comparison:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.plots model_comparison --tables {params.tables}"
+        "python -m rnnbench.figures.draw model_comparison --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"
 
 
@@ -175,18 +180,20 @@ for _name, _category in FIGURE_CATEGORIES.items():
             f"plot_{_name}"
         input:
             tables=rules.collect_metrics.output,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
+                                                     "figures/plots", "figures/curves",
                                                      "figures/figstyle",
                                                      "figures/palette", "figures/notes",
                                                      "figures/cli",
-                                                     "analysis/labels")],
+                                                     "analysis/labels",
+                                                     "analysis/learning_curves")],
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_name}.png",
                 caption=f"../report/{_name}.rst",
                 category=_category,
                 subcategory="Figures",
-                labels={"figure": _name.replace("_", " ")},
+                labels={"figure": figure_registry.spec(_name).report_label},
             ),
             svg=f"results/studies/{{study}}/figures/{_name}.svg",
         params:
@@ -197,7 +204,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.figures.plots {params.figure} --tables {params.tables}"
+            "python -m rnnbench.figures.draw {params.figure} --tables {params.tables}"
             " --out {output.png:q} > {log:q} 2>&1"
 
 
@@ -205,7 +212,9 @@ rule plot_learning_curves:
     input:
         epochs=rules.collect_metrics.output.epochs,
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/curves", "figures/figstyle",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/learning_curves", "figures/draw",
+                                                 "figures/registry", "figures/curves",
+                                                 "figures/figstyle",
                                                  "figures/palette", "figures/notes", "figures/cli",
                                                  "analysis/labels", "analysis/stats",
                                                  "analysis/tables", "analysis/render")],
@@ -213,9 +222,9 @@ rule plot_learning_curves:
         png=report(
             "results/studies/{study}/figures/learning_curves.png",
             caption="../report/learning_curves.rst",
-            category="Training",
+            category=figure_registry.spec("learning_curves").category,
             subcategory="Figures",
-            labels={"figure": "learning curves"},
+            labels={"figure": figure_registry.spec("learning_curves").report_label},
         ),
         svg="results/studies/{study}/figures/learning_curves.svg",
         table_html=report(
@@ -239,10 +248,12 @@ rule plot_learning_curves:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.curves learning_curves --tables {params.tables}"
-        " --out {output.png:q} --table-out {output.table:q} > {log:q} 2>&1"
+        "python -m rnnbench.analysis.learning_curves --tables {params.tables}"
+        " --out {output.table:q} > {log:q} 2>&1"
         " && python -m rnnbench.analysis.tables learning_curves {output.table:q}"
         " --out {output.table_html:q} >> {log:q} 2>&1"
+        " && python -m rnnbench.figures.draw learning_curves --tables {params.tables}"
+        " --out {output.png:q} >> {log:q} 2>&1"
 
 
 if PUBLISHED:
@@ -250,18 +261,20 @@ if PUBLISHED:
     rule plot_reproduction:
         input:
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
+                                                     "figures/plots", "figures/curves",
                                                      "figures/figstyle",
                                                      "figures/palette", "figures/notes",
                                                      "figures/cli",
-                                                     "analysis/labels")],
+                                                     "analysis/labels",
+                                                     "analysis/learning_curves")],
         output:
             png=report(
                 "results/studies/{study}/figures/reproduction.png",
                 caption="../report/reproduction.rst",
-                category="Perplexity",
+                category=figure_registry.spec("reproduction").category,
                 subcategory="Figures",
-                labels={"figure": "reproduction"},
+                labels={"figure": figure_registry.spec("reproduction").report_label},
             ),
             svg="results/studies/{study}/figures/reproduction.svg",
         params:
@@ -272,5 +285,5 @@ if PUBLISHED:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.figures.plots reproduction --tables {params.tables}"
+            "python -m rnnbench.figures.draw reproduction --tables {params.tables}"
             " --published {params.published:q} --out {output.png:q} > {log:q} 2>&1"

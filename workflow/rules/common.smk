@@ -72,7 +72,7 @@ BASELINE_DIRS = wiring.baseline_dirs(BASELINES)
 # published number to compare with).
 PUBLISH = config.get("publish", bool(PUBLISHED))
 # The effective context's settings (context.smk; None: not measured)
-from rnnbench.diagnostics.contextstats import context_settings
+from rnnbench.diagnostics.context_stats import context_settings
 
 CONTEXT = context_settings(config.get("context", True))
 # What publish_run writes for each run (the effective context's files where it is measured)

@@ -1,7 +1,8 @@
 # Effective context (Khandelwal et al. 2018): per evaluated run, the loss increase when the
 # context is truncated to (or shuffled beyond) the last k tokens; a table across runs, a figure
 # from it. Needs common.smk (run_dirs, uses_gpu, ...). Off with `context: false`.
-from rnnbench.diagnostics.contextstats import settings_problem
+from rnnbench.diagnostics.context_stats import settings_problem
+from rnnbench.figures import registry as figure_registry
 
 # The runs measured: every run, or with `source: reference` those published with their
 # context files (runs published before this measurement existed have none).
@@ -28,7 +29,10 @@ CONTEXT_TARGETS = (
     [
         f"results/studies/{STUDY}/tables/context.csv",
         f"results/studies/{STUDY}/tables/context_summary.csv",
-        f"results/studies/{STUDY}/figures/context_vs_k.png",
+        *[
+            f"results/studies/{STUDY}/figures/{name}.png"
+            for name in figure_registry.names("context")
+        ],
         f"results/studies/{STUDY}/tables/context_summary.html",
     ]
     if CONTEXT_DIRS
@@ -47,7 +51,7 @@ rule measure_context:
     params:
         data_dir=data_dir,
         device=config.get("device", "auto"),
-        # targets, prefix, seed, resamples (rnnbench.diagnostics.contextstats.ContextSettings)
+        # targets, prefix, seed, resamples (rnnbench.diagnostics.context_stats.ContextSettings)
         settings=CONTEXT.flags() if CONTEXT else "",
         # the weights the experiment's perplexities are measured with
         weights=lambda w: config["experiments"][w.experiment].get("eval_weights", "best"),
@@ -80,8 +84,8 @@ rule collect_context:
         train=[f"{d}/train.json" for d in CONTEXT_DIRS],
         eval=[f"{d}/eval.json" for d in CONTEXT_DIRS],
         history=[f"{d}/history.csv" for d in CONTEXT_DIRS],
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "diagnostics/contextstats",
-                                                 "analysis/contexts", "analysis/aggregate",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/context_tables",
+                                                 "diagnostics/context_stats", "analysis/aggregate",
                                                  "analysis/tables", "analysis/render")],
     output:
         table="results/studies/{study}/tables/context.csv",
@@ -108,7 +112,7 @@ rule collect_context:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.contextplots collect --out-dir {params.tables}"
+        "python -m rnnbench.analysis.context_tables --out-dir {params.tables}"
         " {params.run_dirs:q} > {log:q} 2>&1 && python -m rnnbench.analysis.tables context_summary"
         " {output.summary:q} --out {output.summary_html:q} >> {log:q} 2>&1"
 
@@ -116,16 +120,17 @@ rule collect_context:
 rule plot_context:
     input:
         table=rules.collect_context.output.table,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/contextplots", "figures/figstyle",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
+                                                 "figures/context_figures", "figures/figstyle",
                                                  "figures/palette", "figures/notes", "figures/cli",
-                                                 "figures/plots", "analysis/contexts")],
+                                                 "figures/plots", "analysis/context_tables")],
     output:
         png=report(
             "results/studies/{study}/figures/context_vs_k.png",
             caption="../report/context_vs_k.rst",
-            category="Gradients",
+            category=figure_registry.spec("context_vs_k").category,
             subcategory="Figures",
-            labels={"figure": "context vs k"},
+            labels={"figure": figure_registry.spec("context_vs_k").report_label},
         ),
         svg="results/studies/{study}/figures/context_vs_k.svg",
     params:
@@ -135,5 +140,5 @@ rule plot_context:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.contextplots context_vs_k --tables {params.tables}"
+        "python -m rnnbench.figures.draw context_vs_k --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"

@@ -1,13 +1,11 @@
 # Gradient diagnostics: gradient through time per run (trained and at init), tables across
 # runs, figures from the tables. Needs common.smk (RUNS, run_files, uses_gpu, ...).
 
-# Figure name -> caption workflow/report/{name}.rst; all in the report's "Gradients" category.
-GRADIENT_FIGURES = [
-    "grad_vs_lag",
-    "grad_norm_distribution",
-    "grad_spectra",
-    "grad_decay_rate_vs_hidden",
-]
+from rnnbench.figures import registry as figure_registry
+
+# The figures drawn from collect_gradients's tables (rnnbench.figures.registry); each has its
+# caption in workflow/report/{name}.rst.
+GRADIENT_FIGURES = figure_registry.names("gradients")
 GRADIENT_TARGETS = [f"results/studies/{STUDY}/figures/{name}.png" for name in GRADIENT_FIGURES]
 GRADIENT_TARGETS.append(f"results/studies/{STUDY}/tables/grad_decay.html")  # a report item
 
@@ -58,7 +56,7 @@ rule collect_gradients:
         steps=run_files("steps.csv.gz", published="grad_quantiles.csv"),
         train=run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/gradtables", "figures/gradplots",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/gradtables",
                                                  "analysis/tables", "analysis/labels",
                                                  "analysis/render")],
     output:
@@ -88,7 +86,7 @@ rule collect_gradients:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.gradplots collect --out-dir {params.tables} {params.run_dirs:q}"
+        "python -m rnnbench.analysis.gradtables --out-dir {params.tables} {params.run_dirs:q}"
         " > {log:q} 2>&1 && python -m rnnbench.analysis.tables grad_decay {output.decay:q}"
         " --out {output.decay_html:q} >> {log:q} 2>&1"
 
@@ -102,7 +100,8 @@ for _grad_figure in GRADIENT_FIGURES:
             tables=rules.collect_gradients.output,
             # which runs diverged (and at which step), for the figures' notes
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/gradplots", "figures/figstyle",
+            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
+                                                     "figures/gradplots", "figures/figstyle",
                                                      "figures/palette", "figures/notes",
                                                      "figures/cli",
                                                      "analysis/labels")],
@@ -110,9 +109,9 @@ for _grad_figure in GRADIENT_FIGURES:
             png=report(
                 f"results/studies/{{study}}/figures/{_grad_figure}.png",
                 caption=f"../report/{_grad_figure}.rst",
-                category="Gradients",
+                category=figure_registry.spec(_grad_figure).category,
                 subcategory="Figures",
-                labels={"figure": _grad_figure.replace("_", " ")},
+                labels={"figure": figure_registry.spec(_grad_figure).report_label},
             ),
             svg=f"results/studies/{{study}}/figures/{_grad_figure}.svg",
         params:
@@ -123,5 +122,5 @@ for _grad_figure in GRADIENT_FIGURES:
         conda:
             "../../environment.yml"
         shell:
-            "python -m rnnbench.figures.gradplots {params.figure} --tables {params.tables}"
+            "python -m rnnbench.figures.draw {params.figure} --tables {params.tables}"
             " --out {output.png:q} > {log:q} 2>&1"

@@ -3,8 +3,10 @@
 # the whole family's intervals, and three figures against the parameter count. Needs
 # common.smk and aggregate.smk (compare_models's tables).
 from rnnbench.experiment.codedeps import module_sources
+from rnnbench.figures import registry as figure_registry
 
-SIZE_FIGURES = ["perplexity_vs_size", "delta_vs_size", "context_vs_size"]
+# the figures drawn from compare_sizes's tables (rnnbench.figures.registry)
+SIZE_FIGURES = figure_registry.names("sizes")
 # experiments with several sizes (budgets or hidden sizes), where this table means something
 SEVERAL_SIZES = any(len(spec.get("budgets", spec.get("hidden", []))) > 1
                     for spec in config["experiments"].values())
@@ -68,7 +70,7 @@ rule plot_sizes:
     input:
         sizes=rules.compare_sizes.output.csv,
         runs=rules.collect_metrics.output.runs,
-        code=module_sources("rnnbench.figures.sizes", SRC),
+        code=module_sources("rnnbench.figures.draw", SRC),
     output:
         png=report(
             "results/studies/{study}/figures/{figure}.png",
@@ -87,5 +89,5 @@ rule plot_sizes:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.sizes {wildcards.figure} --tables {params.tables}"
+        "python -m rnnbench.figures.draw {wildcards.figure} --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"

@@ -3,6 +3,7 @@
 # (a checkpoint rule: what the next rung trains depends on this one's results); the last
 # rung's best point configures the model's final runs (train_model's `selection` input).
 # Needs common.smk (TRIAL_GROUPS, entrant_files, selection_params, all_selections).
+from rnnbench.figures import registry as figure_registry
 
 checkpoint select_trials:
     input:
@@ -65,17 +66,18 @@ rule plot_tuning_curve:
         trials=rules.collect_trials.output.csv,
         # the vocabulary size (a trial above it diverged) and the runs' notes
         runs="results/studies/{study}/tables/runs.csv",
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/plots", "figures/curves",
+        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
+                                                 "figures/plots", "figures/curves",
                                                  "figures/figstyle",
                                                  "figures/palette", "figures/notes", "figures/cli",
-                                                 "analysis/labels")],
+                                                 "analysis/labels", "analysis/learning_curves")],
     output:
         png=report(
             "results/studies/{study}/figures/tuning_curve.png",
             caption="../report/tuning_curve.rst",
-            category="Tuning",
+            category=figure_registry.spec("tuning_curve").category,
             subcategory="Figures",
-            labels={"figure": "expected best validation perplexity vs trials"},
+            labels={"figure": figure_registry.spec("tuning_curve").report_label},
         ),
         svg="results/studies/{study}/figures/tuning_curve.svg",
     params:
@@ -85,5 +87,5 @@ rule plot_tuning_curve:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rnnbench.figures.plots tuning_curve --tables {params.tables}"
+        "python -m rnnbench.figures.draw tuning_curve --tables {params.tables}"
         " --out {output.png:q} > {log:q} 2>&1"

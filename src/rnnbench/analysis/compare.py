@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from rnnbench.analysis import render
-from rnnbench.analysis.contexts import model_context
+from rnnbench.analysis.context_tables import model_context
 from rnnbench.analysis.labels import model_rank as _order
 from rnnbench.analysis.pairs import (
     KEYS,
@@ -52,7 +52,7 @@ from rnnbench.io import write_csv
 log = logging.getLogger(__name__)
 def _context_stats(ok: pd.DataFrame, context: pd.DataFrame | None) -> dict:
     """The effective context over the finished runs ``ok`` measured in ``context`` (a study's
-    context.csv; rnnbench.analysis.contexts); none when the study does not measure it."""
+    context.csv; rnnbench.analysis.context_tables); none when the study does not measure it."""
     if context is None:
         return {}
     mine = context.merge(ok[["experiment", "run_id"]], on=["experiment", "run_id"])
@@ -75,7 +75,7 @@ def _epoch_stats(block: pd.DataFrame, ok: pd.DataFrame) -> dict:
 def models(runs: pd.DataFrame, context: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model, size and depth: n (finished), n_diverged, test ppl mean/sd/CI, the
     epochs to convergence under the plateau schedule, and, given the study's context.csv, the
-    effective context of its finished runs with its CI (rnnbench.analysis.contexts)."""
+    effective context of its finished runs with its CI (rnnbench.analysis.context_tables)."""
     rows = []
     for key, block in label_runs(runs).groupby([*KEYS, "model"], sort=False):
         ok = block[block["status"] == "ok"]
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=Path,
                         help="trials.csv: mark edge selections, say the tuning budget")
     parser.add_argument("--context", type=Path,
-                        help="context.csv: each model's effective context (rnnbench.contextplots)")
+                        help="context.csv: each model's effective context (context_tables)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runs = pd.read_csv(args.runs)

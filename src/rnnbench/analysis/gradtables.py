@@ -1,6 +1,6 @@
 """Gradient tables across runs, from the run folders (no torch import). Usage::
 
-    python -m rnnbench.figures.gradplots collect --out-dir results/studies/grid/tables \
+    python -m rnnbench.analysis.gradtables --out-dir results/studies/grid/tables \\
         results/runs/grid/*/
 
 writes, each with the run labels ``corpus, experiment, run_id, model, cell, hidden, layers,
@@ -8,12 +8,16 @@ seed`` first: ``grad_through_time.csv`` (every run's gradients.csv), ``grad_deca
 (every run's decay.csv), ``spectra.csv`` (every run's spectra.csv) and ``grad_steps.csv``
 (per run, ``STEP_QUANTILES + 1`` evenly spaced quantiles of the finite per-step global
 gradient norms, min and max included: a fixed-size sample of the distribution however long
-the run, with ``n_steps`` and ``n_nonfinite``). The figures are in rnnbench.figures.gradplots.
+the run, with ``n_steps`` and ``n_nonfinite``). The figures, drawn from these tables, are
+rnnbench.figures.gradplots.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,8 @@ import pandas as pd
 
 from rnnbench.analysis.labels import model_label, size_label
 from rnnbench.io import write_csv
+
+log = logging.getLogger(__name__)
 
 # size: the panel of the figures (h150, p250k, t4M: rnnbench.analysis.labels.size_label), so that
 # the models of a budget, whose hidden sizes differ, share one panel
@@ -82,3 +88,19 @@ def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
     for name, frame in tables.items():
         write_csv(frame, out_dir / name)
     return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: the runs' gradient files into the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    parser.add_argument("--out-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    tables = collect(args.runs, args.out_dir)
+    log.info("%d runs -> %s (%s)", len(args.runs), args.out_dir, ", ".join(tables))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

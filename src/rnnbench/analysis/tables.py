@@ -240,7 +240,7 @@ def _interval(low: object, high: object, spec: str = ".1f") -> str:
 
 
 def _context(r: pd.Series, kind: str) -> list[str]:
-    """An effective context over the seeds measured (rnnbench.figures.contextplots): the value
+    """An effective context over the seeds measured (rnnbench.analysis.context_tables): the value
     with its interval ("≥" when it is the longest k measured) and the seeds' range."""
     if pd.isna(r.get(f"{kind}_n")) or not r.get(f"{kind}_n"):
         return [DASH, DASH]

@@ -23,7 +23,7 @@ Only the targets need the decoder; the windows of a ``k`` are batched as columns
     shuffle  <-- permuted -->             <--- in order -->  target     (prefix, subset * ks)
 
 The statistics (relative increase, effective context, bootstrap) are
-:mod:`rnnbench.diagnostics.contextstats`'. Evaluation only, in the run's own precision (bf16
+:mod:`rnnbench.diagnostics.context_stats`'. Evaluation only, in the run's own precision (bf16
 products for a bf16 run, as it trained and was evaluated; fp32 otherwise). Usage::
 
     python -m rnnbench.diagnostics.context --run-dir results/runs/ptb/grid/lstm-h300-l1-s1 \\
@@ -52,7 +52,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnbench.diagnostics import cli
-from rnnbench.diagnostics.contextstats import (
+from rnnbench.diagnostics.context_stats import (
     ABLATIONS,
     THRESHOLD,
     ContextSettings,

@@ -1,10 +1,11 @@
 """Curves over training and over tuning, one line per model (no torch import). Usage::
 
-    python -m rnnbench.figures.curves learning_curves --tables results/studies/grid/tables \\
-        --out results/studies/grid/figures/learning_curves.png  # + .svg, tables/learning_curves.csv
+    python -m rnnbench.figures.draw learning_curves --tables results/studies/grid/tables \\
+        --out results/studies/grid/figures/learning_curves.png  # and the .svg
 
 - :func:`learning_curves`: validation perplexity against training tokens seen, the mean over
-  seeds with its t-based 95% band, from ``epochs.csv`` (table: ``learning_curves.csv``);
+  seeds with its t-based 95% band, from ``learning_curves.csv``
+  (rnnbench.analysis.learning_curves) and, for the runs drawn one by one, ``epochs.csv``;
 - :func:`grad_norms`: the global gradient norm over training, from ``grad_norms.csv``;
 - :func:`tuning_curve`: expected best validation perplexity of n tuning trials, from
   ``trials.csv`` (Dodge et al. 2019), diverged trials left out and named.
@@ -12,11 +13,8 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
 import re
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,37 +27,17 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rnnbench.analysis.labels import group_label, model_rank, size_label, with_model  # noqa: E402
-from rnnbench.analysis.stats import expected_best, mean_ci  # noqa: E402
+from rnnbench.analysis.labels import group_label, size_label  # noqa: E402
+from rnnbench.analysis.learning_curves import PANEL, positive, with_status, with_tokens  # noqa: E402
+from rnnbench.analysis.stats import expected_best  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
-from rnnbench.io import write_csv  # noqa: E402
 
-log = logging.getLogger(__name__)
 MARKERS = ["o", "X", "s", "D", "^", "v", "P", "*"]
-PANEL = ["experiment", "size", "layers"]  # what a learning curve's panel holds fixed
 
 
 def _nothing(what: str, lines: list[str]) -> Figure:
     return fs.note_figure(f"No finished run to plot: {what}.",
                           lines or ["(the tables hold no run)"])
-
-
-def _positive(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The rows of ``df`` with a finite, positive ``column`` (none when there is no such
-    column: epochs.csv of runs that all diverged before their first validation)."""
-    if column not in df.columns:
-        return df.iloc[0:0]
-    values = pd.to_numeric(df[column], errors="coerce")
-    return df[np.isfinite(values) & (values > 0)].assign(**{column: values})
-
-
-def _status(df: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
-    """``df`` with each run's ``status`` from runs.csv (``ok`` where unknown) and its model."""
-    df = with_model(df)
-    if runs is None:
-        return df.assign(status="ok")
-    status = runs[["experiment", "run_id", "status"]]
-    return df.merge(status, on=["experiment", "run_id"], how="left").fillna({"status": "ok"})
 
 
 def _size_panels(df: pd.DataFrame, runs: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
@@ -83,10 +61,10 @@ def grad_norms(tables: Path) -> Figure:
     """Global gradient norm (before normalisation/clipping) over training, log y, one line per
     model (mean of seeds, band its t 95% CI); runs that diverged dotted up to the divergence."""
     runs = fs.read_runs(tables)
-    grads = _positive(pd.read_csv(tables / "grad_norms.csv"), "grad_norm_median")
+    grads = positive(pd.read_csv(tables / "grad_norms.csv"), "grad_norm_median")
     if grads.empty:
         return _nothing("gradient norms (no finite gradient norm recorded)", fs.not_finished(runs))
-    df, panels = _size_panels(_status(grads, runs), runs)
+    df, panels = _size_panels(with_status(grads, runs), runs)
     styles = fs.model_styles(df["model"])
     colors = {m: st.color for m, st in styles.items()}
     fig, axes = fs.panel_grid(len(panels), height=2.8)
@@ -118,36 +96,6 @@ def grad_norms(tables: Path) -> Figure:
     return fig
 
 
-def _with_tokens(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Each epoch with ``tokens_seen``: the training tokens of that epoch and every one before
-    it (history.csv's ``tokens``, so a ``max_batches`` cap counts as trained, not as nominal)."""
-    epochs = epochs.sort_values(["experiment", "run_id", "epoch"], kind="stable")
-    tokens = pd.to_numeric(epochs["tokens"], errors="coerce")
-    return epochs.assign(tokens_seen=tokens.groupby([epochs["experiment"],
-                                                     epochs["run_id"]]).cumsum())
-
-
-def learning_curve_table(epochs: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
-    """Per experiment, size, depth, model and tokens seen: ``n`` finished seeds, their mean
-    validation perplexity and its t 95% CI (``ci_low``/``ci_high``, NaN for one seed)."""
-    columns = [*PANEL, "model", "tokens", "epoch", "n", "mean", "ci_low", "ci_high"]
-    epochs = _positive(epochs, "valid_ppl")
-    if epochs.empty:
-        return pd.DataFrame(columns=columns)
-    d = _with_tokens(_status(epochs, runs))
-    rows = []
-    for key, block in d[d["status"] == "ok"].groupby([*PANEL, "model", "tokens_seen"],
-                                                      sort=False):
-        st = mean_ci(block["valid_ppl"].tolist())
-        rows.append({**dict(zip([*PANEL, "model", "tokens"], key, strict=True)),
-                     "epoch": int(block["epoch"].max()), "n": st["n"], "mean": st["mean"],
-                     "ci_low": st["ci_low"], "ci_high": st["ci_high"]})
-    table = pd.DataFrame(rows, columns=columns)
-    rank = table["model"].map(model_rank)
-    return table.assign(_rank=rank).sort_values([*PANEL, "_rank", "tokens"], kind="stable").drop(
-        columns="_rank").reset_index(drop=True)
-
-
 def _seeds_text(table: pd.DataFrame) -> str:
     """How many seeds a line is, for the footnote."""
     n = table.groupby([*PANEL, "model"])["n"].max()
@@ -158,19 +106,20 @@ def _seeds_text(table: pd.DataFrame) -> str:
         " (none where 1)." if n.min() == 1 else ".")
 
 
-def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
+def learning_curves(tables: Path) -> Figure:
     """Validation perplexity against training tokens seen (log y): one line per model, the
     mean over its finished seeds with the t-based 95% band; one panel per experiment, size and
     depth. Runs that diverged after an epoch dotted, up to their last validation."""
     runs = fs.read_runs(tables)
-    epochs = _positive(pd.read_csv(tables / "epochs.csv"), "valid_ppl")
-    table = learning_curve_table(epochs, runs)
-    if table_out is not None:
-        write_csv(table, table_out)
+    epochs = positive(pd.read_csv(tables / "epochs.csv"), "valid_ppl")
+    # every float as written (the C parser's default can differ in the last digit); names
+    # stay text even where one looks like a number
+    table = pd.read_csv(tables / "learning_curves.csv", float_precision="round_trip",
+                        dtype={"experiment": str, "size": str, "model": str})
     if epochs.empty:
         return _nothing("validation perplexity per epoch (no run completed an epoch)",
                         fs.not_finished(runs))
-    d, panels = _size_panels(_with_tokens(_status(epochs, runs)), runs)
+    d, panels = _size_panels(with_tokens(with_status(epochs, runs)), runs)
     styles = fs.model_styles(d["model"])
     one = len(panels) == 1  # a single comparison (one budget): room for every model's line
     fig, axes = fs.panel_grid(len(panels), width=5.6 if one else 3.6, height=3.8 if one else 2.8)
@@ -178,7 +127,7 @@ def learning_curves(tables: Path, table_out: Path | None = None) -> Figure:
     for ax, panel in zip(axes, panels, strict=True):
         mine = d[d["panel"] == panel]
         first = mine.iloc[0]
-        block = table[(table["experiment"] == first["experiment"])
+        block = table[(table["experiment"] == str(first["experiment"]))
                       & (table["size"] == first["size"]) & (table["layers"] == first["layers"])]
         for model in fs.model_order(mine["model"]):
             line, st = block[block["model"] == model], styles[model]
@@ -328,22 +277,3 @@ def _lost_summary(left: pd.DataFrame) -> list[str]:
         [f"{other} with no finite perplexity or one above the vocabulary size"] if other else [])
     return [fs.wrap(f"Left out of the expectation: {len(out)} of {len(left)} first-rung trials "
                     f"({', '.join(parts)}); trials.csv lists each.", 80)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: the learning curves' figure and table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=["learning_curves"])
-    fs.figure_flags(parser)
-    parser.add_argument("--table-out", type=Path,
-                        help="learning_curves.csv (default: beside the tables)")
-    args = parser.parse_args(argv)
-    fs.start_job()
-    table_out = args.table_out or args.tables / "learning_curves.csv"
-    fs.save(learning_curves(args.tables, table_out), args.out)
-    log.info("wrote %s (and .svg) and %s", args.out, table_out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

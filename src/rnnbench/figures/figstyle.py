@@ -3,7 +3,7 @@ with their 95% CI. Split by concern: each model's look is rnnbench.figures.palet
 the words under a figure rnnbench.figures.notes, the command line rnnbench.figures.cli; their
 names are re-exported here, so ``figstyle.X`` keeps working.
 
-No torch import. Used by :mod:`rnnbench.figures.plots` and :mod:`rnnbench.figures.gradplots`:
+No torch import. Used by every drawing module of rnnbench.figures (rnnbench.figures.registry):
 a figure built from tables that may hold one run or hundreds, and runs that finished or diverged,
 must say what it shows (how many seeds a point is, which runs are missing and why, where an axis is
 cut) rather than crash or mislead.
@@ -30,7 +30,6 @@ from rnnbench.figures.cli import (  # noqa: E402,F401  (re-exported)
     figure_flags,
     save,
     start_job,
-    tables_or_figure,
 )
 from rnnbench.figures.notes import (  # noqa: E402,F401  (re-exported)
     INTERVAL,

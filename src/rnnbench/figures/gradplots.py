@@ -1,21 +1,16 @@
-"""Gradient diagnostics across runs: tables from the run folders, figures from the tables.
+"""Gradient diagnostics across runs: the figures, drawn from the gradient tables
+(rnnbench.analysis.gradtables) alone. No torch import. Usage::
 
-No torch import. Usage::
-
-    python -m rnnbench.figures.gradplots collect --out-dir results/studies/grid/tables \\
-        results/runs/grid/*/
-    python -m rnnbench.figures.gradplots grad_vs_lag --tables results/studies/grid/tables \\
+    python -m rnnbench.figures.draw grad_vs_lag --tables results/studies/grid/tables \\
         --out results/studies/grid/figures/grad_vs_lag.png          # also writes the .svg beside it
 
-``collect`` writes the gradient tables (rnnbench.analysis.gradtables); the figures draw one
-curve, box or point per model (rnnbench.analysis.labels), never pooling a variant into its cell.
+Each figure draws one curve, box or point per model (rnnbench.analysis.labels), never pooling
+a variant into its cell.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -29,9 +24,6 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from rnnbench.analysis.gradtables import LABELS as LABELS  # noqa: E402  (re-exported, as below)
-from rnnbench.analysis.gradtables import STEP_QUANTILES as STEP_QUANTILES  # noqa: E402
-from rnnbench.analysis.gradtables import collect  # noqa: E402
 from rnnbench.analysis.labels import model_rank, with_model  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
 from rnnbench.figures.figstyle import GATE_BLOCKS, wrap  # noqa: E402
@@ -53,7 +45,6 @@ LAG_STYLES = {"trained, h": {"linestyle": "-", "linewidth": 1.8},
 CUT_DECADES = 25
 
 
-# -- figures -----------------------------------------------------------------------------------
 def _depth(df: pd.DataFrame) -> pd.Series:
     """Which layer of which depth: ``1 layer`` or ``2 layers, layer 0`` etc."""
     return np.where(df["layers"] == 1, "1 layer",
@@ -273,22 +264,3 @@ def grad_decay_rate_vs_hidden(tables: Path) -> Figure:
         ax.set_ylabel("decay rate per step\n(" + fs.spread(pd.concat(counts)) + ")")
     fs.footnote(fig, _missing_trained(df, fs.read_runs(tables)))
     return fig
-
-
-FIGURES: dict[str, Callable[[Path], Figure]] = {
-    "grad_vs_lag": grad_vs_lag,
-    "grad_norm_distribution": grad_norm_distribution,
-    "grad_spectra": grad_spectra,
-    "grad_decay_rate_vs_hidden": grad_decay_rate_vs_hidden,
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``collect`` or one figure's name."""
-    return fs.tables_or_figure(argv, __doc__.splitlines()[0],
-                               "concatenate the runs' gradient files into tables", collect,
-                               FIGURES)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

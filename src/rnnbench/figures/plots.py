@@ -1,16 +1,13 @@
-"""Figures built from the tables alone, so they regenerate without retraining. Usage::
+"""Perplexity figures, drawn from the tables alone, so they regenerate without retraining:
+against hidden size and parameter count (runs.csv), against published numbers, and the model
+comparison (models.csv). Usage::
 
-    python -m rnnbench.figures.plots perplexity_vs_hidden --tables results/studies/grid/tables \\
+    python -m rnnbench.figures.draw perplexity_vs_hidden --tables results/studies/grid/tables \\
         --out results/studies/grid/figures/perplexity_vs_hidden.png  # and the .svg
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -25,9 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from rnnbench.analysis.labels import with_model  # noqa: E402
 from rnnbench.figures import curves  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
-from rnnbench.figures.figstyle import save  # noqa: E402  (re-exported: gradplots, tests)
 
-log = logging.getLogger(__name__)
 MARKERS = curves.MARKERS
 
 
@@ -91,14 +86,6 @@ def perplexity_vs_params(tables: Path) -> Figure:
     fs.legend(ax, None, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fs.footnote(fig, [*fs.not_shown(missing), *fs.capped_note(runs)])
     return fig
-
-
-FIGURES: dict[str, Callable[[Path], Figure]] = {
-    "perplexity_vs_hidden": perplexity_vs_hidden,
-    "learning_curves": curves.learning_curves,
-    "grad_norms": curves.grad_norms,
-    "perplexity_vs_params": perplexity_vs_params,
-}
 
 
 def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
@@ -204,29 +191,3 @@ def model_comparison(tables: Path) -> Figure:
         notes.append("Diamonds: one seed, no interval.")
     fs.footnote(fig, [*fs.not_shown(lost), *notes])
     return fig
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=sorted([*FIGURES, "reproduction", "tuning_curve",
-                                                  "model_comparison"]))
-    fs.figure_flags(parser)
-    parser.add_argument("--published", default="{}",
-                        help="reproduction only; JSON: experiment -> {test_ppl: ...}")
-    args = parser.parse_args(argv)
-    fs.start_job()
-    if args.figure == "reproduction":
-        save(reproduction(args.tables, json.loads(args.published)), args.out)
-    elif args.figure == "tuning_curve":  # a tuned config's trials.csv, not runs.csv
-        save(curves.tuning_curve(args.tables), args.out)
-    elif args.figure == "model_comparison":  # compare_models's models.csv
-        save(model_comparison(args.tables), args.out)
-    else:
-        save(FIGURES[args.figure](args.tables), args.out)
-    log.info("wrote %s and .svg", args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

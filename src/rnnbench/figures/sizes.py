@@ -2,15 +2,11 @@
 runs.csv only: test perplexity, Δ against the reference model and the effective context, each
 against the total (or recurrent) parameter count on a log axis, one line per model.
 
-    python -m rnnbench.figures.sizes perplexity_vs_size --tables DIR --out DIR/../figures/X.png
+    python -m rnnbench.figures.draw perplexity_vs_size --tables DIR --out DIR/../figures/X.png
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,11 +15,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rnnbench.analysis.labels import with_model
-from rnnbench.diagnostics.contextstats import K_GRID
+from rnnbench.diagnostics.context_stats import K_GRID
 from rnnbench.figures import figstyle as fs
 from rnnbench.figures.palette import model_styles
-
-log = logging.getLogger(__name__)
 
 
 def _read(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -132,26 +126,3 @@ def context_vs_size(tables: Path) -> Figure:
     ax.set_yticks(ticks, [str(k) for k in ticks])
     ax.yaxis.set_minor_locator(plt.NullLocator())
     return _finish(fig, ax, sizes)
-
-
-FIGURES: dict[str, Callable[[Path], Figure]] = {
-    "perplexity_vs_size": perplexity_vs_size,
-    "delta_vs_size": delta_vs_size,
-    "context_vs_size": context_vs_size,
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=sorted(FIGURES))
-    fs.figure_flags(parser)
-    args = parser.parse_args(argv)
-    fs.start_job()
-    fs.save(FIGURES[args.figure](args.tables), args.out)
-    log.info("wrote %s and .svg", args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,27 +1,13 @@
-"""Effective context across runs: tables from the run folders, the figure from the tables.
+"""The effective context's figure, drawn from context.csv (rnnbench.analysis.context_tables)
+alone; no torch import::
 
-No torch import. Usage::
-
-    python -m rnnbench.figures.contextplots collect --out-dir results/studies/grid/tables \\
-        results/runs/ptb/grid/*/
-    python -m rnnbench.figures.contextplots context_vs_k --tables results/studies/grid/tables \\
+    python -m rnnbench.figures.draw context_vs_k --tables results/studies/grid/tables \\
         --out results/studies/grid/figures/context_vs_k.png     # also writes the .svg beside it
-
-``collect`` writes ``context.csv`` (every run's context.csv with the run labels first and,
-per run, its ``status``, ``effective_context`` and ``order_context`` with their bootstrap
-intervals; a run not measured, or measured with a non-finite loss, is one row with its status
-and no number) and ``context_summary.csv`` (the summary across seeds of
-:func:`rnnbench.analysis.aggregate.summarize`, one row per configuration, with the effective context
-and the word-order context over its measured seeds: n, the context of the mean curve over
-seeds with the 95% interval of its t band, the range of the seeds' own values;
-rnnbench.analysis.contexts).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,87 +15,19 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.ticker as ticker  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from rnnbench.analysis.aggregate import GROUP_COLUMNS, run_record, summarize  # noqa: E402
-from rnnbench.analysis.contexts import model_band, model_context  # noqa: E402
-from rnnbench.analysis.labels import size_label  # noqa: E402
-from rnnbench.diagnostics.contextstats import THRESHOLD  # noqa: E402
+from rnnbench.analysis.context_tables import model_band, model_context  # noqa: E402
+from rnnbench.diagnostics.context_stats import THRESHOLD  # noqa: E402
 from rnnbench.figures import figstyle as fs  # noqa: E402
-from rnnbench.io import write_csv  # noqa: E402
 
-LABELS = ["corpus", "experiment", "run_id", "model", "size", "cell", "hidden", "layers", "seed"]
-CONTEXTS = ("effective_context", "order_context")  # from truncation, from shuffling
-PER_RUN = ["status", *[f"{c}{s}" for c in CONTEXTS for s in ("", "_ci_low", "_ci_high",
-                                                               "_censored")]]
-# each ablation of context.csv, the context it gives (rnnbench.analysis.contexts), its title
+# each ablation of context.csv, the context it gives (analysis.context_tables), its title
 ABLATIONS = {"truncate": "effective_context", "shuffle": "order_context"}
 TITLES = {"truncate": "truncated to the last k", "shuffle": "order beyond k shuffled"}
 
 
-# -- tables ------------------------------------------------------------------------------------
-def run_rows(run_dir: Path, record: dict) -> pd.DataFrame:
-    """One run's context.csv rows with its labels and per-run numbers (one row, no k, when it
-    has none: not measured, or a non-finite loss)."""
-    info = json.loads((run_dir / "context.json").read_text())
-    labels = {k: record[k] for k in LABELS if k != "size"} | {"size": size_label(record)}
-    per_run = {k: info.get(k, np.nan) for k in PER_RUN}
-    rows = pd.read_csv(run_dir / "context.csv").drop(columns=["run_id", "cell", "hidden",
-                                                               "layers", "seed"])
-    if rows.empty:  # every column still there, so a table of such runs alone has them too
-        return pd.DataFrame([{**labels, **per_run, **{c: np.nan for c in rows.columns}}])
-    return pd.concat([pd.DataFrame({k: [v] * len(rows) for k, v in {**labels, **per_run}.items()}),
-                      rows], axis=1)
-
-
-def context_summary(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """``summarize(runs)`` with, per configuration, each context over the seeds measured
-    (status ok; rnnbench.analysis.contexts.model_context: the context of the mean curve over
-    seeds with its t-band interval, and the range of the seeds' own values); NaN, never a
-    number, where none was."""
-    joined = runs[["run_id", *GROUP_COLUMNS]].merge(
-        table.drop(columns=[c for c in GROUP_COLUMNS if c in table and c != "experiment"]),
-        on=["experiment", "run_id"], how="left")
-    rows = []
-    for key, block in joined.groupby(_config_key(joined), sort=False):
-        row = {"_key": key}
-        for name in CONTEXTS:
-            row.update(model_context(block, name))
-        rows.append(row)
-    summary = summarize(runs)
-    merged = summary.assign(_key=_config_key(summary)).merge(pd.DataFrame(rows), on="_key",
-                                                              how="left", validate="1:1")
-    return merged.drop(columns="_key")
-
-
-def _config_key(frame: pd.DataFrame) -> pd.Series:
-    """One string per row naming its configuration (GROUP_COLUMNS): the same for a run and its
-    summary row whatever the column dtypes (None or NaN, 1 or 1.0)."""
-    def norm(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return None
-        return float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) \
-            else v
-
-    return frame[GROUP_COLUMNS].apply(lambda r: repr(tuple(norm(v) for v in r)), axis=1)
-
-
-def collect(run_dirs: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Build and write context.csv and context_summary.csv; return them."""
-    records = [run_record(d) for d in run_dirs]
-    table = pd.concat([run_rows(d, r) for d, r in zip(run_dirs, records, strict=True)],
-                      ignore_index=True)
-    tables = {"context.csv": table,
-              "context_summary.csv": context_summary(pd.DataFrame(records), table)}
-    for name, frame in tables.items():
-        write_csv(frame, out_dir / name)
-    return tables
-
-
-# -- the figure --------------------------------------------------------------------------------
 def context_vs_k(tables: Path) -> Figure:
     """Relative loss increase (%) against the context length k (log x, symlog y above 1%):
     one row per experiment, size and depth, the context truncated to the last k tokens on the
@@ -188,14 +106,3 @@ def _stagger(k: float, placed: list[float]) -> float:
     same = sum(1 for p in placed if abs(math.log(max(p, 1e-9) / max(k, 1e-9))) < 0.35)
     placed.append(k)
     return 100 * THRESHOLD * 1.3 ** same
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``collect`` or ``context_vs_k``."""
-    return fs.tables_or_figure(argv, __doc__.splitlines()[0],
-                               "the runs' context files into tables", collect,
-                               {"context_vs_k": context_vs_k})
-
-
-if __name__ == "__main__":
-    sys.exit(main())
