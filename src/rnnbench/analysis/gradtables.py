@@ -42,7 +42,7 @@ def run_labels(run_dir: Path) -> dict:
     (rnnbench.analysis.labels) and grid coordinates."""
     meta = json.loads((run_dir / "train.json").read_text())
     cfg = meta["config"]
-    return {"corpus": meta.get("corpus", "ptb"), "experiment": run_dir.parent.name,
+    return {"corpus": meta["corpus"], "experiment": run_dir.parent.name,
             "run_id": meta["run_id"], "model": model_label({**cfg, "run_id": meta["run_id"]}),
             "size": size_label(cfg), **{k: cfg[k] for k in LABELS[5:]}}
 
