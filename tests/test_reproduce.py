@@ -153,12 +153,14 @@ def test_reproduction_figure_shows_every_published_experiment_and_names_a_missin
                   for _, y in c.get_offsets())
     assert dots[:3] == pytest.approx([-1.0, 1.0, 6.0]) and ax.get_ylim()[1] >= 6.0
     # the same figure every build: the seeds' spread is fixed, not random jitter
-    from rnnbench.figures.figstyle import save
+    from rnnbench.figures.cli import save
 
     for name in ("one.png", "two.png"):
         save(reproduction(tmp_path, {"a": {"test_ppl": 100}, "b": {"test_ppl": 200}}),
              tmp_path / name)
-    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
+    for suffix in (".png", ".svg"):  # the SVG too: no date, fixed element ids
+        one, two = (tmp_path / f"{n}{suffix}" for n in ("one", "two"))
+        assert one.read_bytes() == two.read_bytes()
     # nothing to compare: a figure that says so (the report still builds), not a crash
     empty = reproduction(tmp_path, {"zzz": {"test_ppl": 1}})
     text = " ".join(" ".join(t.get_text().split()) for t in empty.findobj(

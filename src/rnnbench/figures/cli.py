@@ -27,9 +27,12 @@ def save(figure: Figure | sns.FacetGrid | Axes, png: Path) -> None:
     fig = figure.figure  # a Figure's .figure is itself
     # SVG text stays text (searchable, selectable), not glyph outlines.
     plt.rcParams["svg.fonttype"] = "none"
+    # The same figure gives the same bytes: no date, and the SVG's element ids from a fixed salt.
+    plt.rcParams["svg.hashsalt"] = "rnnbench"
     for path, fmt in ((png, "png"), (png.with_suffix(".svg"), "svg")):
-        write_atomic(path, lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=120,
-                                                          bbox_inches="tight"))
+        write_atomic(path, lambda tmp, f=fmt: fig.savefig(
+            tmp, format=f, dpi=120, bbox_inches="tight",
+            metadata={"Date": None} if f == "svg" else None))
     plt.close(fig)
 
 
