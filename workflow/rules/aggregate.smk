@@ -39,7 +39,8 @@ rule collect_metrics:
     params:
         tables=output_dir,
         run_dirs=study.run_dirs(),
-        stats=lambda wildcards, input: " ".join(f"--stats {study.corpus}={p}" for p in input.stats),
+        stats=lambda wildcards, input: " ".join(f"--stats {study.corpus}={p}"
+                                                for p in input.stats),
     log:
         "results/studies/{study}/logs/collect_metrics.log",
     conda:
@@ -93,7 +94,8 @@ rule compare_models:
 rule compare_baseline:
     input:
         runs=rules.collect_metrics.output.runs,
-        baseline=[f"{d}/{name}" for d in study.baseline_dirs for name in ("train.json", "eval.json")],
+        baseline=[f"{d}/{name}" for d in study.baseline_dirs
+                  for name in ("train.json", "eval.json")],
         code=code("compare_baseline"),
     output:
         html=report(
