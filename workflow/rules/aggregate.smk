@@ -2,35 +2,22 @@
 # Every figure is listed once, in rnnbench.figures.registry; the rules' lists are made from it.
 from rnnbench.figures import registry as figure_registry
 
-# Figure name -> report category: the figures drawn from collect_metrics's tables. Each
-# figure has a caption in workflow/report/{name}.rst.
-FIGURE_CATEGORIES = {
-    name: figure_registry.spec(name).category for name in figure_registry.names("metrics")
-}
-FIGURES = [
-    f"results/studies/{STUDY}/figures/{name}.png"
-    for name in [*FIGURE_CATEGORIES, *figure_registry.names("learning_curves")]
-]
-if PUBLISHED:  # a config that reproduces published numbers (config/reproduce.yaml)
-    FIGURES += [
-        f"results/studies/{STUDY}/figures/{name}.png"
-        for name in figure_registry.names("reproduction")
-    ]
+# Figures: FIGURE_CATEGORIES (rnnbench.experiment.jobs: name -> report category, a caption in
+# workflow/report/{name}.rst each), the learning curves, and the reproduction where the config
+# has published numbers (config/reproduce.yaml).
 
 
 rule collect_metrics:
     input:
-        train=run_files("train.json"),
-        eval=run_files("eval.json"),
-        history=run_files("history.csv"),
+        train=study.run_files("train.json"),
+        eval=study.run_files("eval.json"),
+        history=study.run_files("history.csv"),
         # per-step norms, or their binned copy in a published reference run
-        steps=run_files("steps.csv.gz", published="grad_bins.csv"),
+        steps=study.run_files("steps.csv.gz", published="grad_bins.csv"),
         # the corpus's token counts: the share of <unk> in each split (none from published runs)
-        stats=[] if FROM_REFERENCE else [STATS],
+        stats=[] if study.from_reference else [study.stats],
         # the code that builds the tables: editing it rebuilds them (not the runs)
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/aggregate", "analysis/tables",
-                                                 "analysis/labels", "analysis/render",
-                                                 "data/sources")],
+        code=code("collect_metrics"),
     output:
         runs="results/studies/{study}/tables/runs.csv",
         # the readable table shown in the report; the CSV beside it is the full download
@@ -53,8 +40,9 @@ rule collect_metrics:
         grad_norms="results/studies/{study}/tables/grad_norms.csv",
     params:
         tables=output_dir,
-        run_dirs=run_dirs(),
-        stats=lambda wildcards, input: " ".join(f"--stats {CORPUS}={p}" for p in input.stats),
+        run_dirs=study.run_dirs(),
+        stats=lambda wildcards, input: " ".join(f"--stats {study.corpus}={p}"
+                                                for p in input.stats),
     log:
         "results/studies/{study}/logs/collect_metrics.log",
     conda:
@@ -68,15 +56,12 @@ rule collect_metrics:
 rule compare_models:
     input:
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in (
-            "analysis/compare", "analysis/pairs", "analysis/stats", "analysis/labels",
-            "analysis/render",
-            "analysis/context_tables", "diagnostics/context_stats", "experiment/trials")],
+        code=code("compare_models"),
         # a tuned config: selections on an edge of their space are marked
         # (rnnbench.experiment.trials)
-        trials=TUNING_TARGETS[:1],
+        trials=study.tuning_targets()[:1],
         # each model's effective context, where measured (context.smk)
-        context=lambda wildcards: CONTEXT_TARGETS[:1],
+        context=lambda wildcards: study.context_targets()[:1],
     output:
         models="results/studies/{study}/tables/models.csv",
         # the readable tables shown in the report; the CSV beside them is the full download
@@ -111,9 +96,9 @@ rule compare_models:
 rule compare_baseline:
     input:
         runs=rules.collect_metrics.output.runs,
-        baseline=[f"{d}/{name}" for d in BASELINE_DIRS for name in ("train.json", "eval.json")],
-        code=[f"{SRC}/rnnbench/analysis/{m}.py" for m in ("baseline", "stats", "labels",
-                                                          "render")],
+        baseline=[f"{d}/{name}" for d in study.baseline_dirs
+                  for name in ("train.json", "eval.json")],
+        code=code("compare_baseline"),
     output:
         html=report(
             "results/studies/{study}/tables/precision.html",
@@ -132,8 +117,8 @@ rule compare_baseline:
         md="results/studies/{study}/tables/precision.md",
     params:
         tables=output_dir,
-        baselines=json.dumps(BASELINES),
-        dirs=BASELINE_DIRS,
+        baselines=json.dumps(study.baselines),
+        dirs=study.baseline_dirs,
     log:
         "results/studies/{study}/logs/compare_baseline.log",
     conda:
@@ -148,11 +133,7 @@ rule plot_model_comparison:
         models=rules.compare_models.output.models,
         # each seed's dot
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
-                                                 "figures/plots", "figures/curves",
-                                                 "figures/figstyle",
-                                                 "figures/palette", "figures/notes", "figures/cli",
-                                                 "analysis/labels", "analysis/learning_curves")],
+        code=code("plot_model_comparison"),
     output:
         png=report(
             "results/studies/{study}/figures/model_comparison.png",
@@ -180,13 +161,7 @@ for _name, _category in FIGURE_CATEGORIES.items():
             f"plot_{_name}"
         input:
             tables=rules.collect_metrics.output,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
-                                                     "figures/plots", "figures/curves",
-                                                     "figures/figstyle",
-                                                     "figures/palette", "figures/notes",
-                                                     "figures/cli",
-                                                     "analysis/labels",
-                                                     "analysis/learning_curves")],
+            code=code(f"plot_{_name}"),
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_name}.png",
@@ -212,12 +187,7 @@ rule plot_learning_curves:
     input:
         epochs=rules.collect_metrics.output.epochs,
         runs=rules.collect_metrics.output.runs,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/learning_curves", "figures/draw",
-                                                 "figures/registry", "figures/curves",
-                                                 "figures/figstyle",
-                                                 "figures/palette", "figures/notes", "figures/cli",
-                                                 "analysis/labels", "analysis/stats",
-                                                 "analysis/tables", "analysis/render")],
+        code=code("plot_learning_curves"),
     output:
         png=report(
             "results/studies/{study}/figures/learning_curves.png",
@@ -256,18 +226,12 @@ rule plot_learning_curves:
         " --out {output.png:q} >> {log:q} 2>&1"
 
 
-if PUBLISHED:
+if study.published:
 
     rule plot_reproduction:
         input:
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
-                                                     "figures/plots", "figures/curves",
-                                                     "figures/figstyle",
-                                                     "figures/palette", "figures/notes",
-                                                     "figures/cli",
-                                                     "analysis/labels",
-                                                     "analysis/learning_curves")],
+            code=code("plot_reproduction"),
         output:
             png=report(
                 "results/studies/{study}/figures/reproduction.png",
@@ -279,7 +243,7 @@ if PUBLISHED:
             svg="results/studies/{study}/figures/reproduction.svg",
         params:
             tables=input_dir,
-            published=json.dumps(PUBLISHED),
+            published=json.dumps(study.published),
         log:
             "results/studies/{study}/logs/plot_reproduction.log",
         conda:

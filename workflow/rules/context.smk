@@ -1,43 +1,10 @@
 # Effective context (Khandelwal et al. 2018): per evaluated run, the loss increase when the
 # context is truncated to (or shuffled beyond) the last k tokens; a table across runs, a figure
-# from it. Needs common.smk (run_dirs, uses_gpu, ...). Off with `context: false`.
-from rnnbench.diagnostics.context_stats import settings_problem
+# from it. Needs common.smk (study, code, ...). Off with `context: false`.
+# The runs measured: study.context_dirs, every run, or with `source: reference` those
+# published with their context files (rnnbench.experiment.pipeline.Study, which also checks
+# that the validation split holds the sample, before any job).
 from rnnbench.figures import registry as figure_registry
-
-# The runs measured: every run, or with `source: reference` those published with their
-# context files (runs published before this measurement existed have none).
-CONTEXT_DIRS = [
-    d for d in run_dirs() if not FROM_REFERENCE or Path(f"{d}/context.json").exists()
-] if CONTEXT else []
-if CONTEXT and FROM_REFERENCE and len(CONTEXT_DIRS) < len(run_dirs()):
-    print(
-        f"source: reference: {len(run_dirs()) - len(CONTEXT_DIRS)} of {len(run_dirs())} "
-        "published runs have no context.json (published before the effective context was "
-        "measured) and are left out of the context table"
-        + ("" if CONTEXT_DIRS else ", which is not built"),
-        file=sys.stderr,
-    )
-if CONTEXT and not FROM_REFERENCE:
-    # the validation split must hold the sample: said before any job
-    _tokens = corpus_tokens(config["corpus"], f"results/data/{CORPUS}")
-    _problem = _tokens and settings_problem(
-        CONTEXT, _tokens["valid"], f"results/data/{CORPUS}/valid.pt"
-    )
-    if _problem:
-        raise ValueError(_problem)
-CONTEXT_TARGETS = (
-    [
-        f"results/studies/{STUDY}/tables/context.csv",
-        f"results/studies/{STUDY}/tables/context_summary.csv",
-        *[
-            f"results/studies/{STUDY}/figures/{name}.png"
-            for name in figure_registry.names("context")
-        ],
-        f"results/studies/{STUDY}/tables/context_summary.html",
-    ]
-    if CONTEXT_DIRS
-    else []
-)
 
 
 rule measure_context:
@@ -52,7 +19,7 @@ rule measure_context:
         data_dir=data_dir,
         device=config.get("device", "auto"),
         # targets, prefix, seed, resamples (rnnbench.diagnostics.context_stats.ContextSettings)
-        settings=CONTEXT.flags() if CONTEXT else "",
+        settings=study.context.flags() if study.context else "",
         # the weights the experiment's perplexities are measured with
         weights=lambda w: config["experiments"][w.experiment].get("eval_weights", "best"),
     # a finished run is measured and published before the next run starts training
@@ -63,8 +30,8 @@ rule measure_context:
         "results/benchmarks/measure_context/{corpus}/{experiment}/{run}.tsv"
     threads: 1
     resources:
-        gpu=uses_gpu,
-        mem_mb=train_mem_mb,
+        gpu=study.uses_gpu,
+        mem_mb=study.train_mem_mb,
         runtime=20,
     conda:
         "../../environment.yml"
@@ -78,15 +45,13 @@ rule measure_context:
 
 rule collect_context:
     input:
-        table=[f"{d}/context.csv" for d in CONTEXT_DIRS],
-        meta=[f"{d}/context.json" for d in CONTEXT_DIRS],
+        table=[f"{d}/context.csv" for d in study.context_dirs],
+        meta=[f"{d}/context.json" for d in study.context_dirs],
         # the summary across seeds is rebuilt from these, as collect_metrics builds it
-        train=[f"{d}/train.json" for d in CONTEXT_DIRS],
-        eval=[f"{d}/eval.json" for d in CONTEXT_DIRS],
-        history=[f"{d}/history.csv" for d in CONTEXT_DIRS],
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/context_tables",
-                                                 "diagnostics/context_stats", "analysis/aggregate",
-                                                 "analysis/tables", "analysis/render")],
+        train=[f"{d}/train.json" for d in study.context_dirs],
+        eval=[f"{d}/eval.json" for d in study.context_dirs],
+        history=[f"{d}/history.csv" for d in study.context_dirs],
+        code=code("collect_context"),
     output:
         table="results/studies/{study}/tables/context.csv",
         # the readable table shown in the report; the CSV beside it is the full download
@@ -106,7 +71,7 @@ rule collect_context:
         ),
     params:
         tables=output_dir,
-        run_dirs=CONTEXT_DIRS,
+        run_dirs=study.context_dirs,
     log:
         "results/studies/{study}/logs/collect_context.log",
     conda:
@@ -120,10 +85,7 @@ rule collect_context:
 rule plot_context:
     input:
         table=rules.collect_context.output.table,
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
-                                                 "figures/context_figures", "figures/figstyle",
-                                                 "figures/palette", "figures/notes", "figures/cli",
-                                                 "figures/plots", "analysis/context_tables")],
+        code=code("plot_context"),
     output:
         png=report(
             "results/studies/{study}/figures/context_vs_k.png",

@@ -9,11 +9,11 @@ rule download_corpus:
     # A local file is an input: once edited (newer than its copy) it is copied again, and
     # tokenize_corpus and everything after it rerun. A network URL has none.
     input:
-        corpus_source,
+        study.corpus_source,
     output:
         "results/data/{corpus}/raw/{split}.txt",
     params:
-        url=corpus_url,
+        url=study.corpus_url,
     log:
         "results/logs/download_corpus/{corpus}-{split}.log",
     conda:

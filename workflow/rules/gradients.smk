@@ -1,13 +1,9 @@
 # Gradient diagnostics: gradient through time per run (trained and at init), tables across
-# runs, figures from the tables. Needs common.smk (RUNS, run_files, uses_gpu, ...).
-
+# runs, figures from the tables. Needs common.smk (study, code, ...).
 from rnnbench.figures import registry as figure_registry
 
-# The figures drawn from collect_gradients's tables (rnnbench.figures.registry); each has its
-# caption in workflow/report/{name}.rst.
-GRADIENT_FIGURES = figure_registry.names("gradients")
-GRADIENT_TARGETS = [f"results/studies/{STUDY}/figures/{name}.png" for name in GRADIENT_FIGURES]
-GRADIENT_TARGETS.append(f"results/studies/{STUDY}/tables/grad_decay.html")  # a report item
+# Figures: GRADIENT_FIGURES (rnnbench.experiment.jobs), each with its caption
+# workflow/report/{name}.rst, all in the report's "Gradients" category.
 
 
 rule measure_gradients:
@@ -34,8 +30,8 @@ rule measure_gradients:
         "results/benchmarks/measure_gradients/{corpus}/{experiment}/{run}.tsv"
     threads: 1
     resources:
-        gpu=uses_gpu,
-        mem_mb=train_mem_mb,
+        gpu=study.uses_gpu,
+        mem_mb=study.train_mem_mb,
         runtime=20,
     conda:
         "../../environment.yml"
@@ -49,16 +45,14 @@ rule measure_gradients:
 
 rule collect_gradients:
     input:
-        grads=run_files("gradients.csv"),
-        decay=run_files("decay.csv"),
-        spectra=run_files("spectra.csv"),
+        grads=study.run_files("gradients.csv"),
+        decay=study.run_files("decay.csv"),
+        spectra=study.run_files("spectra.csv"),
         # per-step norms, or their quantiles in a published reference run
-        steps=run_files("steps.csv.gz", published="grad_quantiles.csv"),
-        train=run_files("train.json"),
+        steps=study.run_files("steps.csv.gz", published="grad_quantiles.csv"),
+        train=study.run_files("train.json"),
         # the code that builds the tables: editing it rebuilds them (not the measurements)
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("analysis/gradtables",
-                                                 "analysis/tables", "analysis/labels",
-                                                 "analysis/render")],
+        code=code("collect_gradients"),
     output:
         grads="results/studies/{study}/tables/grad_through_time.csv",
         decay=report(
@@ -80,7 +74,7 @@ rule collect_gradients:
         steps="results/studies/{study}/tables/grad_steps.csv",
     params:
         tables=output_dir,
-        run_dirs=run_dirs(),
+        run_dirs=study.run_dirs(),
     log:
         "results/studies/{study}/logs/collect_gradients.log",
     conda:
@@ -100,11 +94,7 @@ for _grad_figure in GRADIENT_FIGURES:
             tables=rules.collect_gradients.output,
             # which runs diverged (and at which step), for the figures' notes
             runs=rules.collect_metrics.output.runs,
-            code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
-                                                     "figures/gradplots", "figures/figstyle",
-                                                     "figures/palette", "figures/notes",
-                                                     "figures/cli",
-                                                     "analysis/labels")],
+            code=code(f"plot_{_grad_figure}"),
         output:
             png=report(
                 f"results/studies/{{study}}/figures/{_grad_figure}.png",

@@ -1,10 +1,11 @@
 # Publish the runs of a config (config/reproduce.yaml, config/gradients.yaml) to
 # results/reference/: the small files that are committed, that the tables and figures of
 # README.md and docs/results.md come from, and that `source: reference` rebuilds the tables from.
-# What each run keeps there is PUBLISHED_FILES (common.smk); a tuning trial keeps its
-# train.json and history.csv under results/reference/{experiment}/trials/ (publish_trial).
+# What each run keeps there is study.published_files (rnnbench.experiment.pipeline); a tuning
+# trial keeps its train.json and history.csv under results/reference/{experiment}/trials/
+# (publish_trial).
 
-if PUBLISH and not FROM_REFERENCE:
+if study.publish and not study.from_reference:
 
     # Copies of a few small files: on the machine that runs Snakemake (not a cluster job), on
     # no core of their own (threads 0), first among the jobs that wait, so that a run is
@@ -19,24 +20,24 @@ if PUBLISH and not FROM_REFERENCE:
     # refused unless RNNBENCH_PUBLISH_DIRTY=1, which provenance.json then records.
     rule publish_run:
         input:
-            unpack(published_run_inputs),
+            unpack(study.published_run_inputs),
             # a tuned model's final run waits for the copies of every trial of its tuning, so
             # that a study trained one budget at a time (workflow/scripts/train_study.sh)
             # publishes them all
             first_trials=model_trial_publications,
             later_trials=lambda w: model_trial_publications(w, first=False),
         output:
-            [f"results/reference/{{published}}/{name}" for name in PUBLISHED_FILES],
+            [f"results/reference/{{published}}/{name}" for name in study.published_files],
         # {published}: experiment/run of this config's runs only; another experiment's
         # published files (a `baseline`) are inputs, never this rule's outputs
         wildcard_constraints:
-            published=PUBLISHED_RUN_PATTERN,
+            published=pattern(study.published_runs),
         params:
-            run_dir=lambda w: published_run(w).path,
+            run_dir=lambda w: study.published_run(w).path,
         threads: 0
         priority: 10
         log:
-            f"results/studies/{STUDY}/logs/publish_run/{{published}}.log",
+            f"results/studies/{study.name}/logs/publish_run/{{published}}.log",
         conda:
             "../../environment.yml"
         shell:
@@ -44,20 +45,20 @@ if PUBLISH and not FROM_REFERENCE:
             " {params.run_dir:q} > {log:q} 2>&1"
 
     # Each tuning trial as soon as it has finished: all that its rung's selection reads, so
-    # that a fresh checkout resumes the tuning from the committed trials (common.smk).
+    # that a fresh checkout resumes the tuning from the committed trials (Study.resumed).
     rule publish_trial:
         input:
-            lambda w: [f"{published_trial(w).path}/{name}" for name in wiring.TRIAL_FILES],
+            study.published_trial_inputs,
         output:
             [f"results/reference/{{trial}}/{name}" for name in wiring.TRIAL_FILES],
         wildcard_constraints:
-            trial=PUBLISHED_TRIAL_PATTERN,
+            trial=pattern(study.published_trials),
         params:
-            run_dir=lambda w: published_trial(w).path,
+            run_dir=lambda w: study.published_trial(w).path,
         threads: 0
         priority: 10
         log:
-            f"results/studies/{STUDY}/logs/publish_trial/{{trial}}.log",
+            f"results/studies/{study.name}/logs/publish_trial/{{trial}}.log",
         conda:
             "../../environment.yml"
         shell:
@@ -66,22 +67,22 @@ if PUBLISH and not FROM_REFERENCE:
 
     rule publish_reference:
         input:
-            [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in RUNS],
+            [f"results/reference/{r.experiment}/{r.run_id}/train.json" for r in study.runs],
         output:
             # the commit(s) of each experiment's runs, and the runs allowed despite
             # uncommitted training code (RNNBENCH_PUBLISH_DIRTY=1)
-            provenance=PROVENANCE_FILES,
+            provenance=study.provenance_files(),
             # the comparison with published numbers, when the config has any
             tables=(
                 ["results/reference/reference.csv", "results/reference/reference.md"]
-                if PUBLISHED
+                if study.published
                 else []
             ),
         params:
-            run_dirs=wiring.run_dirs(RUNS, from_reference=True),
-            published=json.dumps(PUBLISHED),
+            run_dirs=wiring.run_dirs(study.runs, from_reference=True),
+            published=json.dumps(study.published),
         log:
-            f"results/studies/{STUDY}/logs/publish_reference.log",
+            f"results/studies/{study.name}/logs/publish_reference.log",
         conda:
             "../../environment.yml"
         shell:
@@ -90,13 +91,13 @@ if PUBLISH and not FROM_REFERENCE:
 
     rule publish_trials:
         input:
-            trials=f"results/studies/{STUDY}/tables/trials.csv",
+            trials=f"results/studies/{study.name}/tables/trials.csv",
             # every trial's own copy first (each published as soon as it has finished)
             copies=trial_publications,
         output:
-            [f"results/reference/{e}/trials.csv" for e in TUNED],
+            [f"results/reference/{e}/trials.csv" for e in study.tuned],
         log:
-            f"results/studies/{STUDY}/logs/publish_trials.log",
+            f"results/studies/{study.name}/logs/publish_trials.log",
         conda:
             "../../environment.yml"
         shell:

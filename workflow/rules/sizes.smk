@@ -2,20 +2,8 @@
 # with two or more sizes, one table of every model at every size, Δ against the reference with
 # the whole family's intervals, and three figures against the parameter count. Needs
 # common.smk and aggregate.smk (compare_models's tables).
-from rnnbench.experiment.codedeps import module_sources
-from rnnbench.figures import registry as figure_registry
-
-# the figures drawn from compare_sizes's tables (rnnbench.figures.registry)
-SIZE_FIGURES = figure_registry.names("sizes")
-# experiments with several sizes (budgets or hidden sizes), where this table means something
-SEVERAL_SIZES = any(len(spec.get("budgets", spec.get("hidden", []))) > 1
-                    for spec in config["experiments"].values())
-SIZE_TARGETS = (
-    [f"results/studies/{STUDY}/tables/sizes.md"]
-    + [f"results/studies/{STUDY}/figures/{name}.png" for name in SIZE_FIGURES]
-    if SEVERAL_SIZES
-    else []
-)
+# Targets only for experiments with several sizes (budgets or hidden sizes), where this table
+# means something: study.size_targets() (rnnbench.experiment.jobs, SIZE_FIGURES).
 
 
 rule compare_sizes:
@@ -23,7 +11,7 @@ rule compare_sizes:
         models=rules.compare_models.output.models,
         pairs=rules.compare_models.output.pairs,
         runs=rules.collect_metrics.output.runs,
-        code=module_sources("rnnbench.analysis.sizes", SRC),
+        code=code("compare_sizes"),
     output:
         html=report(
             "results/studies/{study}/tables/sizes.html",
@@ -70,7 +58,7 @@ rule plot_sizes:
     input:
         sizes=rules.compare_sizes.output.csv,
         runs=rules.collect_metrics.output.runs,
-        code=module_sources("rnnbench.figures.draw", SRC),
+        code=code("plot_sizes"),
     output:
         png=report(
             "results/studies/{study}/figures/{figure}.png",

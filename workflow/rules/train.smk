@@ -14,7 +14,7 @@ rule train_model:
         model="results/runs/{corpus}/{experiment}/{run}/model.pt",
         meta="results/runs/{corpus}/{experiment}/{run}/train.json",
     params:
-        args=train_args,
+        args=study.train_args,
         data_dir=data_dir,
         # Outside the outputs: Snakemake deletes a failed job's outputs, not this file, so
         # a killed or preempted job resumes from it when rerun.
@@ -24,12 +24,12 @@ rule train_model:
     benchmark:
         "results/benchmarks/train_model/{corpus}/{experiment}/{run}.tsv"
     # a run with a checkpoint (stopped earlier) resumes before new runs start
-    priority: resume_priority
+    priority: study.resume_priority
     threads: 1
     resources:
-        gpu=uses_gpu,
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
+        gpu=study.uses_gpu,
+        mem_mb=study.train_mem_mb,
+        runtime=study.train_runtime,
     conda:
         "../../environment.yml"
     shell:
@@ -66,7 +66,7 @@ rule evaluate_model:
     params:
         data_dir=data_dir,
         device=config.get("device", "auto"),
-        extra=eval_args,
+        extra=study.eval_args,
     # a finished run is measured and published before the next run starts training
     priority: 10
     log:
@@ -75,8 +75,8 @@ rule evaluate_model:
         "results/benchmarks/evaluate_model/{corpus}/{experiment}/{run}.tsv"
     threads: 1
     resources:
-        gpu=uses_gpu,
-        mem_mb=train_mem_mb,
+        gpu=study.uses_gpu,
+        mem_mb=study.train_mem_mb,
         runtime=20,
     conda:
         "../../environment.yml"

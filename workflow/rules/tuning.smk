@@ -2,7 +2,7 @@
 # points; each rung's finished trials are ranked on validation perplexity and the best promoted
 # (a checkpoint rule: what the next rung trains depends on this one's results); the last
 # rung's best point configures the model's final runs (train_model's `selection` input).
-# Needs common.smk (TRIAL_GROUPS, entrant_files, selection_params, all_selections).
+# Needs common.smk (entrant_files, selection_params, all_selections).
 from rnnbench.figures import registry as figure_registry
 
 checkpoint select_trials:
@@ -49,7 +49,7 @@ rule collect_trials:
         ),
     params:
         # spaces and seeds: the edge and shared-seed columns (also of published tables)
-        tunings=trial_tunings(),
+        tunings=study.trial_tunings(),
     log:
         "results/studies/{study}/logs/collect_trials.log",
     conda:
@@ -66,11 +66,7 @@ rule plot_tuning_curve:
         trials=rules.collect_trials.output.csv,
         # the vocabulary size (a trial above it diverged) and the runs' notes
         runs="results/studies/{study}/tables/runs.csv",
-        code=[f"{SRC}/rnnbench/{m}.py" for m in ("figures/draw", "figures/registry",
-                                                 "figures/plots", "figures/curves",
-                                                 "figures/figstyle",
-                                                 "figures/palette", "figures/notes", "figures/cli",
-                                                 "analysis/labels", "analysis/learning_curves")],
+        code=code("plot_tuning_curve"),
     output:
         png=report(
             "results/studies/{study}/figures/tuning_curve.png",
