@@ -8,10 +8,10 @@
 # Give --report the same --configfile as the run: without one it reports the default config.
 # A target goes before --config, which takes every word after it as a key=value:
 #   snakemake results/data/ptb/stats.json --cores N --config mirror=/data/ptb
-# A run starts with a plan (runs, device, estimated time: rnnbench.experiment.plan) and a dry run
+# A run starts with a plan (runs, device, estimated time: rnnbench.workflow.plan) and a dry run
 # (-n) ends with it; as runs finish, a line says how many are done and the time left. Ctrl-C (once)
 # stops every trainer with a checkpoint; rerun the same command to resume
-# (rnnbench.experiment.progress).
+# (rnnbench.workflow.progress).
 #
 # results/
 #   data/{corpus}/raw/{split}.txt          verified corpus files (download_corpus)

@@ -1,8 +1,8 @@
-"""A rule's code inputs are found from the imports (rnnbench.experiment.codedeps)."""
+"""A rule's code inputs are found from the imports (rnnbench.workflow.codedeps)."""
 
 from pathlib import Path
 
-from rnnbench.experiment.codedeps import module_sources
+from rnnbench.workflow.codedeps import module_sources
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

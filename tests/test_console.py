@@ -1,4 +1,4 @@
-"""What the terminal shows (rnnbench.experiment.console): Snakemake's job blocks kept off the
+"""What the terminal shows (rnnbench.workflow.console): Snakemake's job blocks kept off the
 console by their LogEvent, one line per finished job, the results at the end."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from rnnbench.experiment.console import EndLine, JobLines, QuietJobs, job_name, results_line, wanted
+from rnnbench.workflow.console import EndLine, JobLines, QuietJobs, job_name, results_line, wanted
 
 
 def _record(msg: str, level: int = logging.INFO, **extra) -> logging.LogRecord:

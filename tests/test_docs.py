@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from rnnbench.experiment import schemadoc
+from rnnbench.config import schemadoc
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
@@ -23,7 +23,7 @@ def test_configuration_page_documents_every_schema_key_and_no_other():
     missing, extra = sorted(schema_keys - page_keys), sorted(page_keys - schema_keys)
     assert not missing and not extra, (
         f"docs/configuration.md lacks {missing} and documents {extra}, which the schema does "
-        "not have: run `python -m rnnbench.experiment.schemadoc` to regenerate its key tables")
+        "not have: run `python -m rnnbench.config.schemadoc` to regenerate its key tables")
     # Every level the page must cover has its keys there.
     for key in ("corpus.max_vocab", "study", "recipes.NAME.lr", "experiments.NAME.budgets",
                 "experiments.NAME.tuning.keep", "corpus.files.train.sha256"):
@@ -31,7 +31,7 @@ def test_configuration_page_documents_every_schema_key_and_no_other():
 
 
 def test_configuration_page_is_the_schemas_current_wording():
-    assert schemadoc.main(["--check"]) == 0, "run `python -m rnnbench.experiment.schemadoc`"
+    assert schemadoc.main(["--check"]) == 0, "run `python -m rnnbench.config.schemadoc`"
 
 
 def test_every_schema_key_has_a_description():

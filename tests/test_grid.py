@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
+from rnnbench.config.schema import check_config
 from rnnbench.experiment.grid import expand, run_args, run_id
-from rnnbench.experiment.schema import check_config
 from rnnbench.model.params import corpus_vocab
 from rnnbench.training.train import build_parser
 

@@ -1,6 +1,6 @@
 """Every rule's failure shows its error paragraph on the terminal (issue #32 f): the job's own
 reason under the failed job, not only ``CalledProcessError ... check log``
-(rnnbench.experiment.progress.JobErrorHandler)."""
+(rnnbench.workflow.progress.JobErrorHandler)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from conftest import write_corpus
 from snakemake_interface_logger_plugins.common import LogEvent
 
-from rnnbench.experiment.progress import JobErrorHandler, error_paragraph
+from rnnbench.workflow.progress import JobErrorHandler, error_paragraph
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "results/runs/mine/tiny/lstm-h8-l1-s1"

@@ -110,8 +110,8 @@ def _quick(**spec):
 def test_budgets_axis_solves_hidden_per_cell_and_depth_with_readable_ids():
     from test_pipeline import ROOT
 
+    from rnnbench.config.schema import check_config
     from rnnbench.experiment.grid import expand
-    from rnnbench.experiment.schema import check_config
 
     config = _quick(budgets=[5_000, 250_000], layers=[1, 2])
     check_config(config, ROOT / "config/schema/config.schema.yaml")

@@ -15,7 +15,7 @@ import yaml
 
 from rnnbench.config import RunConfig
 from rnnbench.experiment.grid import expand
-from rnnbench.experiment.plan import (
+from rnnbench.workflow.plan import (
     PTB_TRAIN_TOKENS,
     Estimate,
     Measured,
@@ -192,8 +192,8 @@ def _committed_run(root: Path, name: str, cfg: RunConfig, tokens_per_s: float, e
 
 
 def test_bf16_and_plateau_runs_are_priced_from_the_committed_runs(tmp_path, monkeypatch):
-    from rnnbench.experiment.calibration import flops_per_token
-    from rnnbench.experiment.pricing import read_pricing
+    from rnnbench.workflow.calibration import flops_per_token
+    from rnnbench.workflow.pricing import read_pricing
 
     fp32 = RunConfig(cell="lstm", hidden=32, epochs=40)
     bf16 = RunConfig(cell="lstm", hidden=32, epochs=40, precision="bf16")
@@ -227,7 +227,7 @@ def test_bf16_and_plateau_runs_are_priced_from_the_committed_runs(tmp_path, monk
     assert "priced at the epochs 3 committed plateau runs took" in text
     assert max(len(line) for line in plan_text(runs, tmp_path / "data", root, "cpu",
                                                cores=2).splitlines()) <= 100
-    monkeypatch.setattr("rnnbench.experiment.plan.cpu_model", lambda: "another CPU")
+    monkeypatch.setattr("rnnbench.workflow.plan.cpu_model", lambda: "another CPU")
     text = " ".join(plan_text(runs, tmp_path / "data", root, "cpu", cores=2).split())
     assert "priced as fp32 work (no committed bf16 run on this CPU)" in text
 
@@ -291,7 +291,7 @@ def test_dry_run_of_the_reference_prints_no_plan(tmp_path):
 
 
 def test_only_the_experiments_calibration_txt_lists_calibrate_the_plan(tmp_path):
-    from rnnbench.experiment.calibration import calibration_experiments
+    from rnnbench.workflow.calibration import calibration_experiments
 
     assert calibration_experiments(tmp_path) is None  # no list: every experiment counts
     (tmp_path / "calibration.txt").write_text("# trained alone\nseed_rnn\n\nseed_lstm  # x\n")
@@ -302,10 +302,10 @@ def test_only_the_experiments_calibration_txt_lists_calibrate_the_plan(tmp_path)
 
 
 def test_the_fixed_cost_of_a_step_and_an_epoch_is_priced_from_the_committed_runs(tmp_path):
-    from rnnbench.experiment.calibration import flops_per_token
-    from rnnbench.experiment.plan import seconds_each
-    from rnnbench.experiment.pricing import read_pricing
     from rnnbench.training.provenance import cpu_model
+    from rnnbench.workflow.calibration import flops_per_token
+    from rnnbench.workflow.plan import seconds_each
+    from rnnbench.workflow.pricing import read_pricing
 
     cfg = RunConfig(cell="lstm", hidden=32, epochs=3, batch_size=4, bptt=5)
     rate = 1e9

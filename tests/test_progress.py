@@ -23,7 +23,8 @@ import yaml
 from snakemake_interface_logger_plugins.common import LogEvent
 from test_train import tiny_config
 
-from rnnbench.experiment.progress import (
+from rnnbench.training.train import Trainer
+from rnnbench.workflow.progress import (
     GridProgress,
     PlanAtExit,
     ProgressHandler,
@@ -32,7 +33,6 @@ from rnnbench.experiment.progress import (
     stop_line,
     time_left,
 )
-from rnnbench.training.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def test_stop_line_counts_the_checkpoints_present(tmp_path):
 STOPPED_PROCESS = textwrap.dedent("""
     import logging, os, signal, subprocess, sys, time
     from pathlib import Path
-    from rnnbench.experiment.progress import UserStop
+    from rnnbench.workflow.progress import UserStop
     tmp, signum = Path(sys.argv[1]), getattr(signal, sys.argv[2])
     job = subprocess.Popen([sys.executable, "-c", '''
     import signal, sys, time

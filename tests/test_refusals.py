@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from rnnbench.config import RunConfig
-from rnnbench.experiment.plan import machine_refusal, run_memory_bytes
 from rnnbench.io import BadJson, read_json, write_atomic
+from rnnbench.workflow.plan import machine_refusal, run_memory_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU visible, whatever the machine has

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rnnbench.config import RunConfig
 from rnnbench.experiment.grid import Run
-from rnnbench.experiment.progress import UserStop
-from rnnbench.experiment.wiring import resume_note
+from rnnbench.workflow.progress import UserStop
+from rnnbench.workflow.wiring import resume_note
 
 ROOT = Path(__file__).resolve().parents[1]
 

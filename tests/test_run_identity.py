@@ -16,7 +16,7 @@ from conftest import write_corpus
 
 from rnnbench.config import RunConfig
 from rnnbench.experiment.grid import Run
-from rnnbench.experiment.identity import changed_runs, changed_sources, describe
+from rnnbench.workflow.identity import changed_runs, changed_sources, describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "results/runs/mine/tiny/lstm-h8-l1-s1"

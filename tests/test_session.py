@@ -1,4 +1,4 @@
-"""The session a Snakemake run opens (rnnbench.experiment.session): the plan with its notes,
+"""The session a Snakemake run opens (rnnbench.workflow.session): the plan with its notes,
 and the refusal of what this machine cannot run, before any job."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rnnbench.config import RunConfig
-from rnnbench.experiment import session
+from rnnbench.workflow import session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,9 +64,9 @@ def test_a_run_this_machine_cannot_hold_stops_with_the_plan_printed(tmp_path, mo
 def test_the_progress_line_counts_the_trials_each_rung_promoted(tmp_path, monkeypatch):
     # issue #32 i: the plan counted a later rung's first points; the rung trains the promoted
     from rnnbench.config import TRAINING_KEYS
-    from rnnbench.experiment import wiring
     from rnnbench.experiment.grid import expand
     from rnnbench.experiment.tuning import Tuning
+    from rnnbench.workflow import wiring
 
     monkeypatch.chdir(tmp_path)
     config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnbench.experiment.study import check_report_ready, study_name
+from rnnbench.workflow.study import check_report_ready, study_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

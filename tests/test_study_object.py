@@ -1,4 +1,4 @@
-"""The study as the workflow sees it (rnnbench.experiment.pipeline.Study), without Snakemake:
+"""The study as the workflow sees it (rnnbench.workflow.pipeline.Study), without Snakemake:
 its runs, trials, later and published runs, `source: reference`, targets and code inputs."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 import yaml
 from test_tuning import tiny_config
 
-from rnnbench.experiment.codedeps import module_sources
-from rnnbench.experiment.jobs import pattern, rule_code
-from rnnbench.experiment.pipeline import Study
+from rnnbench.workflow.codedeps import module_sources
+from rnnbench.workflow.jobs import pattern, rule_code
+from rnnbench.workflow.pipeline import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"

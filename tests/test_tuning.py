@@ -13,8 +13,8 @@ import yaml
 from test_pipeline import ROOT, snakemake
 
 from rnnbench.config import TRAINING_KEYS, ConfigError, RunConfig
+from rnnbench.config.schema import check_config
 from rnnbench.experiment.grid import Run, expand
-from rnnbench.experiment.schema import check_config
 from rnnbench.experiment.trials import annotate, edge_flags, with_edges
 from rnnbench.experiment.tuning import Tuning, main, score, select, selected_config
 

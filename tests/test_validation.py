@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from rnnbench.config import FLOAT_FIELDS, INT_FIELDS, ConfigError, RunConfig
+from rnnbench.config.schema import check_config
 from rnnbench.experiment.grid import expand
-from rnnbench.experiment.schema import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config/schema/config.schema.yaml"

@@ -1,4 +1,4 @@
-"""The workflow's wiring (rnnbench.experiment.wiring): trial groups, entrants and planned
+"""The workflow's wiring (rnnbench.workflow.wiring): trial groups, entrants and planned
 trials of a tuned experiment, the flags of a selection, published runs and baselines."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from test_tuning import tiny_config
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
-from rnnbench.experiment import wiring
 from rnnbench.experiment.grid import expand
 from rnnbench.experiment.tuning import Tuning
+from rnnbench.workflow import wiring
 
 
 @pytest.fixture(scope="module")
@@ -167,14 +167,14 @@ def test_tuning_flags_carry_space_trial_seed_and_final_seeds(tuned):
 
 def test_wiring_imports_no_torch():
     # Snakemake imports it to build the job graph
-    code = "import sys, rnnbench.experiment.wiring; sys.exit('torch' in sys.modules)"
+    code = "import sys, rnnbench.workflow.wiring; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_experiments_marked_later_are_planned_not_trained_unless_asked():
     from rnnbench.config import RunConfig
     from rnnbench.experiment.grid import Run
-    from rnnbench.experiment.wiring import later_note, split_later
+    from rnnbench.workflow.wiring import later_note, split_later
 
     runs = [Run("now", "lstm-h8-l1-s1", RunConfig("lstm", 8)),
             Run("big", "lstm-h80-l1-s1", RunConfig("lstm", 80)),

@@ -2,7 +2,7 @@
 # Every figure is listed once, in rnnbench.figures.registry; the rules' lists are made from it.
 from rnnbench.figures import registry as figure_registry
 
-# Figures: FIGURE_CATEGORIES (rnnbench.experiment.jobs: name -> report category, a caption in
+# Figures: FIGURE_CATEGORIES (rnnbench.workflow.jobs: name -> report category, a caption in
 # workflow/report/{name}.rst each), the learning curves, and the reproduction where the config
 # has published numbers (config/reproduce.yaml).
 

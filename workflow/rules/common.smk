@@ -1,4 +1,4 @@
-# Wiring only: the study (rnnbench.experiment.pipeline.Study: the config validated, its runs,
+# Wiring only: the study (rnnbench.workflow.pipeline.Study: the config validated, its runs,
 # targets, folders and each rule's inputs) and the thin functions that need Snakemake's own
 # objects (checkpoints, the rule list, the logger). Logic lives in src/rnnbench.
 import json
@@ -12,14 +12,14 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
-from rnnbench.experiment import console, wiring
-from rnnbench.experiment.jobs import (FIGURE_CATEGORIES, GRADIENT_FIGURES, SIZE_FIGURES,
+from rnnbench.workflow import console, wiring
+from rnnbench.workflow.jobs import (FIGURE_CATEGORIES, GRADIENT_FIGURES, SIZE_FIGURES,
                                       data_dir, input_dir, output_dir, pattern)
-from rnnbench.experiment.pipeline import Study
+from rnnbench.workflow.pipeline import Study
 
 # Validates the config, hands the mirror and checksums to download_corpus through the
 # environment, refuses another config's study, expands the grid and checks it before any job
-# (rnnbench.experiment.pipeline.Study.from_config).
+# (rnnbench.workflow.pipeline.Study.from_config).
 study = Study.from_config(
     config, workflow.basedir, workflow.configfiles, main=workflow.is_main_process,
     # `--report` of a study whose tables are not built stops with one paragraph
@@ -45,7 +45,7 @@ wildcard_constraints:
 
 def code(rule):
     """A rule's code input: the rnnbench sources its shell command runs, imports included,
-    so editing any of them reruns it (rnnbench.experiment.jobs.rule_code)."""
+    so editing any of them reruns it (rnnbench.workflow.jobs.rule_code)."""
     return lambda wildcards: study.code(workflow.get_rule(rule).shellcmd)
 
 

@@ -2,7 +2,7 @@
 # context is truncated to (or shuffled beyond) the last k tokens; a table across runs, a figure
 # from it. Needs common.smk (study, code, ...). Off with `context: false`.
 # The runs measured: study.context_dirs, every run, or with `source: reference` those
-# published with their context files (rnnbench.experiment.pipeline.Study, which also checks
+# published with their context files (rnnbench.workflow.pipeline.Study, which also checks
 # that the validation split holds the sample, before any job).
 from rnnbench.figures import registry as figure_registry
 

@@ -2,7 +2,7 @@
 # runs, figures from the tables. Needs common.smk (study, code, ...).
 from rnnbench.figures import registry as figure_registry
 
-# Figures: GRADIENT_FIGURES (rnnbench.experiment.jobs), each with its caption
+# Figures: GRADIENT_FIGURES (rnnbench.workflow.jobs), each with its caption
 # workflow/report/{name}.rst, all in the report's "Gradients" category.
 
 

@@ -1,7 +1,7 @@
 # Publish the runs of a config (config/reproduce.yaml, config/gradients.yaml) to
 # results/reference/: the small files that are committed, that the tables and figures of
 # README.md and docs/results.md come from, and that `source: reference` rebuilds the tables from.
-# What each run keeps there is study.published_files (rnnbench.experiment.pipeline); a tuning
+# What each run keeps there is study.published_files (rnnbench.workflow.pipeline); a tuning
 # trial keeps its train.json and history.csv under results/reference/{experiment}/trials/
 # (publish_trial).
 

@@ -3,7 +3,7 @@
 # the whole family's intervals, and three figures against the parameter count. Needs
 # common.smk and aggregate.smk (compare_models's tables).
 # Targets only for experiments with several sizes (budgets or hidden sizes), where this table
-# means something: study.size_targets() (rnnbench.experiment.jobs, SIZE_FIGURES).
+# means something: study.size_targets() (rnnbench.workflow.jobs, SIZE_FIGURES).
 
 
 rule compare_sizes:

@@ -35,7 +35,7 @@ from rnnbench.analysis.aggregate import grad_bins, run_record
 from rnnbench.analysis.gradtables import step_quantiles
 from rnnbench.analysis.render import Table, markdown
 from rnnbench.analysis.tables import capped_note, footnote_mark
-from rnnbench.experiment.wiring import TRIAL_FILES
+from rnnbench.experiment.tuning import TRIAL_FILES
 from rnnbench.io import atomic_dir, read_json, write_csv, write_json, write_text
 from rnnbench.training.provenance import unpublishable
 

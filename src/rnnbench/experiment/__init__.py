@@ -1,1 +1,1 @@
-"""The experiment design: config schema, the grid of runs, tuning, a run's plan and progress."""
+"""The experiment design: the grid of runs, their tuning (successive halving) and its trials."""

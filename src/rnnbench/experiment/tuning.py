@@ -52,6 +52,10 @@ from rnnbench.config import ConfigError
 from rnnbench.experiment.trials import annotate, edge_flags, to_csv, trial_rows
 from rnnbench.io import write_json, write_text
 
+# What a tuning trial's published copy keeps (all that its rung's selection reads), under
+# results/reference/{experiment}/trials/{run}/
+TRIAL_FILES = ("train.json", "history.csv")
+
 log = logging.getLogger(__name__)
 
 

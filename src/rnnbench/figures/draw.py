@@ -7,7 +7,7 @@ folder of tables, no torch import. Usage::
         --published '{"seed_rnn": {"test_ppl": 146.0}}'
 
 Every drawing module is imported here, not looked up by name at run time, so that the source
-files a figure rule runs are this module's imports (rnnbench.experiment.codedeps).
+files a figure rule runs are this module's imports (rnnbench.workflow.codedeps).
 """
 
 from __future__ import annotations

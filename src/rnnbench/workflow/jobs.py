@@ -1,4 +1,4 @@
-"""What each rule asks of a study (rnnbench.experiment.pipeline.Study): its targets, a job's
+"""What each rule asks of a study (rnnbench.workflow.pipeline.Study): its targets, a job's
 flags and resources, the published copies, a tuning's entrants and selections.
 
 The methods that take ``wildcards`` (and ``input``, ``attempt``) are Snakemake input, params
@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnnbench.data.sources import source_inputs
-from rnnbench.experiment import wiring
-from rnnbench.experiment.codedeps import module_sources
 from rnnbench.experiment.grid import Run, run_args
 from rnnbench.experiment.tuning import selected_config
 from rnnbench.figures import registry
+from rnnbench.workflow import wiring
+from rnnbench.workflow.codedeps import module_sources
 
 if TYPE_CHECKING:
-    from rnnbench.experiment.pipeline import Study
+    from rnnbench.workflow.pipeline import Study
 
 # `python -m rnnbench.x.y` in a rule's shell command
 COMMAND = re.compile(r"python -m (rnnbench(?:\.\w+)+)")

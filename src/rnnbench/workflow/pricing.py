@@ -1,7 +1,7 @@
 """What the plan charges for bf16 and for the plateau schedule, from committed runs (no torch).
 
 The plan prices a run as matmul FLOPs at the fp32 reference runs' rate
-(rnnbench.experiment.calibration) times its epochs. Two things make that an upper bound by a
+(rnnbench.workflow.calibration) times its epochs. Two things make that an upper bound by a
 factor of two or three for the converged studies: bf16 products run faster than fp32 on CPUs
 with bf16 instructions, and a plateau run stops when validation stops improving, long before its
 cap of ``epochs``. Both are measured on the committed runs under ``results/reference/``:
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnbench.config import RunConfig
-from rnnbench.experiment.calibration import flops_per_token
+from rnnbench.workflow.calibration import flops_per_token
 
 # PTB's validation tokens: what the committed runs' epochs scored (their epoch cost's scale).
 VALID_TOKENS = 73_760

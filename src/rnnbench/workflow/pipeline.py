@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.config import TRAINING_KEYS
+from rnnbench.config.schema import check_config
 from rnnbench.data.download import verify_downloaded
 from rnnbench.data.sources import corpus_tokens, unk_warnings
 from rnnbench.diagnostics.context_stats import ContextSettings, context_settings, settings_problem
-from rnnbench.experiment import identity, wiring
 from rnnbench.experiment.grid import Run, Skipped, check_streams, expand
-from rnnbench.experiment.jobs import StudyJobs
-from rnnbench.experiment.schema import check_config
-from rnnbench.experiment.session import Session, open_session
-from rnnbench.experiment.study import (
+from rnnbench.experiment.tuning import Tuning
+from rnnbench.io import first_bad_json
+from rnnbench.model.params import corpus_vocab
+from rnnbench.workflow import identity, wiring
+from rnnbench.workflow.jobs import StudyJobs
+from rnnbench.workflow.session import Session, open_session
+from rnnbench.workflow.study import (
     check_report_ready,
     owner_record,
     owner_refusal,
@@ -34,12 +37,9 @@ from rnnbench.experiment.study import (
     report_status_line,
     study_name,
 )
-from rnnbench.experiment.tuning import Tuning
-from rnnbench.io import first_bad_json
-from rnnbench.model.params import corpus_vocab
 
 # A failed job's error paragraph is printed under Snakemake's error block
-# (rnnbench.experiment.progress.JobErrorHandler), for every rule but these, whose shell commands
+# (rnnbench.workflow.progress.JobErrorHandler), for every rule but these, whose shell commands
 # print it themselves (left as they are: a changed command reruns every job of its rule).
 PRINTS_OWN_ERRORS = ("download_corpus", "tokenize_corpus", "train_model")
 # What publish_run writes for each run, besides the effective context's files where measured
@@ -153,7 +153,7 @@ class Study(StudyJobs):
         nothing it need not); ``reporting``: a `--report` run. ``say``, ``warn`` and ``info``
         take the lines for the terminal (a plain line, a warning, the skipped runs). Checks
         files under the working directory, and marks outputs of another configuration out of
-        date (rnnbench.experiment.identity)."""
+        date (rnnbench.workflow.identity)."""
         basedir = Path(basedir)
         check_config(config, basedir / "config/schema/config.schema.yaml")
         export_corpus_environment(config)
@@ -265,11 +265,11 @@ class Study(StudyJobs):
             if problem:
                 raise ValueError(problem)
 
-    # --- the session (rnnbench.experiment.session): the main process only, nothing for
+    # --- the session (rnnbench.workflow.session): the main process only, nothing for
     # --- `source: reference` ---
     def later_estimate(self, cores: int | None) -> str:
         """The plan's time of the `later: true` experiments on this machine ('' without)."""
-        from rnnbench.experiment.plan import about, make_plan
+        from rnnbench.workflow.plan import about, make_plan
 
         if not self.later:
             return ""
@@ -318,8 +318,8 @@ class Study(StudyJobs):
         """At the start of a run (onstart): this config claims its study, then the session's
         plan, progress and stop, and the failed jobs' error paragraphs (with `source:
         reference`, these alone)."""
-        from rnnbench.experiment.progress import JobErrorHandler
-        from rnnbench.experiment.study import claim
+        from rnnbench.workflow.progress import JobErrorHandler
+        from rnnbench.workflow.study import claim
 
         claim(f"results/studies/{self.name}", self.owner)
         if session:

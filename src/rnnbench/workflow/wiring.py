@@ -16,14 +16,11 @@ from typing import Any
 
 from rnnbench.config import RunConfig
 from rnnbench.experiment.grid import Run
-from rnnbench.experiment.tuning import Tuning, point_key
+from rnnbench.experiment.tuning import TRIAL_FILES, Tuning, point_key
 from rnnbench.training.provenance import code_changes, code_version
 
 REFERENCE = "results/reference"
 TUNING = "results/tuning"
-# What a tuning trial's published copy keeps (all that its rung's selection reads), under
-# results/reference/{experiment}/trials/{run}/
-TRIAL_FILES = ("train.json", "history.csv")
 # (corpus, experiment, group) -> {rung: [trial Run, ...] in point order}
 TrialGroups = dict[tuple[str, str, str], dict[int, list[Run]]]
 

@@ -2,7 +2,7 @@
 
 By default a person sees the plan, one line when a training job starts (its run and log) and
 one when any job ends (its rule and run, and how long it took), the grid's progress line with
-the time left after each finished run (rnnbench.experiment.progress), errors, and at the end
+the time left after each finished run (rnnbench.workflow.progress), errors, and at the end
 where the tables, figures and report are. Snakemake's own block per job (rule, input, output,
 log, wildcards, resources: several lines of a few hundred characters each) and its step
 counter are kept out of the terminal by a logging filter on its console handler, read from the

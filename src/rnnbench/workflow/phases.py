@@ -6,8 +6,8 @@ published copy of every final run at that budget (``results/reference/{experimen
 train.json``), which brings in their tuning trials, evaluation and measurements. This module
 prints those targets. Usage::
 
-    python -m rnnbench.experiment.phases config/scaling.yaml            # the budgets, in order
-    python -m rnnbench.experiment.phases config/scaling.yaml 500000     # that budget's targets
+    python -m rnnbench.workflow.phases config/scaling.yaml            # the budgets, in order
+    python -m rnnbench.workflow.phases config/scaling.yaml 500000     # that budget's targets
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from rnnbench.experiment.grid import expand
-from rnnbench.experiment.wiring import published_dir
 from rnnbench.model.params import corpus_vocab
+from rnnbench.workflow.wiring import published_dir
 
 
 def final_runs(config: dict, data_dir: Path) -> list:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.data.sources import plan_size
-from rnnbench.experiment import console
-from rnnbench.experiment.plan import (
+from rnnbench.workflow import console
+from rnnbench.workflow.plan import (
     machine_memory_bytes,
     machine_refusal,
     make_plan,
     may_stop_early,
 )
-from rnnbench.experiment.progress import (
+from rnnbench.workflow.progress import (
     GridProgress,
     JobErrorHandler,
     PlanAtExit,
@@ -39,7 +39,7 @@ class Session:
     text: str
     progress: GridProgress
     checkpoints: list[str]
-    # what the terminal shows (rnnbench.experiment.console): the study, its config file,
+    # what the terminal shows (rnnbench.workflow.console): the study, its config file,
     # Snakemake's --verbose
     study: str = ""
     configfile: str | None = None

@@ -6,7 +6,7 @@ imports this module in its main process).
 
       [rnnbench] 5/72 runs done, about 3.1 hours left (runs took 1.2x the plan's estimate)
 
-  the plan's per-run estimates (rnnbench.experiment.plan) of the runs left, scaled by how long this
+  the plan's per-run estimates (rnnbench.workflow.plan) of the runs left, scaled by how long this
   session's finished runs took against their own estimates.
 - ``UserStop``: Ctrl-C or SIGTERM to Snakemake. Snakemake alone waits for running jobs to end
   (SIGTERM) or leaves them to the terminal's SIGINT; this sends every job SIGTERM at once (a
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from rnnbench.experiment.plan import about, duration
+from rnnbench.workflow.plan import about, duration
 
 PREFIX = "[rnnbench]"
 

@@ -3,8 +3,8 @@
 The schema is the one source of every key's type, default and description; the page shows
 them between the ``<!-- schema-keys -->`` markers, so the two never drift apart::
 
-    python -m rnnbench.experiment.schemadoc            # rewrite the tables in docs/configuration.md
-    python -m rnnbench.experiment.schemadoc --check    # exit 1 if the page is out of date
+    python -m rnnbench.config.schemadoc            # rewrite the tables in docs/configuration.md
+    python -m rnnbench.config.schemadoc --check    # exit 1 if the page is out of date
 
 Each object of the schema with named keys becomes one table, titled by its path
 (``experiments.NAME.tuning``); a shared definition (``$defs``) becomes one table that every
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if new != text:
             print(f"{args.page} is out of date with {args.schema}: run "
-                  "`python -m rnnbench.experiment.schemadoc` and commit the page.", file=sys.stderr)
+                  "`python -m rnnbench.config.schemadoc` and commit the page.", file=sys.stderr)
             return 1
         return 0
     if new != text:

@@ -5,13 +5,13 @@ the README's main command starts 72 runs (about 37 hours on 2 CPU cores), and a 
 hear that before it starts, not after.
 
 The time estimate scales measured throughput (bf16 and plateau runs priced from the committed
-runs too: rnnbench.experiment.pricing). Each committed reference run
+runs too: rnnbench.workflow.pricing). Each committed reference run
 (``results/reference/**/train.json`` and its ``history.csv``) gives tokens/s on a known CPU;
 times its matmul FLOPs per token that is an effective FLOP/s rate. The median rate over the
 measured configurations, divided by a planned run's FLOPs per token, gives that run's
 tokens/s. A step of a large model is mostly matmuls (docs/performance.md), so FLOPs are what changes
 between sizes and cells. The rates of the measured configurations (the plan names them:
-:func:`basis`, from rnnbench.experiment.calibration) differ from each other, and that spread
+:func:`basis`, from rnnbench.workflow.calibration) differ from each other, and that spread
 is how far the estimate can be trusted.
 """
 
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.config import RunConfig
-from rnnbench.experiment.calibration import Measured, flops_per_token, read_reference
-from rnnbench.experiment.pricing import Pricing, read_pricing
-from rnnbench.experiment.pricing import notes as pricing_notes
 from rnnbench.model.params import param_counts
 from rnnbench.training.gpus import nvidia_smi_devices, parse_visible
 from rnnbench.training.provenance import cpu_model
+from rnnbench.workflow.calibration import Measured, flops_per_token, read_reference
+from rnnbench.workflow.pricing import Pricing, read_pricing
+from rnnbench.workflow.pricing import notes as pricing_notes
 
 # PTB's train split (tokens with <eos>) and vocabulary, until stats.json exists.
 PTB_TRAIN_TOKENS = 929_589
@@ -128,7 +128,7 @@ class Estimate:
 def seconds_each(configs: Sequence[RunConfig], flops_per_s: float, train_tokens: int,
                  vocab: int, pricing: Pricing = NO_PRICING) -> list[float]:
     """Training seconds of each config at ``flops_per_s`` (one 1-thread job), its epochs and
-    precision priced by ``pricing`` (rnnbench.experiment.pricing)."""
+    precision priced by ``pricing`` (rnnbench.workflow.pricing)."""
     return [pricing.planned_epochs(c) * (
         tokens_per_epoch(c, train_tokens) * flops_per_token(c, vocab)
         / (flops_per_s * pricing.speed(c))
@@ -241,7 +241,7 @@ def machine_refusal(runs: Iterable, data_dir: Path, device: str, memory: int | N
 
 @dataclass(frozen=True)
 class Plan:
-    """The plan's text, and what the grid's progress line (rnnbench.experiment.progress) scales."""
+    """The plan's text, and what the grid's progress line (rnnbench.workflow.progress) scales."""
 
     text: str  # empty when no run is left
     seconds: dict[str, float]  # estimated training seconds of each run left, by its folder
