@@ -4,11 +4,11 @@ file system that fills up."""
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,22 +29,6 @@ def ptb_mirror() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def write_corpus(folder: Path, vocab: int = 40, lines: tuple[int, int, int] = (300, 40, 40),
-                 seed: int = 0) -> dict[str, Path]:
-    """Three small text files of random words ``w0..w{vocab-1}``, 3-12 words a line."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, n in zip(("train", "valid", "test"), lines, strict=True):
-        text = "\n".join(
-            " ".join(f"w{rng.randrange(vocab)}" for _ in range(rng.randint(3, 12)))
-            for _ in range(n)
-        )
-        paths[split] = folder / f"{split}.txt"
-        paths[split].write_text(text + "\n")
-    return paths
 
 
 @pytest.fixture(scope="session")

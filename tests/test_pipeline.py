@@ -6,19 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in ``workdir``."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+from helpers import ROOT, snakemake
 
 
 def test_the_fixed_recipe_grid_dry_run_lists_72_training_jobs(tmp_path):

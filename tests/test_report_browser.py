@@ -17,12 +17,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                 if shutil.which(n)), None)
 pytestmark = [pytest.mark.slow,
@@ -84,11 +83,9 @@ def converged_report(tmp_path_factory) -> Path:
     """The converged study's report, built from a copy of its committed reference files."""
     work = tmp_path_factory.mktemp("converged")
     shutil.copytree(ROOT / "results/reference/converged", work / "results/reference/converged")
-    base = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
-            "--configfile", str(ROOT / "config/converged.yaml")]
     for extra in (["--cores", "1", "--config", "source=reference"],
                   ["--config", "source=reference", "--report", str(work / "report.html")]):
-        done = subprocess.run(base + extra, capture_output=True, text=True, timeout=600)
+        done = snakemake(work, *extra, configfile=ROOT / "config/converged.yaml")
         assert done.returncode == 0, done.stderr[-3000:]
     return work / "report.html"
 
