@@ -158,30 +158,31 @@ def test_overflowing_test_perplexity_is_a_diverged_run_in_the_tables(tmp_path, p
 
 
 @pytest.mark.slow
-def test_finished_runs_survive_a_refused_request_and_a_deleted_file_comes_back(tmp_path,
+@pytest.mark.xdist_group("quick")
+def test_finished_runs_survive_a_refused_request_and_a_deleted_file_comes_back(quick_pipeline,
+                                                                             tmp_path,
                                                                              ptb_mirror):
-    config = quick_cut(tmp_path / "tiny.yaml", ["lstm", "gru"])
-    mirror = f"mirror={ptb_mirror}"
-    first = snakemake(tmp_path, "--cores", "2", "--config", mirror, configfile=config)
-    assert first.returncode == 0, first.stderr[-3000:]
-    evals = sorted(tmp_path.glob("results/runs/ptb/quick/*/eval.json"))
-    assert len(evals) == 2
+    assert quick_pipeline.run.returncode == 0, quick_pipeline.run.stderr[-3000:]
+    work = quick_pipeline.copy(tmp_path / "work")  # the session's finished quick grid
+    config, mirror = ROOT / "config/quick.yaml", f"mirror={ptb_mirror}"
+    evals = sorted(work.glob("results/runs/ptb/quick/*/eval.json"))
+    assert len(evals) == 4
     before = {p: p.read_text() for p in evals}
 
     # issue #22 case 7: device=cuda without a GPU runs nothing and deletes nothing
-    cuda = snakemake(tmp_path, "--cores", "2", "--config", mirror, "device=cuda",
-                     env=NO_GPU, configfile=config)
+    cuda = snakemake(work, "--cores", "2", "--config", mirror, "device=cuda", env=NO_GPU,
+                     configfile=config)
     assert cuda.returncode != 0 and "has no CUDA GPU" in cuda.stderr
     assert {p: p.read_text() for p in evals} == before
 
     # case 9/6: a deleted eval.json is rebuilt, and the tables built from it with it
-    runs_csv = tmp_path / "results/studies/tiny/tables/runs.csv"
+    runs_csv = work / "results/studies/quick/tables/runs.csv"
     built = runs_csv.stat().st_mtime
     evals[0].unlink()
     time.sleep(1)  # a coarse file system clock must still see the rebuilt files as newer
-    again = snakemake(tmp_path, "--cores", "2", "--config", mirror, configfile=config)
+    again = snakemake(work, "--cores", "2", "--config", mirror, configfile=config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert evals[0].exists() and runs_csv.stat().st_mtime > built
     assert "evaluate_model" in again.stderr and "train_model" not in again.stderr
-    done = snakemake(tmp_path, "-n", "--cores", "2", "--config", mirror, configfile=config)
+    done = snakemake(work, "-n", "--cores", "2", "--config", mirror, configfile=config)
     assert "Nothing to be done" in done.stdout + done.stderr
