@@ -4,13 +4,16 @@ file system that fills up."""
 from __future__ import annotations
 
 import os
-import random
+import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, snakemake, write_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "config/quick.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -29,22 +32,6 @@ def ptb_mirror() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def write_corpus(folder: Path, vocab: int = 40, lines: tuple[int, int, int] = (300, 40, 40),
-                 seed: int = 0) -> dict[str, Path]:
-    """Three small text files of random words ``w0..w{vocab-1}``, 3-12 words a line."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, n in zip(("train", "valid", "test"), lines, strict=True):
-        text = "\n".join(
-            " ".join(f"w{rng.randrange(vocab)}" for _ in range(rng.randint(3, 12)))
-            for _ in range(n)
-        )
-        paths[split] = folder / f"{split}.txt"
-        paths[split].write_text(text + "\n")
-    return paths
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +72,62 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def clean_clone(tmp_path_factory) -> Path:
+    """The repository's files as a clone would have them (tracked and new, not ignored)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell which files a clone has")
+    dest = tmp_path_factory.mktemp("clone")
+    for name in filter(None, listed.stdout.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def converged_rebuilt(clean_clone, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The README's headline command run for real in a copy of the clean clone (the clone stays
+    as a clone has it): the converged study's tables and figures rebuilt from the committed
+    files, with no corpus and no training. The folder and Snakemake's result; tests that
+    change the folder copy it. Tests using it share the xdist group ``converged``."""
+    clone = tmp_path_factory.mktemp("converged") / "clone"
+    shutil.copytree(clean_clone, clone)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile",
+         "config/converged.yaml", "--config", "source=reference", "--show-failed-logs"],
+        cwd=clone, capture_output=True, text=True, timeout=600)
+    return clone, result
+
+
+@dataclass(frozen=True)
+class QuickPipeline:
+    """config/quick.yaml run end to end once: its working folder, the run, the publish run."""
+
+    work: Path
+    run: subprocess.CompletedProcess
+    published: subprocess.CompletedProcess
+
+    def copy(self, dest: Path) -> Path:
+        """A copy of the working folder at ``dest`` (times kept: Snakemake sees it as done)."""
+        shutil.copytree(self.work, dest, symlinks=True)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def quick_pipeline(tmp_path_factory, ptb_mirror) -> QuickPipeline:
+    """The README's first command (config/quick.yaml on PTB, 4 runs, tables, figures) run once
+    for the session, then published (``publish=True``). Tests only read its folder; one that
+    changes files works on ``quick_pipeline.copy(tmp_path / ...)``. Tests using it share the
+    xdist group ``quick``, so a worker runs it once."""
+    work = tmp_path_factory.mktemp("quick")
+    run = snakemake(work, "--cores", "2", "--config", f"mirror={ptb_mirror}",
+                    "--show-failed-logs", configfile=QUICK)
+    published = snakemake(work, "--cores", "1", "--config", "publish=True",
+                          "--show-failed-logs", configfile=QUICK)
+    return QuickPipeline(work, run, published)

@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import write_corpus
-from test_train import StopAfter
+from helpers import StopAfter, write_corpus
 
 from rnnbench.config import RunConfig
 from rnnbench.data.tokenizer import main as tokenize_main

@@ -7,40 +7,21 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, SPLITS, corpus, run_logged, snakemake, tokenizer_args
 
 from rnnbench.data.download import DownloadError, verify_downloaded
 from rnnbench.data.download import main as download_main
 from rnnbench.data.tokenizer import main as tokenize_main
 from rnnbench.data.tokenizer import tokenize
 
-ROOT = Path(__file__).resolve().parents[1]
-SPLITS = ("train", "valid", "test")
 OUTPUTS = ("train.pt", "valid.pt", "test.pt", "vocab.txt", "stats.json")
 SHA = {  # from ../shared/data/ptb/SHA256SUMS
     "valid": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
 }
-
-
-def corpus(folder: Path, **texts: bytes | str) -> dict[str, Path]:
-    """Three split files in ``folder``; the defaults are small valid texts."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split in SPLITS:
-        text = texts.get(split, "the cat sat\non the mat\n")
-        paths[split] = folder / f"{split}.txt"
-        if isinstance(text, str):
-            text = text.encode()
-        paths[split].write_bytes(text)
-    return paths
-
-
-def tokenizer_args(paths: dict[str, Path], out: Path) -> list[str]:
-    return [f"--{s}={p}" for s, p in paths.items()] + ["--out-dir", str(out)]
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -99,13 +80,6 @@ def full_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
-
-
-def run_logged(module: str, args: list[str], log: Path) -> int:
-    """Run ``python -m module args > log 2>&1`` as a rule does; the exit status."""
-    with log.open("w") as f:
-        return subprocess.run([sys.executable, "-m", module, *args], stdout=f,
-                              stderr=subprocess.STDOUT, timeout=120).returncode
 
 
 def test_disk_full_during_tokenize_says_so_in_one_line(tmp_path, full_disk):
@@ -168,13 +142,6 @@ def test_verify_downloaded_names_file_both_hashes_and_fix(tmp_path, ptb_mirror):
 
 
 # Through real Snakemake --------------------------------------------------------------------
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in ``workdir``."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def quick_config(path: Path, **corpus: object) -> Path:

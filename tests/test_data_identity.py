@@ -12,9 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import write_corpus
-from test_corpus_inputs import ROOT, SPLITS, corpus, run_logged, snakemake, tokenizer_args
+from helpers import (
+    SPLITS,
+    corpus,
+    local_config,
+    run_logged,
+    snakemake,
+    tokenizer_args,
+    write_corpus,
+)
 
 from rnnbench.data.download import download
 from rnnbench.data.sources import KNOWN_TOKENS, corpus_tokens, plan_size
@@ -22,17 +28,6 @@ from rnnbench.data.tokenizer import main as tokenize_main
 from rnnbench.data.tokenizer import tokenize
 
 OUTPUTS = ("train.pt", "valid.pt", "test.pt", "vocab.txt", "stats.json")
-
-
-def local_config(path: Path, name: str = "mine", **urls: str) -> Path:
-    """config/quick.yaml on a local corpus ``{name}/{split}.txt`` (relative to -d), with
-    ``urls`` replacing some splits' url."""
-    config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
-    config["corpus"] = {"name": name, "max_vocab": None,
-                        "files": {s: {"url": urls.get(s, f"{name}/{s}.txt")} for s in SPLITS}}
-    config["context"] = False  # a shortened valid split cannot hold the context sample
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def digests(folder: Path) -> dict[str, str]:

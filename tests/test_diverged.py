@@ -3,44 +3,17 @@ real PTB): first every run diverges, then a finished experiment joins them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from helpers import diverging_config, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["perplexity_vs_hidden", "perplexity_vs_params", "learning_curves", "grad_norms",
            "grad_vs_lag", "grad_norm_distribution", "grad_spectra", "grad_decay_rate_vs_hidden"]
 TABLES = ["runs.csv", "summary.csv", "summary.md", "epochs.csv", "learning_curves.csv",
           "grad_norms.csv", "grad_through_time.csv", "grad_decay.csv", "spectra.csv",
           "grad_steps.csv"]
-
-
-def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in ``workdir`` with ``config``."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(config), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
-def diverging_config(path: Path, finished: bool) -> Path:
-    """config/quick.yaml made to diverge: lr 1e38 without normalising or clipping overflows
-    float32 in the first steps (a non-finite loss, checked below), 4 minibatches, one epoch;
-    with ``finished``, a second experiment of one LSTM on a sane recipe that finishes."""
-    cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
-    tiny = {**cfg["recipes"]["quick"], "epochs": 1, "max_batches": 4, "max_eval_batches": 2}
-    cfg["recipes"] = {"boom": {**tiny, "lr": 1.0e38, "grad": "none"}}
-    cfg["experiments"] = {"boom": {**cfg["experiments"]["quick"], "recipe": "boom",
-                                   "cells": ["rnn_tanh", "rnn_relu", "lstm"]}}
-    if finished:
-        cfg["recipes"]["fine"] = tiny
-        cfg["experiments"]["fine"] = {**cfg["experiments"]["boom"], "recipe": "fine",
-                                      "cells": ["lstm"]}
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
 
 
 def check_outputs(study: Path) -> pd.DataFrame:
@@ -57,7 +30,8 @@ def check_outputs(study: Path) -> pd.DataFrame:
 def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirror):
     mirror = f"mirror={ptb_mirror}"
     config = diverging_config(tmp_path / "boom.yaml", finished=False)
-    result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
+    result = snakemake(tmp_path, "--cores", "2", "--config", mirror, "--show-failed-logs",
+                       configfile=config)
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results"
     runs = check_outputs(results / "studies/boom")
@@ -73,14 +47,15 @@ def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirr
             assert f"{run['run_id']}" in svg, (name, run["run_id"])
         assert f"diverged at step {int(runs['diverged_step'].iloc[0])}" in svg, name
     assert "No finished run to plot" in figures["perplexity_vs_hidden"]
-    report = snakemake(tmp_path, config, "--report", str(results / "report.html"))
+    report = snakemake(tmp_path, "--report", str(results / "report.html"), configfile=config)
     assert report.returncode == 0, report.stderr[-3000:]
     assert "perplexity_vs_hidden.png" in (results / "report.html").read_text()
 
     # some diverge, one finishes: the finished run is plotted, the others named
     boom_runs = (results / "studies/boom/tables/runs.csv").read_text()
     config = diverging_config(tmp_path / "mixed.yaml", finished=True)
-    result = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "--show-failed-logs")
+    result = snakemake(tmp_path, "--cores", "2", "--config", mirror, "--show-failed-logs",
+                       configfile=config)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = check_outputs(results / "studies/mixed")
     assert sorted(runs["status"]) == ["diverged"] * 3 + ["ok"]
@@ -89,5 +64,5 @@ def test_diverged_runs_give_every_table_figure_and_the_report(tmp_path, ptb_mirr
     hidden = (results / "studies/mixed/figures/perplexity_vs_hidden.svg").read_text()
     assert "No finished run" not in hidden and "fine: layers 1" in hidden
     assert "boom/lstm-h32-l1-s1: diverged at step" in hidden
-    report = snakemake(tmp_path, config, "--report", str(results / "report.html"))
+    report = snakemake(tmp_path, "--report", str(results / "report.html"), configfile=config)
     assert report.returncode == 0, report.stderr[-3000:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from test_train import _train, tiny_config
+from helpers import tiny_run_config, train_to_end
 
 from rnnbench.config import RunConfig
 from rnnbench.diagnostics.gradtime import unroll
@@ -200,9 +200,9 @@ def test_bf16_evaluation_is_within_a_percent_of_fp32(cell):
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
 def test_resume_after_preemption_equals_uninterrupted_run_bitwise(cell, tiny_data, tmp_path):
-    cfg = tiny_config(cell=cell)
-    whole = _train(cfg, tiny_data, tmp_path / "a.pt")
-    pieces = _train(cfg, tiny_data, tmp_path / "b.pt", stops=(5, 30))
+    cfg = tiny_run_config(cell=cell)
+    whole = train_to_end(cfg, tiny_data, tmp_path / "a.pt")
+    pieces = train_to_end(cfg, tiny_data, tmp_path / "b.pt", stops=(5, 30))
     drop = ["seconds", "tokens_per_s"]
     a = pd.DataFrame(whole.state.history).drop(columns=drop)
     b = pd.DataFrame(pieces.state.history).drop(columns=drop)

@@ -99,7 +99,7 @@ def test_budget_labels_are_short_and_file_safe():
 
 def _quick(**spec):
     import yaml
-    from test_pipeline import ROOT
+    from helpers import ROOT
     config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
     experiment = config["experiments"]["quick"]
     experiment.pop("hidden")
@@ -108,7 +108,7 @@ def _quick(**spec):
 
 
 def test_budgets_axis_solves_hidden_per_cell_and_depth_with_readable_ids():
-    from test_pipeline import ROOT
+    from helpers import ROOT
 
     from rnnbench.config.schema import check_config
     from rnnbench.experiment.grid import expand

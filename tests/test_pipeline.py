@@ -6,19 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in ``workdir``."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+from helpers import ROOT, snakemake
 
 
 def test_the_fixed_recipe_grid_dry_run_lists_72_training_jobs(tmp_path):
@@ -94,10 +85,13 @@ def test_missing_corpus_offline_gives_clear_error_and_no_partial_output(tmp_path
     assert not list((tmp_path / "results/data/ptb/raw").glob("*"))
 
 
+QUICK = ROOT / "config/quick.yaml"
+
+
 @pytest.mark.slow
-def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mirror):
-    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(ROOT / "config/quick.yaml"),
-                       "--config", f"mirror={ptb_mirror}", "--show-failed-logs")
+@pytest.mark.xdist_group("quick")
+def test_quick_config_end_to_end_with_tables_and_figures(quick_pipeline):
+    result = quick_pipeline.run
     assert result.returncode == 0, result.stderr[-3000:]
     # the terminal a person follows (issue #33): short, with progress, ending on the results
     terminal = (result.stdout + result.stderr).splitlines()
@@ -105,7 +99,7 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     assert any(line.startswith("[rnnbench] 4/4 runs done") for line in terminal)
     assert terminal[-1].startswith("[rnnbench] results: tables in results/studies/quick/tables/")
     assert not any(line.strip().startswith("input:") for line in terminal)
-    results = tmp_path / "results"
+    results = quick_pipeline.work / "results"
     quick = results / "studies/quick"
     runs = pd.read_csv(quick / "tables/runs.csv")
     assert sorted(runs["cell"]) == ["gru", "lstm", "rnn_relu", "rnn_tanh"]
@@ -141,10 +135,15 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
     meta = json.loads((results / "runs/ptb/quick/lstm-h32-l1-s1/train.json").read_text())
     assert meta["status"] == "ok" and meta["config"]["max_batches"] == 30
     assert not list((results / "checkpoints").rglob("*.pt"))
-    report = snakemake(tmp_path, "--configfile", str(ROOT / "config/quick.yaml"),
-                       "--report", str(results / "report.html"))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick")
+def test_quick_report_names_what_was_compared_and_holds_every_item(quick_pipeline, tmp_path):
+    work = quick_pipeline.copy(tmp_path / "work")  # the report run writes into its folder
+    report = snakemake(work, "--report", str(work / "results/report.html"), configfile=QUICK)
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (results / "report.html").read_text()
+    html = (work / "results/report.html").read_text()
     # the landing text names what was compared and where the answer is, not the graph alone
     assert "<strong>quick</strong> (cells rnn_tanh, rnn_relu, lstm, gru" in html
     assert "<strong>The answer</strong> is in <em>Tables</em>" in html
@@ -153,25 +152,35 @@ def test_quick_config_end_to_end_with_tables_figures_and_report(tmp_path, ptb_mi
                  "grad_norm_distribution.png", "grad_spectra.png",
                  "grad_decay_rate_vs_hidden.png", "context_vs_k.png", "context_summary.csv"):
         assert item in html, item
-    # the figures regenerate from the tables alone
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick")
+def test_quick_figures_regenerate_from_the_tables_alone(quick_pipeline, tmp_path):
+    work = quick_pipeline.copy(tmp_path / "work")
+    quick = work / "results/studies/quick"
     for png in (quick / "figures").glob("*.png"):
         png.unlink()
-    again = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
-                      "--summary")
+    again = snakemake(work, "--cores", "1", "--summary", configfile=QUICK)
     assert again.returncode == 0
-    rerun = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
-                      "--dry-run", "--quiet", "rules")
+    rerun = snakemake(work, "--cores", "1", "--dry-run", "--quiet", "rules", configfile=QUICK)
     assert "train_model" not in rerun.stdout and "plot_" in rerun.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick")
+def test_quick_published_runs_rebuild_the_context_table_alone(quick_pipeline, tmp_path):
     # published with the runs' small files, the context table rebuilds from them alone
-    published = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
-                          "--config", "publish=True", "--show-failed-logs")
+    published = quick_pipeline.published
     assert published.returncode == 0, published.stderr[-3000:]
-    assert (results / "reference/quick/lstm-h32-l1-s1/context.json").exists()
+    assert (quick_pipeline.work / "results/reference/quick/lstm-h32-l1-s1/context.json").exists()
+    work = quick_pipeline.copy(tmp_path / "work")
+    results, quick = work / "results", work / "results/studies/quick"
     shutil.rmtree(results / "runs")  # tables stay; nothing below needs the runs
     (quick / "tables/context.csv").rename(tmp_path / "context-from-runs.csv")
-    rebuilt = snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config/quick.yaml"),
-                        "--config", "source=reference", "--show-failed-logs",
-                        "results/studies/quick/figures/context_vs_k.png")
+    rebuilt = snakemake(work, "--cores", "1", "--config", "source=reference",
+                        "--show-failed-logs", "results/studies/quick/figures/context_vs_k.png",
+                        configfile=QUICK)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_csv(quick / "tables/context.csv"),
                                   pd.read_csv(tmp_path / "context-from-runs.csv"))

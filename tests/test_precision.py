@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from test_train import _train, tiny_config
+from helpers import tiny_run_config, train_to_end
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnbench.config import RunConfig
@@ -57,7 +57,7 @@ def test_fp32_spelled_out_is_the_default_run_and_bad_values_are_refused():
 @pytest.mark.parametrize("impl", ["fused", "naive"])
 def test_a_bf16_step_runs_its_products_in_bf16_and_keeps_fp32_weights(cell, impl, tiny_data,
                                                                         tmp_path):
-    cfg = tiny_config(cell=cell, precision="bf16", loss_impl=impl, dropout=0.0)
+    cfg = tiny_run_config(cell=cell, precision="bf16", loss_impl=impl, dropout=0.0)
     trainer = Trainer(cfg, tiny_data, tmp_path / "c.pt", torch.device("cpu"))
     x, y = trainer.train_data[:10], trainer.train_data[1:11]  # (seq, batch)
     record = torch.zeros(2 + len(trainer.treat.names))
@@ -77,7 +77,7 @@ def test_a_bf16_step_runs_its_products_in_bf16_and_keeps_fp32_weights(cell, impl
 
 
 def test_fp32_steps_run_no_product_in_bf16(tiny_data, tmp_path):
-    cfg = tiny_config(cell="gru", dropout=0.0)
+    cfg = tiny_run_config(cell="gru", dropout=0.0)
     trainer = Trainer(cfg, tiny_data, tmp_path / "c.pt", torch.device("cpu"))
     x, y = trainer.train_data[:10], trainer.train_data[1:11]
     with ProductDtypes() as mode:
@@ -142,9 +142,9 @@ def test_bf16_evaluation_is_within_a_percent_of_fp32_on_the_same_weights(cell):
 
 
 def test_bf16_training_is_recorded_and_resumes_bitwise(tiny_data, tmp_path):
-    cfg = tiny_config(precision="bf16")
-    whole = _train(cfg, tiny_data, tmp_path / "a.pt")
-    pieces = _train(cfg, tiny_data, tmp_path / "b.pt", stops=(7, 33))
+    cfg = tiny_run_config(precision="bf16")
+    whole = train_to_end(cfg, tiny_data, tmp_path / "a.pt")
+    pieces = train_to_end(cfg, tiny_data, tmp_path / "b.pt", stops=(7, 33))
     drop = ["seconds", "tokens_per_s"]
     a = pd.DataFrame(whole.state.history).drop(columns=drop)
     b = pd.DataFrame(pieces.state.history).drop(columns=drop)
@@ -155,7 +155,7 @@ def test_bf16_training_is_recorded_and_resumes_bitwise(tiny_data, tmp_path):
     for x, y in zip(whole.state.steps, pieces.state.steps, strict=True):
         assert torch.equal(x, y)
     # another precision is another run: not bitwise the fp32 one, but close to it
-    fp32 = _train(tiny_config(), tiny_data, tmp_path / "c.pt")
+    fp32 = train_to_end(tiny_run_config(), tiny_data, tmp_path / "c.pt")
     assert a["valid_ppl"].tolist() != [r["valid_ppl"] for r in fp32.state.history]
     for r16, r32 in zip(whole.state.history, fp32.state.history, strict=True):
         assert r16["valid_ppl"] == pytest.approx(r32["valid_ppl"], rel=0.05)
@@ -172,11 +172,13 @@ def test_bf16_carries_the_state_between_minibatches_in_fp32(cell, tiny_data, tmp
     for h in hidden if isinstance(hidden, tuple) else (hidden,):
         assert h.dtype == torch.float32
     # and so into a bf16 run's checkpoint, stopped mid-epoch
-    from test_train import Preempted, StopAfter
+    from helpers import StopAfter
+
+    from rnnbench.training.train import Preempted
 
     ckpt = tmp_path / "s.pt"
     with pytest.raises(Preempted):
-        StopAfter(tiny_config(cell=cell, precision="bf16"), tiny_data, ckpt,
+        StopAfter(tiny_run_config(cell=cell, precision="bf16"), tiny_data, ckpt,
                   torch.device("cpu"), stop_after=7).run()
     saved = torch.load(ckpt, weights_only=True)["hidden"]
     for h in saved if isinstance(saved, (tuple, list)) else (saved,):

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import tiny_run_config
 from snakemake_interface_logger_plugins.common import LogEvent
-from test_train import tiny_config
 
 from rnnbench.training.train import Trainer
 from rnnbench.workflow.progress import (
@@ -203,7 +203,7 @@ def test_dry_run_prints_the_plan_after_the_list_of_jobs(tmp_path):
 
 def test_first_progress_lines_come_after_a_few_minibatches_of_each_start(tiny_data, tmp_path,
                                                                           caplog, one_thread):
-    trainer = Trainer(tiny_config(epochs=1), tiny_data, tmp_path / "c.pt", torch.device("cpu"),
+    trainer = Trainer(tiny_run_config(epochs=1), tiny_data, tmp_path / "c.pt", torch.device("cpu"),
                       log_interval=1000)
     with caplog.at_level(logging.INFO, logger="rnnbench.training.train"):
         trainer.train_epoch()

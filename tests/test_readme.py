@@ -12,7 +12,6 @@ import importlib.util
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,25 +102,10 @@ HEADER_COMMANDS = header_commands(ROOT / "Snakefile")
 ALL = {" ".join(c): c for c in [*sum(PAGE_COMMANDS.values(), []), *HEADER_COMMANDS]}
 
 
-@pytest.fixture(scope="module")
-def clean_clone(tmp_path_factory) -> Path:
-    """The repository's files as a clone would have them (tracked and new, not ignored)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=False)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout: cannot tell which files a clone has")
-    dest = tmp_path_factory.mktemp("clone")
-    for name in filter(None, listed.stdout.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
 def run_dry(words: list[str], clone: Path, mirror: Path) -> subprocess.CompletedProcess:
-    """Dry-run one command in ``clone``."""
+    """Dry-run one command in ``clone`` (a ``-n`` the command has is the one added)."""
     env, args = dry_run_args(words, mirror)
+    args = ["-n", *[a for a in args[1:] if a not in ("-n", "--dry-run")]]
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=clone,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
 
@@ -145,13 +129,28 @@ def test_every_docs_page_is_read_for_commands():
         assert PAGE_COMMANDS.get(page), f"{page}: no snakemake command found"
 
 
-@pytest.mark.parametrize("words", list(ALL.values()), ids=list(ALL))
-def test_command_parses_as_a_dry_run_on_a_clean_clone(words, clean_clone, ptb_mirror):
+def dry_run_key(words: list[str]) -> tuple:
+    """What a dry run of ``words`` runs: two commands with the same key are one dry run (a
+    ``-n`` written in the command is the one the check adds)."""
+    env, args = dry_run_args(words, Path("MIRROR"))
+    return tuple(sorted(env.items())), tuple(a for a in args if a not in ("-n", "--dry-run"))
+
+
+DRY_RUNS: dict[tuple, list[list[str]]] = {}  # one dry run -> the commands it checks
+for _words in ALL.values():
+    DRY_RUNS.setdefault(dry_run_key(_words), []).append(_words)
+
+
+@pytest.mark.parametrize("same", list(DRY_RUNS.values()),
+                         ids=[" ".join(c[0]) for c in DRY_RUNS.values()])
+def test_command_parses_as_a_dry_run_on_a_clean_clone(same, clean_clone, ptb_mirror):
+    words = same[0]
     profile = option(words, "--workflow-profile") or ""
     if "slurm" in profile and importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         pytest.skip("the SLURM profile needs `pip install -e .[slurm]`")
     result = run_dry(words, clean_clone, ptb_mirror)
-    assert result.returncode == 0, f"{' '.join(words)}\n{(result.stdout + result.stderr)[-3000:]}"
+    shown = "; ".join(" ".join(c) for c in same)
+    assert result.returncode == 0, f"{shown}\n{(result.stdout + result.stderr)[-3000:]}"
 
 
 def test_a_target_after_config_fails_the_check(clean_clone, ptb_mirror):
@@ -185,18 +184,12 @@ def test_install_declares_what_the_report_needs():
     assert re.search(r"^\s*- pygments\b", (ROOT / "environment.yml").read_text(), re.M)
 
 
-def test_the_headline_rebuilds_from_the_committed_files_on_a_clean_clone(clean_clone,
-                                                                       tmp_path):
+@pytest.mark.xdist_group("converged")
+def test_the_headline_rebuilds_from_the_committed_files_on_a_clean_clone(converged_rebuilt):
     """The README's answer, run for real (no dry run): on a clean clone, with no corpus and no
     training, `source=reference` rebuilds the converged experiment's tables and figures, and its
-    comparison table is the README's headline block."""
-    clone = tmp_path / "clone"  # a copy: the module's clone stays as a clone has it
-    shutil.copytree(clean_clone, clone)
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile",
-         "config/converged.yaml", "--config", "source=reference", "--show-failed-logs"],
-        cwd=clone, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    comparison table is the README's headline block (conftest.converged_rebuilt)."""
+    clone, result = converged_rebuilt
     assert "train_model" not in result.stdout + result.stderr
     assert not any((clone / "results" / d).exists() for d in ("runs", "data"))
     study = clone / "results/studies/converged"

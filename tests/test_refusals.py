@@ -5,51 +5,26 @@ as ok; a killed writer leaves no temporary file; a damaged JSON file is named.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from helpers import ROOT, quick_cut, snakemake
 
 from rnnbench.config import RunConfig
 from rnnbench.io import BadJson, read_json, write_atomic
 from rnnbench.workflow.plan import machine_refusal, run_memory_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU visible, whatever the machine has
 
 
-def snakemake(workdir: Path, config: Path, *args: str, env: dict | None = None,
-              timeout: int = 900) -> subprocess.CompletedProcess:
-    """Snakemake on the repository's Snakefile in ``workdir``; its jobs' ``python`` is this
-    one (its folder first on PATH)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(config), *args]
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PATH": path, **(env or {})})
-
-
-def tiny_config(path: Path, cells: list[str], hidden: int = 32, **recipe) -> Path:
-    """config/quick.yaml cut to ``cells``, one epoch of 2 minibatches, 2 evaluation ones."""
-    cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
-    cfg["recipes"]["quick"].update({"epochs": 1, "max_batches": 2, "max_eval_batches": 2,
-                                    **recipe})
-    cfg["experiments"]["quick"].update(cells=cells, hidden=[hidden])
-    cfg["study"] = path.stem
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
 def test_device_cuda_without_a_gpu_stops_before_any_job(tmp_path):
-    config = tiny_config(tmp_path / "tiny.yaml", ["lstm"])
-    result = snakemake(tmp_path / "work", config, "-n", "--cores", "1", "--config",
-                       "device=cuda", env=NO_GPU)
+    config = quick_cut(tmp_path / "tiny.yaml", ["lstm"])
+    result = snakemake(tmp_path / "work", "-n", "--cores", "1", "--config",
+                       "device=cuda", env=NO_GPU, configfile=config)
     assert result.returncode != 0
     text = " ".join((result.stdout + result.stderr).split())
     assert "device: cuda, but this machine has no CUDA GPU" in text
@@ -58,15 +33,15 @@ def test_device_cuda_without_a_gpu_stops_before_any_job(tmp_path):
 
 
 def test_a_run_too_large_for_this_machine_is_named_in_the_plan_and_stops(tmp_path):
-    config = tiny_config(tmp_path / "big.yaml", ["rnn_relu"], hidden=100_000)
-    result = snakemake(tmp_path / "work", config, "-n", "--cores", "1")
+    config = quick_cut(tmp_path / "big.yaml", ["rnn_relu"], hidden=100_000)
+    result = snakemake(tmp_path / "work", "-n", "--cores", "1", configfile=config)
     assert result.returncode != 0
     out = " ".join((result.stdout + result.stderr).split())
     assert "Memory: run rnn_relu-h100000-l1-s1 needs about" in out  # in the plan
     assert "run rnn_relu-h100000-l1-s1 needs about" in out and "allow_over_memory" in out
     assert "Job stats" not in out
-    go_on = snakemake(tmp_path / "work", config, "-n", "--cores", "1", "--config",
-                      "allow_over_memory=True")
+    go_on = snakemake(tmp_path / "work", "-n", "--cores", "1", "--config",
+                      "allow_over_memory=True", configfile=config)
     assert go_on.returncode == 0, go_on.stderr[-2000:]
     assert "Memory: run rnn_relu-h100000-l1-s1" in " ".join(go_on.stderr.split())
 
@@ -113,8 +88,8 @@ def test_a_truncated_published_train_json_stops_the_reference_tables_naming_it(t
     for name in ("train.json", "eval.json"):
         (copy.parent / name).write_text((published.parent / name).read_text())
     copy.write_text(published.read_text()[:200])  # truncated
-    result = snakemake(work, ROOT / "config/reproduce.yaml", "-n", "--cores", "1", "--config",
-                       "source=reference")
+    result = snakemake(work, "-n", "--cores", "1", "--config",
+                       "source=reference", configfile=ROOT / "config/reproduce.yaml")
     assert result.returncode != 0
     text = " ".join((result.stdout + result.stderr).split())
     assert f"{copy.relative_to(work)} is not valid JSON" in text
@@ -153,12 +128,12 @@ def test_a_failed_training_job_prints_its_paragraph_on_the_terminal(tmp_path, pt
     from rnnbench.training.checkpoint import exclusive
 
     work = tmp_path / "work"
-    config = tiny_config(tmp_path / "tiny.yaml", ["gru"])
+    config = quick_cut(tmp_path / "tiny.yaml", ["gru"])
     run = "results/runs/ptb/quick/gru-h32-l1-s1"
     # another trainer of this run holds its lock: the job stops at once with a paragraph
     with exclusive(work / "results/checkpoints/ptb/quick/gru-h32-l1-s1.pt"):
-        result = snakemake(work, config, "--cores", "1", "--config", f"mirror={ptb_mirror}",
-                           "--", f"{run}/train.json")
+        result = snakemake(work, "--cores", "1", "--config", f"mirror={ptb_mirror}",
+                           "--", f"{run}/train.json", configfile=config)
     assert result.returncode != 0
     assert "another trainer of this run is running" in result.stderr
     assert "rerun." in result.stderr  # the whole paragraph, not a pointer to the log
@@ -167,11 +142,11 @@ def test_a_failed_training_job_prints_its_paragraph_on_the_terminal(tmp_path, pt
 @pytest.mark.slow
 def test_overflowing_test_perplexity_is_a_diverged_run_in_the_tables(tmp_path, ptb_mirror):
     # issue #22 case 3, through real Snakemake: eval.json valid JSON, the tables build
-    config = tiny_config(tmp_path / "overflow.yaml", ["rnn_relu"], init="uniform",
+    config = quick_cut(tmp_path / "overflow.yaml", ["rnn_relu"], init="uniform",
                          init_scale=0.5901, lr=1.0e-12, max_batches=1, max_eval_batches=20)
     tables = "results/studies/overflow/tables"
-    result = snakemake(tmp_path, config, "--cores", "2", "--config", f"mirror={ptb_mirror}",
-                       "--", f"{tables}/runs.csv", f"{tables}/summary.md")
+    result = snakemake(tmp_path, "--cores", "2", "--config", f"mirror={ptb_mirror}",
+                       "--", f"{tables}/runs.csv", f"{tables}/summary.md", configfile=config)
     assert result.returncode == 0, result.stderr[-3000:]
     ev = json.loads((tmp_path / "results/runs/ptb/quick/rnn_relu-h32-l1-s1/eval.json")
                     .read_text(), parse_constant=lambda c: pytest.fail(f"{c} in eval.json"))
@@ -183,30 +158,31 @@ def test_overflowing_test_perplexity_is_a_diverged_run_in_the_tables(tmp_path, p
 
 
 @pytest.mark.slow
-def test_finished_runs_survive_a_refused_request_and_a_deleted_file_comes_back(tmp_path,
+@pytest.mark.xdist_group("quick")
+def test_finished_runs_survive_a_refused_request_and_a_deleted_file_comes_back(quick_pipeline,
+                                                                             tmp_path,
                                                                              ptb_mirror):
-    config = tiny_config(tmp_path / "tiny.yaml", ["lstm", "gru"])
-    mirror = f"mirror={ptb_mirror}"
-    first = snakemake(tmp_path, config, "--cores", "2", "--config", mirror)
-    assert first.returncode == 0, first.stderr[-3000:]
-    evals = sorted(tmp_path.glob("results/runs/ptb/quick/*/eval.json"))
-    assert len(evals) == 2
+    assert quick_pipeline.run.returncode == 0, quick_pipeline.run.stderr[-3000:]
+    work = quick_pipeline.copy(tmp_path / "work")  # the session's finished quick grid
+    config, mirror = ROOT / "config/quick.yaml", f"mirror={ptb_mirror}"
+    evals = sorted(work.glob("results/runs/ptb/quick/*/eval.json"))
+    assert len(evals) == 4
     before = {p: p.read_text() for p in evals}
 
     # issue #22 case 7: device=cuda without a GPU runs nothing and deletes nothing
-    cuda = snakemake(tmp_path, config, "--cores", "2", "--config", mirror, "device=cuda",
-                     env=NO_GPU)
+    cuda = snakemake(work, "--cores", "2", "--config", mirror, "device=cuda", env=NO_GPU,
+                     configfile=config)
     assert cuda.returncode != 0 and "has no CUDA GPU" in cuda.stderr
     assert {p: p.read_text() for p in evals} == before
 
     # case 9/6: a deleted eval.json is rebuilt, and the tables built from it with it
-    runs_csv = tmp_path / "results/studies/tiny/tables/runs.csv"
+    runs_csv = work / "results/studies/quick/tables/runs.csv"
     built = runs_csv.stat().st_mtime
     evals[0].unlink()
     time.sleep(1)  # a coarse file system clock must still see the rebuilt files as newer
-    again = snakemake(tmp_path, config, "--cores", "2", "--config", mirror)
+    again = snakemake(work, "--cores", "2", "--config", mirror, configfile=config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert evals[0].exists() and runs_csv.stat().st_mtime > built
     assert "evaluate_model" in again.stderr and "train_model" not in again.stderr
-    done = snakemake(tmp_path, config, "-n", "--cores", "2", "--config", mirror)
+    done = snakemake(work, "-n", "--cores", "2", "--config", mirror, configfile=config)
     assert "Nothing to be done" in done.stdout + done.stderr

@@ -17,15 +17,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                 if shutil.which(n)), None)
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("converged"),
               pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed")]
 CLICKS = """
 <script>
@@ -80,16 +79,16 @@ def item_data(result: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def converged_report(tmp_path_factory) -> Path:
-    """The converged study's report, built from a copy of its committed reference files."""
-    work = tmp_path_factory.mktemp("converged")
-    shutil.copytree(ROOT / "results/reference/converged", work / "results/reference/converged")
-    base = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
-            "--configfile", str(ROOT / "config/converged.yaml")]
-    for extra in (["--cores", "1", "--config", "source=reference"],
-                  ["--config", "source=reference", "--report", str(work / "report.html")]):
-        done = subprocess.run(base + extra, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+def converged_report(converged_rebuilt, tmp_path_factory) -> Path:
+    """The converged study's report, built in a copy of the clean clone where its tables were
+    rebuilt from the committed reference files (conftest.converged_rebuilt)."""
+    clone, rebuilt = converged_rebuilt
+    assert rebuilt.returncode == 0, (rebuilt.stdout + rebuilt.stderr)[-3000:]
+    work = tmp_path_factory.mktemp("report") / "clone"
+    shutil.copytree(clone, work, symlinks=True)
+    done = snakemake(work, "--config", "source=reference", "--report", str(work / "report.html"),
+                     configfile=work / "config/converged.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
     return work / "report.html"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import snakemake
 
 from rnnbench.analysis.publish import reference_markdown, reference_table
 from rnnbench.experiment.grid import expand
@@ -54,8 +55,6 @@ def test_named_recipes_resolve_to_the_published_settings():
 
 @pytest.mark.slow
 def test_each_named_experiment_runs_end_to_end_with_a_minibatch_cap(tmp_path, ptb_mirror):
-    from test_pipeline import snakemake
-
     config = reproduce_config()
     for spec in config["experiments"].values():
         spec["seeds"] = [1, 2]

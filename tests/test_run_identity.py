@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
-from conftest import write_corpus
+from helpers import one_run_config, snakemake, write_config, write_corpus
 
 from rnnbench.config import RunConfig
 from rnnbench.experiment.grid import Run
@@ -22,48 +19,28 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = "results/runs/mine/tiny/lstm-h8-l1-s1"
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Snakemake on the repository's Snakefile in ``workdir``; ``args`` end with --configfile."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--cores", "1", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-
-
-def config(path: Path, **recipe) -> str:
-    """A one-run config on the local corpus ``mine/{split}.txt`` (no sha256)."""
-    path.write_text(yaml.safe_dump({
-        "corpus": {"name": "mine", "max_vocab": None,
-                   "files": {s: {"url": f"mine/{s}.txt"} for s in ("train", "valid", "test")}},
-        "context": False,
-        "recipes": {"tiny": {"epochs": 1, "lr": 1.0, "batch_size": 4, "bptt": 5,
-                             "max_batches": 4, "max_eval_batches": 2, **recipe}},
-        "experiments": {"tiny": {"cells": ["lstm"], "hidden": [8], "layers": [1],
-                                 "seeds": [1], "recipe": "tiny"}},
-    }))
-    return str(path)
-
-
 def planned(workdir: Path, configfile: str) -> str:
-    result = snakemake(workdir, f"{RUN}/train.json", "-n", "--configfile", configfile)
+    result = snakemake(workdir, "--cores", "1", f"{RUN}/train.json", "-n", configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def test_an_edited_key_or_another_config_retrains_the_run_and_reverting_does_not(tmp_path):
     write_corpus(tmp_path / "mine")
-    first = config(tmp_path / "a.yaml")
-    trained = snakemake(tmp_path, f"{RUN}/train.json", "--configfile", first)
+    first = write_config(tmp_path / "a.yaml", one_run_config())
+    trained = snakemake(tmp_path, "--cores", "1", f"{RUN}/train.json", configfile=first)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "Nothing to be done" in planned(tmp_path, first)
     # (a) lr 1.0 -> 2.0 in a copy of the config, and a second config with another epochs
     for key, value in (("lr", 2.0), ("epochs", 2)):
-        out = planned(tmp_path, config(tmp_path / f"{key}.yaml", **{key: value}))
+        edited = write_config(tmp_path / f"{key}.yaml", one_run_config({key: value}))
+        out = planned(tmp_path, edited)
         assert "Nothing to be done" not in out and "train_model" in out, out[-2000:]
         assert f"{key} " in out and "made again" in out  # the plan names the key
     # reverting to the trained configuration trains nothing
     assert "Nothing to be done" in planned(tmp_path, first)
-    again = snakemake(tmp_path, f"{RUN}/train.json", "--configfile",
-                      config(tmp_path / "lr.yaml", lr=2.0))
+    again = snakemake(tmp_path, "--cores", "1", f"{RUN}/train.json", "--configfile",
+                      write_config(tmp_path / "lr.yaml", one_run_config({"lr": 2.0})))
     assert again.returncode == 0, again.stderr[-3000:]
     meta = json.loads((tmp_path / RUN / "train.json").read_text())
     assert meta["config"]["lr"] == 2.0
@@ -72,9 +49,9 @@ def test_an_edited_key_or_another_config_retrains_the_run_and_reverting_does_not
 
 def test_a_replaced_local_file_with_its_old_size_and_mtime_is_copied_again(tmp_path):
     write_corpus(tmp_path / "mine")
-    configfile = config(tmp_path / "a.yaml")
+    configfile = write_config(tmp_path / "a.yaml", one_run_config())
     target = "results/data/mine/stats.json"
-    first = snakemake(tmp_path, target, "--configfile", configfile)
+    first = snakemake(tmp_path, "--cores", "1", target, configfile=configfile)
     assert first.returncode == 0, first.stderr[-3000:]
     train = tmp_path / "mine/train.txt"
     before = train.stat()
@@ -83,14 +60,14 @@ def test_a_replaced_local_file_with_its_old_size_and_mtime_is_copied_again(tmp_p
     assert swapped != text and len(swapped) == len(text)
     train.write_text(swapped)  # `cp -p` from a backup: same size, old mtime
     os.utime(train, ns=(before.st_atime_ns, before.st_mtime_ns))
-    out = snakemake(tmp_path, target, "-n", "--configfile", configfile)
+    out = snakemake(tmp_path, "--cores", "1", target, "-n", configfile=configfile)
     assert "download_corpus" in out.stdout and "tokenize_corpus" in out.stdout, out.stdout[-2000:]
     assert "corpus copies differ from their local files now" in out.stdout + out.stderr
-    done = snakemake(tmp_path, target, "--configfile", configfile)
+    done = snakemake(tmp_path, "--cores", "1", target, configfile=configfile)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "results/data/mine/raw/train.txt").read_text() == swapped
-    assert "Nothing to be done" in snakemake(tmp_path, target, "-n", "--configfile",
-                                             configfile).stdout
+    settled = snakemake(tmp_path, "--cores", "1", target, "-n", configfile=configfile)
+    assert "Nothing to be done" in settled.stdout
 
 
 def test_a_final_run_is_compared_without_its_tuned_keys(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from test_train import _train, tiny_config
+from helpers import tiny_run_config, train_to_end
 
 from rnnbench.config import PLATEAU_DEFAULTS, RunConfig
 from rnnbench.experiment.grid import run_args
@@ -103,19 +103,19 @@ def test_bad_schedule_settings_are_refused_by_name(kw, words):
 def plateau_config(**kw) -> RunConfig:
     """A tiny run whose every epoch after the first is a plateau (90% improvement needed):
     decays after epochs 1 and 2, stops after epoch 3 of at most 6."""
-    return tiny_config(epochs=6, decay_factor=1.0, schedule="plateau", plateau_factor=0.5,
+    return tiny_run_config(epochs=6, decay_factor=1.0, schedule="plateau", plateau_factor=0.5,
                        plateau_threshold=0.9, max_decays=2, **kw)
 
 
 def test_plateau_run_resumed_mid_schedule_is_bitwise_the_uninterrupted_one(tiny_data,
                                                                            tmp_path):
     cfg = plateau_config()
-    whole = _train(cfg, tiny_data, tmp_path / "a.pt")
+    whole = train_to_end(cfg, tiny_data, tmp_path / "a.pt")
     assert [r["lr"] for r in whole.state.history] == [1.0, 1.0, 0.5, 0.25]
     assert whole.state.stopped == "plateau_decays"
     steps = whole.n_batches
     # preempted mid epoch 1, mid epoch 2 (after the first decay) and mid epoch 3 (after both)
-    pieces = _train(cfg, tiny_data, tmp_path / "b.pt",
+    pieces = train_to_end(cfg, tiny_data, tmp_path / "b.pt",
                     stops=(steps + 5, steps + 10, steps // 2))
     assert pieces.state.resumes == 3
     drop = ["seconds", "tokens_per_s"]
@@ -129,7 +129,7 @@ def test_plateau_run_resumed_mid_schedule_is_bitwise_the_uninterrupted_one(tiny_
 
 
 def test_a_plateau_checkpoint_is_not_resumed_by_the_fixed_run(tiny_data, tmp_path):
-    fixed = tiny_config(epochs=6, decay_factor=1.0)
+    fixed = tiny_run_config(epochs=6, decay_factor=1.0)
     ident = ckpt.identity(plateau_config(), ckpt.data_checksums(tiny_data))
     assert ident != ckpt.identity(fixed, ckpt.data_checksums(tiny_data))
 

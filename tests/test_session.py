@@ -116,7 +116,7 @@ def test_a_tuned_grid_ends_with_every_run_of_its_plan_counted(tmp_path):
     import subprocess
     import sys
 
-    from conftest import write_corpus
+    from helpers import write_corpus
 
     write_corpus(tmp_path / "mine")
     configfile = tmp_path / "tune.yaml"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pipeline import ROOT, snakemake
+from helpers import ROOT, snakemake
 
 from rnnbench.config import ConfigError, RunConfig
 from rnnbench.data.sources import KNOWN_TOKENS, corpus_tokens

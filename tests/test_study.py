@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, one_run_config, snakemake, write_corpus
 
 from rnnbench.workflow.study import check_report_ready, study_name
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def test_study_is_the_key_else_the_last_config_file_name():
@@ -59,18 +50,10 @@ def test_targets_are_in_the_study_folder_and_another_configs_tables_are_not_repo
 
 def test_a_second_config_of_the_same_file_name_is_refused_before_any_job(tmp_path):
     # issue #32 d: other/quick.yaml and quick.yaml, each with its own grid, one study 'quick'
-    from conftest import write_corpus
-
     write_corpus(tmp_path / "mine")
     first, second = tmp_path / "quick.yaml", tmp_path / "other/quick.yaml"
     second.parent.mkdir()
-    base = {"corpus": {"name": "mine", "max_vocab": None,
-                       "files": {s: {"url": f"mine/{s}.txt"} for s in ("train", "valid", "test")}},
-            "context": False,
-            "recipes": {"tiny": {"epochs": 1, "lr": 1.0, "batch_size": 4, "bptt": 5,
-                                 "max_batches": 2, "max_eval_batches": 2}},
-            "experiments": {"tiny": {"cells": ["lstm"], "hidden": [8], "layers": [1],
-                                     "seeds": [1], "recipe": "tiny"}}}
+    base = one_run_config({"max_batches": 2})
     first.write_text(yaml.safe_dump(base))
     base["experiments"]["tiny"]["hidden"] = [6]
     second.write_text(yaml.safe_dump(base))
@@ -100,17 +83,9 @@ def test_a_second_config_of_the_same_file_name_is_refused_before_any_job(tmp_pat
 
 def test_the_report_of_a_grown_grid_names_the_runs_its_tables_lack(tmp_path):
     # issue #32 h: seeds added to a finished config, the report built before training them
-    from conftest import write_corpus
-
     write_corpus(tmp_path / "mine")
     configfile = tmp_path / "grown.yaml"
-    spec = {"corpus": {"name": "mine", "max_vocab": None,
-                       "files": {s: {"url": f"mine/{s}.txt"} for s in ("train", "valid", "test")}},
-            "context": False,
-            "recipes": {"tiny": {"epochs": 1, "lr": 1.0, "batch_size": 4, "bptt": 5,
-                                 "max_batches": 2, "max_eval_batches": 2}},
-            "experiments": {"tiny": {"cells": ["lstm"], "hidden": [8], "layers": [1],
-                                     "seeds": [1], "recipe": "tiny"}}}
+    spec = one_run_config({"max_batches": 2})
     configfile.write_text(yaml.safe_dump(spec))
     made = snakemake(tmp_path, "--cores", "1", "--configfile", str(configfile))
     assert made.returncode == 0, made.stderr[-3000:]

@@ -15,6 +15,7 @@ import time
 import pandas as pd
 import pytest
 import torch
+from helpers import StopAfter, tiny_run_config, train_to_end
 
 from rnnbench.config import RunConfig
 from rnnbench.data.batching import batchify
@@ -22,12 +23,6 @@ from rnnbench.io import read_json, write_json
 from rnnbench.model.losses import evaluate
 from rnnbench.model.model import RNNModel
 from rnnbench.training.train import GradTreatment, Preempted, Trainer, main
-
-
-def tiny_config(**kw) -> RunConfig:
-    base = dict(cell="lstm", hidden=16, layers=2, seed=3, epochs=2, lr=1.0, decay_start=1,
-                decay_factor=2.0, batch_size=4, bptt=10, dropout=0.2, device="cpu")
-    return RunConfig(**{**base, **kw})
 
 
 def test_lr_schedule_of_the_published_recipes():
@@ -47,7 +42,7 @@ def _grads(model, scale):
 def test_unit_norm_step_gives_norm_one_and_reports_the_norm_before():
     model = RNNModel("rnn_tanh", 20, 4)
     _grads(model, 0.5)
-    norms = GradTreatment(model, tiny_config(grad="normalize"))()
+    norms = GradTreatment(model, tiny_run_config(grad="normalize"))()
     n = sum(p.numel() for p in model.parameters())
     assert norms[0].item() == pytest.approx(0.5 * math.sqrt(n))
     after = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
@@ -57,18 +52,18 @@ def test_unit_norm_step_gives_norm_one_and_reports_the_norm_before():
 def test_unit_norm_step_zeroes_tiny_gradients():
     model = RNNModel("gru", 20, 4)
     _grads(model, 1e-9)
-    GradTreatment(model, tiny_config(grad="normalize", normalize_eps=1e-4))()
+    GradTreatment(model, tiny_run_config(grad="normalize", normalize_eps=1e-4))()
     assert all(p.grad.abs().max() == 0 for p in model.parameters())
 
 
 def test_clip_caps_the_global_norm_and_leaves_small_ones():
     model = RNNModel("lstm", 20, 4)
     _grads(model, 1.0)
-    GradTreatment(model, tiny_config(grad="clip", clip_norm=5.0))()
+    GradTreatment(model, tiny_run_config(grad="clip", clip_norm=5.0))()
     after = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
     assert after.item() == pytest.approx(5.0, rel=1e-5)
     _grads(model, 1e-3)
-    GradTreatment(model, tiny_config(grad="clip", clip_norm=5.0))()
+    GradTreatment(model, tiny_run_config(grad="clip", clip_norm=5.0))()
     assert all(torch.all(p.grad == 1e-3) for p in model.parameters())
 
 
@@ -76,7 +71,7 @@ def test_group_norms_combine_to_the_global_norm():
     model = RNNModel("lstm", 30, 6, num_layers=2)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
-    norms = GradTreatment(model, tiny_config(grad="none"))()
+    norms = GradTreatment(model, tiny_run_config(grad="none"))()
     assert norms[0].item() == pytest.approx(norms[1:].pow(2).sum().sqrt().item(), rel=1e-6)
     assert len(norms) == 1 + 1 + 3 * 2 + 1
 
@@ -91,35 +86,10 @@ def test_perplexity_of_a_uniform_model_equals_the_vocabulary_size(impl):
     assert math.exp(loss) == pytest.approx(37, rel=1e-6)
 
 
-class StopAfter(Trainer):
-    """A Trainer that receives SIGTERM (as a flag) after ``stop_after`` steps."""
-
-    def __init__(self, *args, stop_after: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls, self.stop_after = 0, stop_after
-
-    def _checkpoint_due(self) -> bool:
-        self.calls += 1
-        if self.calls >= self.stop_after:
-            self.stop_signal = signal.SIGTERM
-        return False
-
-
-def _train(cfg, tiny_data, ckpt, stops=()):
-    """Train to the end, preempted after each number of steps in ``stops``."""
-    for n in stops:
-        with pytest.raises(Preempted):
-            StopAfter(cfg, tiny_data, ckpt, torch.device("cpu"), stop_after=n).run()
-        assert ckpt.exists()
-    trainer = Trainer(cfg, tiny_data, ckpt, torch.device("cpu"))
-    assert trainer.run() == "ok"
-    return trainer
-
-
 def test_resume_after_preemption_equals_uninterrupted_run_bitwise(tiny_data, tmp_path):
-    cfg = tiny_config()
-    whole = _train(cfg, tiny_data, tmp_path / "a.pt")
-    pieces = _train(cfg, tiny_data, tmp_path / "b.pt", stops=(5, 30, 50))
+    cfg = tiny_run_config()
+    whole = train_to_end(cfg, tiny_data, tmp_path / "a.pt")
+    pieces = train_to_end(cfg, tiny_data, tmp_path / "b.pt", stops=(5, 30, 50))
     drop = ["seconds", "tokens_per_s"]
     a = pd.DataFrame(whole.state.history).drop(columns=drop)
     b = pd.DataFrame(pieces.state.history).drop(columns=drop)
@@ -133,7 +103,7 @@ def test_resume_after_preemption_equals_uninterrupted_run_bitwise(tiny_data, tmp
 
 def test_wall_time_adds_up_across_resumes_and_is_unknown_from_old_checkpoints(tiny_data,
                                                                              tmp_path):
-    cfg, ckpt = tiny_config(), tmp_path / "c.pt"
+    cfg, ckpt = tiny_run_config(), tmp_path / "c.pt"
     with pytest.raises(Preempted):
         StopAfter(cfg, tiny_data, ckpt, torch.device("cpu"), stop_after=20).run()
     saved = torch.load(ckpt, weights_only=True)
@@ -383,7 +353,7 @@ def test_a_signal_before_the_trainer_exists_is_kept_and_checkpoints_at_once(tiny
 
 def test_divergence_is_caught_at_the_first_non_finite_step_not_at_the_next_log_line(
         tiny_data, tmp_path):
-    cfg = tiny_config(cell="rnn_relu", layers=1, dropout=0.0, lr=1e30, grad="none", epochs=3)
+    cfg = tiny_run_config(cell="rnn_relu", layers=1, dropout=0.0, lr=1e30, grad="none", epochs=3)
     trainer = Trainer(cfg, tiny_data, tmp_path / "c.pt", torch.device("cpu"), log_interval=200)
     assert trainer.run() == "diverged"
     losses = trainer.state.steps[0][:, 0]
@@ -396,7 +366,7 @@ def test_divergence_is_caught_at_the_first_non_finite_step_not_at_the_next_log_l
 def test_progress_lines_count_epochs_from_one_and_show_the_recent_loss(tiny_data, tmp_path,
                                                                         caplog):
     caplog.set_level("INFO", logger="rnnbench.training.train")
-    trainer = Trainer(tiny_config(epochs=2), tiny_data, tmp_path / "c.pt", torch.device("cpu"),
+    trainer = Trainer(tiny_run_config(epochs=2), tiny_data, tmp_path / "c.pt", torch.device("cpu"),
                       log_interval=3)
     assert trainer.run() == "ok"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]

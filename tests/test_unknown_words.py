@@ -9,9 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from conftest import write_corpus
-from test_corpus_inputs import snakemake
-from test_data_identity import local_config
+from helpers import local_config, snakemake, write_corpus
 
 pytestmark = pytest.mark.slow
 UNSEEN = "never occurs in the training stream"

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, quick, snakemake
 
 from rnnbench.config import FLOAT_FIELDS, INT_FIELDS, ConfigError, RunConfig
 from rnnbench.config.schema import check_config
 from rnnbench.experiment.grid import expand
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config/schema/config.schema.yaml"
-
-
-def quick() -> dict:
-    return copy.deepcopy(yaml.safe_load((ROOT / "config/quick.yaml").read_text()))
 
 
 def refusal(edit) -> str:
@@ -201,13 +193,6 @@ def test_a_point_listed_twice_is_one_run():
     assert len(runs) == 4 and not skipped
 
 
-def snakemake_dry_run(workdir: Path, configfile: Path) -> subprocess.CompletedProcess:
-    """``snakemake -n`` of the repository's Snakefile with one config file."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "-n", "--cores", "1", "--configfile", str(configfile)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
@@ -227,7 +212,7 @@ def test_bad_config_fails_the_dry_run_before_any_job(tmp_path, old, new, expecte
     assert old in text
     configfile = tmp_path / "bad.yaml"
     configfile.write_text(text.replace(old, new, 1))
-    result = snakemake_dry_run(tmp_path / "work", configfile)
+    result = snakemake(tmp_path / "work", "-n", "--cores", "1", configfile=configfile)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert not (tmp_path / "work/results").exists()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from test_tuning import tiny_config
+from helpers import tuned_config
 
 from rnnbench.config import TRAINING_KEYS, RunConfig
 from rnnbench.experiment.grid import expand
@@ -20,7 +20,7 @@ from rnnbench.workflow import wiring
 @pytest.fixture(scope="module")
 def tuned():
     """fairtiny: rnn_tanh and lstm at one budget, 3 lr points, rungs [3, 2], seeds 1 and 2."""
-    config = tiny_config()
+    config = tuned_config()
     runs, _ = expand(config)
     spec = config["experiments"]["fairtiny"]
     tuning = Tuning.from_spec("fairtiny", spec["tuning"], TRAINING_KEYS, spec["seeds"])
