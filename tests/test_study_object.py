@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_tuning import tiny_config
+from helpers import tuned_config
 
 from rnnbench.workflow.codedeps import module_sources
 from rnnbench.workflow.jobs import pattern, rule_code
@@ -74,7 +74,7 @@ def test_the_quick_study_targets_its_tables_figures_and_run_files(here):
 
 
 def test_a_tuned_study_groups_its_trials_per_model_and_rung(here):
-    study = build(tiny_config())
+    study = build(tuned_config())
     assert len(study.runs) == 4 and {r.role for r in study.runs} == {"final"}
     assert len(study.trials) == 2 * (3 + 3) and study.tuned == ["fairtiny"]
     key = ("ptb", "fairtiny", "lstm-p3k-l1")
@@ -86,7 +86,7 @@ def test_a_tuned_study_groups_its_trials_per_model_and_rung(here):
 
 
 def test_later_rungs_enter_what_the_selection_before_promoted(here):
-    study = build(tiny_config())
+    study = build(tuned_config())
     key = ("ptb", "fairtiny", "lstm-p3k-l1")
     chosen = here / "rung0.json"
     chosen.write_text(json.dumps({"promoted": [{"lr": 8.0}]}))
@@ -111,7 +111,7 @@ def test_later_rungs_enter_what_the_selection_before_promoted(here):
 
 
 def test_a_publishing_study_copies_its_runs_and_first_rung_trials(here):
-    study = build({**tiny_config(), "publish": True})
+    study = build({**tuned_config(), "publish": True})
     files = study.reference_files()
     runs = [f"results/reference/fairtiny/{r.run_id}/train.json" for r in study.runs]
     first = [f"results/reference/fairtiny/trials/{t.run_id}/train.json"
