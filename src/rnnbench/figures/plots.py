@@ -105,7 +105,8 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     ax.axhline(0, color="0.2", linewidth=1, label="published", gid="reference")
     for i, experiment in enumerate(order):  # the seeds side by side, the same every build
         seeds = runs.loc[runs["experiment"] == experiment, "delta_pct"].to_numpy()
-        spread = np.linspace(-0.08, 0.08, len(seeds)) if len(seeds) > 1 else np.zeros(1)
+        # left of the mean and its interval (at x = i), so no seed hides behind them
+        spread = np.linspace(-0.22, -0.08, len(seeds)) if len(seeds) > 1 else np.full(1, -0.12)
         ax.scatter(i + spread, seeds, s=49, color="C0", label="one seed" if i == 0 else None,
                    zorder=3)
     stats = runs.groupby("experiment")["test_ppl"].agg(["mean", "count"])
@@ -118,7 +119,9 @@ def reproduction(tables: Path, published: dict[str, dict]) -> Figure:
     ax.set_xticks(range(len(order)), [
         f"{e}\npublished {published[e]['test_ppl']:g}\n"
         f"ours {stats.loc[e, 'mean']:.1f} (n={stats.loc[e, 'count']})" for e in order])
-    bound = max(3.0, runs["delta_pct"].abs().max() * 1.25)
+    # every seed and every interval in view
+    bound = max(3.0, runs["delta_pct"].abs().max() * 1.25,
+                ci[["ci_low", "ci_high"]].abs().max().max() * 1.1)
     ax.set_ylim(-bound, bound)
     ax.set_xlabel("")
     ax.set_ylabel("test perplexity vs published (%)")
